@@ -1,0 +1,8 @@
+"""``python -m grader``: the same as the ``grader`` command."""
+
+from __future__ import annotations
+
+from grader.cli import main
+
+if __name__ == "__main__":
+    main()

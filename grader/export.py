@@ -1,0 +1,171 @@
+"""Machine-readable outputs of a grading run: ``results.jsonl`` and ``grades.csv``.
+
+``results.jsonl`` holds one :meth:`SubmissionResult.to_record` object per line and is
+the output contract other tools read back with :func:`read_results_jsonl`.
+``grades.csv`` is the class spreadsheet: one row per student, one column per check.
+Every text cell of the spreadsheet goes through :func:`neutralise_cell` so that a
+student id or flag such as ``=HYPERLINK(...)`` is never evaluated as a formula.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grader.results import SubmissionResult
+
+RESULTS_FILE = "results.jsonl"
+GRADES_FILE = "grades.csv"
+CONTRACT = {"results": RESULTS_FILE, "grades": GRADES_FILE}
+"""Names of the files a grading run writes into its output folder."""
+
+ENCODING = "utf-8"
+FLAG_SEPARATOR = ";"
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula."""
+FORMULA_ESCAPE = "'"
+
+LEADING_COLUMNS = ("student", "file")
+TRAILING_COLUMNS = ("score", "max_score", "status", "flags")
+
+MSG_MALFORMED_JSON = "{path}, line {line}: malformed JSON ({detail})"
+MSG_NOT_OBJECT = "{path}, line {line}: expected a JSON object, got {kind}"
+MSG_BAD_RECORD = "{path}, line {line}: not a submission result ({detail})"
+MSG_COLUMN_CLASH = "check ids clash with the grades table's own columns: {ids}"
+MSG_DUPLICATE_IDS = "duplicate check ids: {ids}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (UTF-8) so that readers see the old or the new file, never half.
+
+    The text goes to a temporary file in the same folder, is flushed to disk, then
+    replaces ``path`` with :func:`os.replace`. The folder is created if missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding=ENCODING, newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _sorted(results: Iterable[SubmissionResult]) -> list[SubmissionResult]:
+    """Results in a stable order: by student, then by file name."""
+    return sorted(results, key=lambda r: (r.student, r.file))
+
+
+def write_results_jsonl(results: list[SubmissionResult], path: Path) -> None:
+    """Write one JSON object per result (sorted by student) to ``path``, atomically."""
+    lines = [
+        json.dumps(result.to_record(), ensure_ascii=False, sort_keys=False) + "\n"
+        for result in _sorted(results)
+    ]
+    atomic_write_text(Path(path), "".join(lines))
+
+
+def _parse_line(text: str, path: Path, line: int) -> SubmissionResult:
+    """One ``results.jsonl`` line as a result; ``ValueError`` naming file and line if bad."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(MSG_MALFORMED_JSON.format(path=path, line=line, detail=exc)) from exc
+    if not isinstance(record, dict):
+        kind = type(record).__name__
+        raise ValueError(MSG_NOT_OBJECT.format(path=path, line=line, kind=kind))
+    try:
+        return SubmissionResult.from_record(record)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(MSG_BAD_RECORD.format(path=path, line=line, detail=exc)) from exc
+
+
+def read_results_jsonl(path: Path) -> list[SubmissionResult]:
+    """Read the results written by :func:`write_results_jsonl` (blank lines are skipped).
+
+    Raises ``ValueError`` naming the file and the 1-based line number of the first
+    line that is not valid JSON or not a submission result.
+    """
+    path = Path(path)
+    results = []
+    with path.open(encoding=ENCODING) as handle:
+        for number, text in enumerate(handle, start=1):
+            if text.strip():
+                results.append(_parse_line(text, path, number))
+    return results
+
+
+def _check_columns(check_ids: list[str]) -> None:
+    """Refuse check ids that would overwrite a fixed column or each other."""
+    clash = sorted(set(check_ids) & set(LEADING_COLUMNS + TRAILING_COLUMNS))
+    if clash:
+        raise ValueError(MSG_COLUMN_CLASH.format(ids=", ".join(clash)))
+    duplicates = sorted({c for c in check_ids if check_ids.count(c) > 1})
+    if duplicates:
+        raise ValueError(MSG_DUPLICATE_IDS.format(ids=", ".join(duplicates)))
+
+
+def _grades_row(result: SubmissionResult, check_ids: list[str]) -> dict[str, Any]:
+    """One spreadsheet row: identity, points per check (None when absent), totals."""
+    earned = {check.id: check.score for check in result.checks}
+    row: dict[str, Any] = {"student": result.student, "file": result.file}
+    for check_id in check_ids:
+        row[check_id] = earned.get(check_id)
+    row["score"] = result.score
+    row["max_score"] = result.max_score
+    row["status"] = result.status
+    row["flags"] = FLAG_SEPARATOR.join(result.flags)
+    return row
+
+
+def grades_table(results: list[SubmissionResult], check_ids: list[str]) -> pd.DataFrame:
+    """The class spreadsheet as a DataFrame, one row per student (sorted by student).
+
+    Columns: ``student``, ``file``, one per check id (points earned; blank/NaN when
+    the check is absent from that result), ``score``, ``max_score``, ``status`` and
+    ``flags`` (joined with ``;``).
+    """
+    check_ids = list(check_ids)
+    _check_columns(check_ids)
+    columns = [*LEADING_COLUMNS, *check_ids, *TRAILING_COLUMNS]
+    rows = [_grades_row(result, check_ids) for result in _sorted(results)]
+    table = pd.DataFrame(rows, columns=columns)
+    for check_id in check_ids:
+        table[check_id] = pd.to_numeric(table[check_id]).astype("float64")
+    return table
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A cell value a spreadsheet will not evaluate as a formula.
+
+    Strings starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a
+    leading ``'``; anything else (numbers included) is returned unchanged.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return FORMULA_ESCAPE + value
+    return value
+
+
+def neutralise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with every cell and column name run through :func:`neutralise_cell`."""
+    safe = table.map(neutralise_cell)
+    safe.columns = [neutralise_cell(str(column)) for column in table.columns]
+    return safe
+
+
+def write_grades_csv(results: list[SubmissionResult], check_ids: list[str], path: Path) -> None:
+    """Write :func:`grades_table` as CSV (UTF-8, formula-like text neutralised), atomically."""
+    table = neutralise_table(grades_table(results, check_ids))
+    atomic_write_text(Path(path), table.to_csv(index=False, lineterminator="\n"))

@@ -1,0 +1,140 @@
+"""The result model: what grading one submission produces.
+
+A failed grading is still a :class:`SubmissionResult` with a status and a message;
+no submission is ever lost from a batch. ``to_record`` gives the JSON object of the
+output contract (``results.jsonl``); ``from_record`` reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+STATUS_GRADED = "graded"
+STATUS_ERROR = "error"
+STATUS_TIMEOUT = "timeout"
+STATUS_INVALID = "invalid"
+STATUSES = (STATUS_GRADED, STATUS_ERROR, STATUS_TIMEOUT, STATUS_INVALID)
+
+SOURCE_MEASURED = "measured"
+SOURCE_RUNTIME = "runtime"
+SOURCE_STATIC = "static"
+SOURCE_NONE = "none"
+
+
+@dataclass
+class Evidence:
+    """One piece of proof shown beside a verdict."""
+
+    kind: str
+    """``code`` (lines of a cell) or ``fact`` (a runtime or measured statement)."""
+    text: str
+    """The code lines, or the fact in words."""
+    cell: int | None = None
+    """Index of the notebook cell the code comes from (0-based, as in the file)."""
+    line: int | None = None
+    """First line of ``text`` within that cell (1-based)."""
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one rubric check."""
+
+    id: str
+    """The rubric's check id, e.g. ``base_frozen``."""
+    passed: bool
+    """True when the check earned full points."""
+    score: float
+    """Points earned."""
+    max_score: float
+    """Points available."""
+    message: str
+    """One sentence saying why, in words a student understands."""
+    source: str = SOURCE_NONE
+    """Which evidence decided: ``measured``, ``runtime``, ``static`` or ``none``."""
+    title: str = ""
+    """The rubric's title for the check."""
+    hint: str = ""
+    """The rubric's hint; shown when the check did not pass."""
+    evidence: list[Evidence] = field(default_factory=list)
+    """What proved the verdict (code lines or facts)."""
+
+
+@dataclass
+class CellError:
+    """An exception raised by a cell of the student's notebook."""
+
+    cell: int
+    """Index of the cell in the notebook (0-based, probe cells not counted)."""
+    ename: str
+    """Exception class name, e.g. ``ValueError``."""
+    evalue: str
+    """The exception's message."""
+    traceback: str = ""
+    """The traceback as plain text (ANSI codes removed)."""
+
+
+@dataclass
+class SubmissionResult:
+    """Everything grading one notebook produced, whatever happened to it."""
+
+    student: str
+    """Student identifier taken from the file name (e.g. ``s1001_nguyen``)."""
+    file: str
+    """The submission's file name."""
+    sha256: str
+    """SHA-256 of the submitted bytes."""
+    status: str
+    """``graded`` | ``error`` | ``timeout`` | ``invalid``."""
+    score: float = 0.0
+    """Points earned over all checks."""
+    max_score: float = 0.0
+    """Points available over all checks."""
+    checks: list[CheckResult] = field(default_factory=list)
+    """One verdict per rubric check, in rubric order."""
+    errors: list[CellError] = field(default_factory=list)
+    """Exceptions raised by the notebook's cells."""
+    duration_s: float = 0.0
+    """Wall time spent grading this submission."""
+    flags: list[str] = field(default_factory=list)
+    """Notable conditions, e.g. ``cell_timeout``, ``no_training``."""
+    message: str = ""
+    """One line on the status when it is not ``graded`` (what went wrong, where)."""
+    mode: str = "full"
+    """``full`` or ``quick`` (epochs and steps capped by the probe)."""
+    graded_at: str = ""
+    """ISO timestamp of when grading finished."""
+    cell_times: list[float | None] = field(default_factory=list)
+    """Execution seconds per notebook cell (None for cells not run / markdown)."""
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    """Accuracy figures: ``self_reported``, ``reference`` (and ``measured`` when known)."""
+    training: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per training phase: epochs run, optimizer, learning rate, history."""
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON object written to ``results.jsonl``."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SubmissionResult:
+        """Rebuild a result from a ``results.jsonl`` object (unknown keys ignored)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in record.items() if k in known}
+        data["checks"] = [
+            CheckResult(
+                **{
+                    **c,
+                    "evidence": [Evidence(**e) for e in c.get("evidence", [])],
+                }
+            )
+            for c in record.get("checks", [])
+        ]
+        data["errors"] = [CellError(**e) for e in record.get("errors", [])]
+        return cls(**data)
+
+    @classmethod
+    def without_results(
+        cls, student: str, file: str, sha256: str, status: str, message: str
+    ) -> SubmissionResult:
+        """A result for a submission that could not be graded at all."""
+        return cls(student=student, file=file, sha256=sha256, status=status, message=message)
