@@ -1,0 +1,206 @@
+"""The pipeline: intake -> static analysis -> execution -> checks -> scores -> outputs.
+
+:func:`grade_one` reads as that line. A submission that cannot be graded becomes a
+result with a status and a message; :func:`grade_batch` never loses a row.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from grader import __version__
+from grader.checks import CHECKS, Facts
+from grader.errors import SubmissionError
+from grader.execute import Execution, RunSettings, run_notebook
+from grader.intake import Submission, file_digest, load_submission, student_id
+from grader.results import (
+    STATUS_ERROR,
+    STATUS_GRADED,
+    STATUS_TIMEOUT,
+    CheckResult,
+    SubmissionResult,
+)
+from grader.rubric import CheckSpec, Rubric
+from grader.scoring import check_accuracy, self_reported_accuracy
+from grader.static import analyze_notebook
+
+EXECUTED_DIR = "executed"
+MSG_INTERNAL = "grader failed on this submission (a grader bug, please report): {error}"
+MSG_CELL_ERROR = "cell {cell} raised {ename}: {evalue}"
+
+
+@dataclass(frozen=True)
+class GradingContext:
+    """What every submission of a batch is graded against."""
+
+    rubric: Rubric
+    settings: RunSettings
+    reference_accuracy: float | None
+    out: Path | None
+    mode: str
+
+
+def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
+    """Grade one notebook file: load, analyse, execute, check, score, write."""
+    start = time.monotonic()
+    try:
+        submission = load_submission(path)
+    except SubmissionError as exc:
+        result = _without_results(path, exc.status, str(exc), start, ctx.mode)
+        result.max_score = ctx.rubric.max_score
+        return result
+    facts = Facts(static=analyze_notebook(submission.nb))
+    run = run_notebook(submission.nb, path.name, ctx.settings)
+    try:
+        facts.events = run.events
+        facts.reference_accuracy = ctx.reference_accuracy
+        checks = [decide(spec, facts) for spec in ctx.rubric.checks]
+        result = assemble(submission, checks, run, ctx.mode)
+        result.accuracy["reference"] = ctx.reference_accuracy
+        if ctx.out is not None:
+            write_executed(run.nb, ctx.out, result.student)
+    finally:
+        run.cleanup()
+    result.duration_s = round(time.monotonic() - start, 2)
+    return result
+
+
+def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
+    check = check_accuracy if spec.id == "accuracy" else CHECKS[spec.id]
+    return check(spec, facts)
+
+
+def assemble(
+    submission: Submission, checks: list[CheckResult], run: Execution, mode: str
+) -> SubmissionResult:
+    """The result of a submission that ran (whatever happened while it ran)."""
+    flags, status, message = list(submission.notes and ["nbformat_upgraded"]), STATUS_GRADED, ""
+    if run.timed_out or run.notebook_timeout:
+        status = STATUS_TIMEOUT
+        flags += ["cell_timeout"] * bool(run.timed_out) + [
+            "notebook_timeout"
+        ] * run.notebook_timeout
+    if run.kernel_died is not None:
+        status, flags = STATUS_ERROR, flags + ["kernel_died"]
+    elif run.errors:
+        flags.append("cell_errors")
+        status = status if status != STATUS_GRADED else STATUS_ERROR
+    if run.probe_error:
+        flags.append("probe_failed")
+    if not any(e.get("event") == "fit" for e in run.events):
+        flags.append("no_training")
+    message = "; ".join(run.messages)
+    if not message and run.errors:
+        first = run.errors[0]
+        message = MSG_CELL_ERROR.format(
+            cell=first.cell + 1, ename=first.ename, evalue=first.evalue[:200]
+        )
+    return SubmissionResult(
+        student=submission.student,
+        file=submission.path.name,
+        sha256=submission.sha256,
+        status=status,
+        score=round(sum(c.score for c in checks), 2),
+        max_score=sum(c.max_score for c in checks),
+        checks=checks,
+        errors=run.errors,
+        flags=flags,
+        message=message,
+        mode=mode,
+        graded_at=_now(),
+        cell_times=run.cell_times,
+        accuracy={"self_reported": self_reported_accuracy(run.events)},
+        training=training_phases(run.events),
+    )
+
+
+def training_phases(events: list[dict]) -> list[dict]:
+    """One entry per fit: optimizer, learning rate, epochs, history."""
+    phases = []
+    for event in events:
+        if event.get("event") == "fit":
+            optimizer = event.get("optimizer") or {}
+            phases.append(
+                {
+                    "optimizer": optimizer.get("class"),
+                    "learning_rate": optimizer.get("learning_rate"),
+                    "epochs": event.get("epochs_run"),
+                    "epochs_requested": event.get("epochs_requested"),
+                    "history": event.get("history", {}),
+                }
+            )
+    return phases
+
+
+def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
+    from grader.report import report_filename
+
+    path = out / EXECUTED_DIR / f"{report_filename(student)}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def grade_batch(
+    paths: list[Path],
+    ctx: GradingContext,
+    workers: int = 1,
+    on_result: Callable[[SubmissionResult], None] | None = None,
+) -> list[SubmissionResult]:
+    """Grade every path; a crash inside grader becomes an ``error`` result for that student."""
+    results: list[SubmissionResult] = []
+    if workers <= 1:
+        for path in paths:
+            results.append(_guarded(path, ctx))
+            if on_result:
+                on_result(results[-1])
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(_guarded, paths, [ctx] * len(paths)):
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results
+
+
+def _guarded(path: Path, ctx: GradingContext) -> SubmissionResult:
+    start = time.monotonic()
+    try:
+        return grade_one(path, ctx)
+    except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
+        detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        return _without_results(
+            path, STATUS_ERROR, MSG_INTERNAL.format(error=detail), start, ctx.mode
+        )
+
+
+def _without_results(
+    path: Path, status: str, message: str, start: float, mode: str
+) -> SubmissionResult:
+    try:
+        digest = file_digest(path)
+    except OSError:
+        digest = ""
+    result = SubmissionResult.without_results(student_id(path), path.name, digest, status, message)
+    result.duration_s, result.mode, result.graded_at = (
+        round(time.monotonic() - start, 2),
+        mode,
+        _now(),
+    )
+    return result
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def grader_version() -> str:
+    return __version__

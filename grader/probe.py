@@ -1,0 +1,219 @@
+"""The runtime probe: code injected into the student's kernel as a tagged cell.
+
+At every ``compile``/``fit``/``evaluate`` of any Keras model it appends one JSON line
+to ``events.jsonl`` in the probe folder: the model's layer tree (class, name,
+trainable, parameter counts, nested models), the optimizer and learning rate, the
+epochs run and the history, and the returned metrics. After each ``fit`` it saves the
+model (``last_model.keras``). In quick mode it caps epochs and steps. It also seeds
+Python, NumPy and Keras so that a notebook graded twice trains the same way.
+
+This module only holds the probe's source and the functions that add and remove its
+cell; it never imports TensorFlow itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+PROBE_TAG = "grader-probe"
+EVENTS_FILE = "events.jsonl"
+MODEL_FILE = "last_model.keras"
+SEED = 1234
+
+PROBE_SOURCE = r'''
+def _grader_probe_install(cfg):
+    import functools, inspect, json, os, random, time
+    import numpy as np
+    import keras
+
+    random.seed(cfg["seed"]); np.random.seed(cfg["seed"])
+    keras.utils.set_random_seed(cfg["seed"])
+    events = os.path.join(cfg["dir"], "events.jsonl")
+    state = {"fitting": False}
+
+    def weights_count(weights):
+        return int(sum(int(np.prod(w.shape)) for w in weights))
+
+    def tree(layer, depth=0):
+        node = {"class": type(layer).__name__, "name": layer.name,
+                "trainable": bool(layer.trainable),
+                "params_trainable": weights_count(layer.trainable_weights),
+                "params_non_trainable": weights_count(layer.non_trainable_weights)}
+        if hasattr(layer, "units"):
+            node["units"] = int(layer.units)
+        if hasattr(layer, "layers") and depth < 4:
+            node["layers"] = [tree(child, depth + 1) for child in layer.layers]
+        return node
+
+    def optimizer_info(model):
+        opt = getattr(model, "optimizer", None)
+        if opt is None:
+            return None
+        try:
+            lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        except Exception:
+            lr = None
+        return {"class": type(opt).__name__, "learning_rate": lr}
+
+    def floats(values):
+        out = []
+        for v in values:
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                out.append(None)
+        return out
+
+    def record(kind, model, **extra):
+        entry = {"event": kind, "time": time.time(), "model": tree(model),
+                 "optimizer": optimizer_info(model), **extra}
+        with open(events, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    def cap(bound, key, limit, offset=0):
+        current = bound.arguments.get(key)
+        bound.arguments[key] = offset + limit if current is None else min(current, offset + limit)
+
+    def batches(data):
+        """Batches in a tf.data dataset: None when unknown or not a dataset, -1 if infinite."""
+        try:
+            return int(data.cardinality())
+        except Exception:
+            return None
+
+    def cap_steps(bound, key, data, limit):
+        n = batches(data)
+        if bound.arguments.get(key) is not None or (n is not None and (n > limit or n == -1)):
+            if n is not None and n != -2:
+                cap(bound, key, limit)
+
+    orig_compile, orig_fit = keras.Model.compile, keras.Model.fit
+    orig_evaluate = keras.Model.evaluate
+    fit_sig, eval_sig = inspect.signature(orig_fit), inspect.signature(orig_evaluate)
+
+    @functools.wraps(orig_compile)
+    def compile(self, *args, **kwargs):
+        result = orig_compile(self, *args, **kwargs)
+        record("compile", self)
+        return result
+
+    @functools.wraps(orig_fit)
+    def fit(self, *args, **kwargs):
+        bound = fit_sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        requested = bound.arguments.get("epochs")
+        if cfg["quick"]:
+            cap(bound, "epochs", cfg["max_epochs"], bound.arguments.get("initial_epoch") or 0)
+            cap_steps(bound, "steps_per_epoch", bound.arguments.get("x"), cfg["max_steps"])
+            val = bound.arguments.get("validation_data")
+            if val is not None:
+                cap_steps(bound, "validation_steps", val, cfg["max_validation_steps"])
+        before = tree(self)
+        state["fitting"] = True
+        try:
+            history = orig_fit(*bound.args, **bound.kwargs)
+        finally:
+            state["fitting"] = False
+        hist = {k: floats(v) for k, v in getattr(history, "history", {}).items()}
+        saved = None
+        try:
+            self.save(os.path.join(cfg["dir"], "last_model.keras"))
+            saved = "last_model.keras"
+        except Exception as exc:
+            saved = "not saved: %s: %s" % (type(exc).__name__, exc)
+        record("fit", self, model_before=before, epochs_requested=requested,
+               epochs_run=len(getattr(history, "epoch", [])),
+               initial_epoch=bound.arguments.get("initial_epoch") or 0,
+               history=hist, saved=saved)
+        return history
+
+    @functools.wraps(orig_evaluate)
+    def evaluate(self, *args, **kwargs):
+        if state["fitting"]:  # the validation pass inside fit: fit records it
+            return orig_evaluate(self, *args, **kwargs)
+        bound = eval_sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        if cfg["quick"]:
+            cap_steps(bound, "steps", bound.arguments.get("x"), cfg["max_validation_steps"])
+        result = orig_evaluate(*bound.args, **bound.kwargs)
+        try:
+            values = self.get_metrics_result()
+            metrics = dict(zip(values, floats(values.values())))
+        except Exception:
+            metrics = {}
+        record("evaluate", self, metrics=metrics)
+        return result
+
+    keras.Model.compile, keras.Model.fit, keras.Model.evaluate = compile, fit, evaluate
+
+_grader_probe_install(__GRADER_CONFIG__)
+del _grader_probe_install
+'''
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What the probe needs to know inside the kernel."""
+
+    dir: Path
+    """Folder the kernel writes events and the saved model into."""
+    quick: bool = False
+    """Cap epochs and steps."""
+    max_epochs: int = 2
+    max_steps: int = 10
+    max_validation_steps: int = 3
+    seed: int = SEED
+
+
+def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
+    """The tagged code cell that installs the probe."""
+    cfg = {
+        "dir": str(config.dir),
+        "quick": config.quick,
+        "max_epochs": config.max_epochs,
+        "max_steps": config.max_steps,
+        "max_validation_steps": config.max_validation_steps,
+        "seed": config.seed,
+    }
+    source = PROBE_SOURCE.replace("__GRADER_CONFIG__", repr(cfg)).strip()
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [PROBE_TAG]
+    return cell
+
+
+def inject(nb: nbformat.NotebookNode, config: ProbeConfig) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with the probe cell first."""
+    copy = nbformat.from_dict(nb)
+    copy.cells.insert(0, probe_cell(config))
+    return copy
+
+
+def is_probe(cell: nbformat.NotebookNode) -> bool:
+    return PROBE_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove the probe cells (the stored notebook is the student's own)."""
+    nb.cells = [cell for cell in nb.cells if not is_probe(cell)]
+    return nb
+
+
+def read_events(probe_dir: Path) -> list[dict[str, Any]]:
+    """The events the probe recorded; unreadable lines are skipped."""
+    path = probe_dir / EVENTS_FILE
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            events.append(entry)
+    return events

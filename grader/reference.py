@@ -1,0 +1,87 @@
+"""The reference run: the reference solution graded under the students' conditions.
+
+Its figures are stored under the cache, keyed by everything that could change them
+(reference notebook, rubric, asset kit, mode, grader version), and reused until stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from grader import __version__
+from grader.errors import ReferenceRunError
+from grader.execute import RunSettings, run_notebook
+from grader.rubric import Rubric
+from grader.scoring import self_reported_accuracy
+
+REFERENCE_DIR = "reference"
+MSG_NO_NOTEBOOK = "the rubric names no reference notebook ([reference] notebook = ...)"
+MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
+
+
+@dataclass
+class ReferenceFigures:
+    """What the reference run produced."""
+
+    key: str
+    """The cache key these figures belong to."""
+    accuracy: float
+    """The reference's accuracy, measured the same way as the students'."""
+    duration_s: float
+    """Seconds the reference notebook took to run."""
+    history: list[dict]
+    """Training history per phase, for reports."""
+
+
+def reference_key(rubric: Rubric, kit_digest: str, mode: str) -> str:
+    if rubric.reference_notebook is None:
+        raise ReferenceRunError(MSG_NO_NOTEBOOK)
+    notebook = rubric.reference_notebook.read_bytes()
+    parts = [hashlib.sha256(notebook).hexdigest(), rubric.digest, kit_digest, mode, __version__]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def load_or_run(
+    rubric: Rubric,
+    settings: RunSettings,
+    cache: Path,
+    kit_digest: str,
+    mode: str,
+    force: bool = False,
+) -> ReferenceFigures:
+    """Stored figures when fresh, else run the reference now and store them."""
+    key = reference_key(rubric, kit_digest, mode)
+    stored = cache / REFERENCE_DIR / f"{key}.json"
+    if stored.exists() and not force:
+        return ReferenceFigures(**json.loads(stored.read_text()))
+    figures = run_reference(rubric, settings, key)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(asdict(figures), indent=2))
+    return figures
+
+
+def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceFigures:
+    assert rubric.reference_notebook is not None
+    nb = nbformat.read(rubric.reference_notebook, as_version=4)
+    run = run_notebook(nb, rubric.reference_notebook.name, settings)
+    try:
+        accuracy = self_reported_accuracy(run.events)
+        if accuracy is None:
+            detail = (
+                "; ".join(run.messages)
+                or "; ".join(f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors[:3])
+                or run.probe_error
+                or "no fit/evaluate recorded"
+            )
+            raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=detail))
+        phases = [{"history": e.get("history", {})} for e in run.events if e.get("event") == "fit"]
+        return ReferenceFigures(
+            key=key, accuracy=accuracy, duration_s=run.duration_s, history=phases
+        )
+    finally:
+        run.cleanup()
