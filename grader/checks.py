@@ -42,6 +42,17 @@ class Facts:
     static: StaticFacts
     events: list[dict[str, Any]] = field(default_factory=list)
     reference_accuracy: float | None = None
+    measured: dict[str, Any] | None = None
+    """The trusted evaluator's answer (``accuracy`` or ``error``), None if not run."""
+    printed: float | None = None
+    """The last accuracy figure the notebook printed."""
+    reported: float | None = None
+    """The notebook's own evaluate/fit figure recorded by the probe."""
+
+    @property
+    def claimed(self) -> list[float]:
+        """Figures the student's notebook put forward (to cross-check with the measurement)."""
+        return [c for c in (self.reported, self.printed) if c is not None]
 
     @property
     def first_fit(self) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ import nbformat
 from grader import __version__
 from grader.checks import CHECKS, Facts
 from grader.errors import SubmissionError
+from grader.evaluator import evaluate_in_subprocess
 from grader.execute import Execution, RunSettings, run_notebook
 from grader.intake import Submission, file_digest, load_submission, student_id
 from grader.results import (
@@ -29,7 +30,12 @@ from grader.results import (
     SubmissionResult,
 )
 from grader.rubric import CheckSpec, Rubric
-from grader.scoring import check_accuracy, self_reported_accuracy
+from grader.scoring import (
+    accuracy_flags,
+    check_accuracy,
+    printed_accuracy,
+    self_reported_accuracy,
+)
 from grader.static import analyze_notebook
 
 EXECUTED_DIR = "executed"
@@ -60,17 +66,44 @@ def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
     facts = Facts(static=analyze_notebook(submission.nb))
     run = run_notebook(submission.nb, path.name, ctx.settings)
     try:
-        facts.events = run.events
-        facts.reference_accuracy = ctx.reference_accuracy
+        gather_runtime(facts, run, ctx)
         checks = [decide(spec, facts) for spec in ctx.rubric.checks]
         result = assemble(submission, checks, run, ctx.mode)
-        result.accuracy["reference"] = ctx.reference_accuracy
+        result.flags += flags_for(ctx.rubric, facts)
+        result.accuracy = accuracy_figures(facts)
         if ctx.out is not None:
             write_executed(run.nb, ctx.out, result.student)
     finally:
         run.cleanup()
     result.duration_s = round(time.monotonic() - start, 2)
     return result
+
+
+def gather_runtime(facts: Facts, run: Execution, ctx: GradingContext) -> None:
+    """Runtime and measured evidence: the probe's records, then the trusted evaluator."""
+    facts.events = run.events
+    facts.reference_accuracy = ctx.reference_accuracy
+    facts.reported = self_reported_accuracy(run.events)
+    facts.printed = printed_accuracy(run.nb)
+    if run.model_path is not None:
+        facts.measured = evaluate_in_subprocess(run.model_path, ctx.settings.kit.holdout)
+
+
+def flags_for(rubric: Rubric, facts: Facts) -> list[str]:
+    spec = next((c for c in rubric.checks if c.id == "accuracy"), None)
+    return accuracy_flags(spec, facts) if spec is not None else []
+
+
+def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
+    figures: dict[str, float | str | None] = {
+        "measured": (facts.measured or {}).get("accuracy"),
+        "self_reported": facts.reported,
+        "printed": facts.printed,
+        "reference": facts.reference_accuracy,
+    }
+    if facts.measured and facts.measured.get("error"):
+        figures["measured_error"] = facts.measured["error"]
+    return figures
 
 
 def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
@@ -117,7 +150,6 @@ def assemble(
         mode=mode,
         graded_at=_now(),
         cell_times=run.cell_times,
-        accuracy={"self_reported": self_reported_accuracy(run.events)},
         training=training_phases(run.events),
     )
 

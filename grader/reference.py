@@ -15,7 +15,8 @@ import nbformat
 
 from grader import __version__
 from grader.errors import ReferenceRunError
-from grader.execute import RunSettings, run_notebook
+from grader.evaluator import evaluate_in_subprocess
+from grader.execute import Execution, RunSettings, run_notebook
 from grader.rubric import Rubric
 from grader.scoring import self_reported_accuracy
 
@@ -31,7 +32,11 @@ class ReferenceFigures:
     key: str
     """The cache key these figures belong to."""
     accuracy: float
-    """The reference's accuracy, measured the same way as the students'."""
+    """The figure students are scored against: measured on the holdout when there is one."""
+    self_reported: float | None
+    """The reference notebook's own evaluate figure."""
+    measured: float | None
+    """The trusted evaluator's holdout accuracy."""
     duration_s: float
     """Seconds the reference notebook took to run."""
     history: list[dict]
@@ -66,22 +71,33 @@ def load_or_run(
 
 
 def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceFigures:
+    """Run the reference notebook and measure its model like a student's."""
     assert rubric.reference_notebook is not None
     nb = nbformat.read(rubric.reference_notebook, as_version=4)
     run = run_notebook(nb, rubric.reference_notebook.name, settings)
     try:
-        accuracy = self_reported_accuracy(run.events)
+        reported = self_reported_accuracy(run.events)
+        measured: dict = {"accuracy": None, "error": "no saved model"}
+        if run.model_path is not None:
+            measured = evaluate_in_subprocess(run.model_path, settings.kit.holdout)
+        accuracy = measured.get("accuracy")
         if accuracy is None:
-            detail = (
-                "; ".join(run.messages)
-                or "; ".join(f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors[:3])
-                or run.probe_error
-                or "no fit/evaluate recorded"
-            )
-            raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=detail))
+            accuracy = reported if settings.kit.holdout is None else None
+        if accuracy is None:
+            raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
         phases = [{"history": e.get("history", {})} for e in run.events if e.get("event") == "fit"]
         return ReferenceFigures(
-            key=key, accuracy=accuracy, duration_s=run.duration_s, history=phases
+            key=key,
+            accuracy=accuracy,
+            self_reported=reported,
+            measured=measured.get("accuracy"),
+            duration_s=run.duration_s,
+            history=phases,
         )
     finally:
         run.cleanup()
+
+
+def _failure(run: Execution, measured: dict) -> str:
+    errors = "; ".join(f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors[:3])
+    return "; ".join(run.messages) or errors or run.probe_error or str(measured.get("error"))

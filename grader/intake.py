@@ -1,0 +1,120 @@
+"""Intake: find submissions, identify students, read and validate notebooks.
+
+A file that cannot be graded raises :class:`~grader.errors.InvalidNotebook` with a
+message for that student; the pipeline turns it into an ``invalid`` result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from grader.errors import InvalidNotebook, SubmissionsError
+
+NOTEBOOK_SUFFIX = ".ipynb"
+PYTHON_NAMES = {"python", "python3", "ipython", "ipython3"}
+STUDENT_UNSAFE = re.compile(r"[^\w.@+-]+")
+MSG_NOT_JSON = "not a notebook: the file is not valid JSON ({detail})"
+MSG_NOT_NOTEBOOK = "not a notebook: {detail}"
+MSG_NO_CELLS = "the notebook has no cells"
+MSG_NO_CODE = "the notebook has no code cells"
+MSG_LANGUAGE = "the notebook is for {language!r}, not Python; grader runs Python notebooks only"
+
+
+@dataclass
+class Submission:
+    """One student's notebook, read and validated."""
+
+    student: str
+    """Student identifier from the file name."""
+    path: Path
+    """Where the file is."""
+    sha256: str
+    """SHA-256 of the file's bytes."""
+    nb: nbformat.NotebookNode
+    """The notebook, upgraded to nbformat 4."""
+    notes: list[str]
+    """What intake changed or noticed (e.g. an nbformat 3 upgrade)."""
+
+
+def find_submissions(root: Path) -> list[Path]:
+    """Every ``.ipynb`` under ``root`` (or ``root`` itself), sorted; hidden folders skipped."""
+    if not root.exists():
+        raise SubmissionsError(f"{root}: no such file or folder")
+    if root.is_file():
+        return [root]
+    try:
+        paths = sorted(p for p in root.rglob(f"*{NOTEBOOK_SUFFIX}") if _visible(p, root))
+    except OSError as exc:
+        raise SubmissionsError(f"{root}: cannot read the folder ({exc.strerror})") from exc
+    return [p for p in paths if p.is_file()]
+
+
+def _visible(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts
+    return not any(part.startswith(".") or part == "__pycache__" for part in parts)
+
+
+def student_id(path: Path) -> str:
+    """The student's identifier: the file name without ``.ipynb``, made printable."""
+    stem = path.name[: -len(NOTEBOOK_SUFFIX)] if path.name.endswith(NOTEBOOK_SUFFIX) else path.name
+    return STUDENT_UNSAFE.sub("_", stem).strip("._") or "unnamed"
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_submission(path: Path) -> Submission:
+    """Read, upgrade and validate one notebook."""
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    nb, notes = parse_notebook(raw)
+    return Submission(student=student_id(path), path=path, sha256=digest, nb=nb, notes=notes)
+
+
+def parse_notebook(raw: bytes) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Bytes to a validated nbformat-4 notebook, or :class:`InvalidNotebook`."""
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidNotebook(MSG_NOT_JSON.format(detail=_short(exc))) from exc
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        raise InvalidNotebook(MSG_NOT_NOTEBOOK.format(detail="no 'cells' in the JSON"))
+    notes = []
+    try:
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+        if data.get("nbformat", 4) < 4:
+            notes.append(f"upgraded from nbformat {data.get('nbformat')}")
+        nbformat.validate(nb)
+    except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidNotebook(MSG_NOT_NOTEBOOK.format(detail=_short(exc))) from exc
+    if not nb.cells:
+        raise InvalidNotebook(MSG_NO_CELLS)
+    if not any(cell.cell_type == "code" for cell in nb.cells):
+        raise InvalidNotebook(MSG_NO_CODE)
+    language = _language(nb)
+    if language and language not in PYTHON_NAMES:
+        raise InvalidNotebook(MSG_LANGUAGE.format(language=language))
+    return nb, notes
+
+
+def _language(nb: nbformat.NotebookNode) -> str:
+    meta = nb.get("metadata", {})
+    for value in (
+        meta.get("kernelspec", {}).get("language"),
+        meta.get("language_info", {}).get("name"),
+    ):
+        if isinstance(value, str) and value:
+            return value.lower()
+    return ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,260 @@
+"""Checks on recorded model trees (no kernel): the verdicts the issue spells out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nbformat
+import pytest
+
+from grader.checks import (
+    Facts,
+    check_augmentation,
+    check_base_frozen,
+    check_include_top_false,
+    check_pooling_head,
+)
+from grader.rubric import CheckSpec
+from grader.scoring import (
+    accuracy_flags,
+    band_score,
+    check_accuracy,
+    printed_accuracy,
+    self_reported_accuracy,
+)
+from grader.static import StaticFacts, analyze_sources
+
+SPEC = CheckSpec(id="x", title="X", points=2.0, hint="do it")
+ACC = CheckSpec(id="accuracy", title="Acc", points=4.0, hint="train", tolerance=0.05, floor=0.5)
+
+
+def layer(cls: str, name: str, trainable: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "class": cls,
+        "name": name,
+        "trainable": True,
+        "params_trainable": trainable,
+        "params_non_trainable": 0,
+        **extra,
+    }
+
+
+def base(trainable: int = 0, top: bool = False, pooling: str | None = None) -> dict[str, Any]:
+    layers = [
+        layer("InputLayer", "input_layer"),
+        layer("Conv2D", "Conv1", trainable),
+        layer("ReLU", "out_relu"),
+    ]
+    if top:
+        layers += [
+            layer("GlobalAveragePooling2D", "global_average_pooling2d"),
+            layer("Dense", "predictions", units=1000),
+        ]
+    if pooling == "avg":
+        layers.append(layer("GlobalAveragePooling2D", "global_average_pooling2d"))
+    return layer("Functional", "mobilenetv2_1.00_160", trainable, layers=layers)
+
+
+def model(*head: dict[str, Any], base_node: dict[str, Any] | None = None) -> dict[str, Any]:
+    augment = layer(
+        "Sequential",
+        "sequential",
+        layers=[layer("RandomFlip", "random_flip"), layer("RandomRotation", "random_rotation")],
+    )
+    children = [layer("InputLayer", "input"), augment, base_node or base(), *head]
+    return layer("Functional", "functional", layers=children)
+
+
+GAP = layer("GlobalAveragePooling2D", "gap")
+DENSE = layer("Dense", "dense", 1281, units=1)
+
+
+def facts_for(
+    tree: dict[str, Any] | None,
+    static: StaticFacts | None = None,
+    events: list[dict[str, Any]] | None = None,
+) -> Facts:
+    recorded = (
+        events
+        if events is not None
+        else ([{"event": "fit", "model_before": tree, "history": {}}] if tree else [])
+    )
+    return Facts(static=static or StaticFacts(), events=recorded, reference_accuracy=0.9)
+
+
+def test_reference_shape_passes_every_structural_check() -> None:
+    facts = facts_for(model(GAP, DENSE))
+    for check in (
+        check_include_top_false,
+        check_base_frozen,
+        check_augmentation,
+        check_pooling_head,
+    ):
+        result = check(SPEC, facts)
+        assert (result.passed, result.score, result.source) == (True, 2.0, "runtime"), result
+
+
+def test_unfrozen_base_fails_with_the_parameter_count() -> None:
+    result = check_base_frozen(SPEC, facts_for(model(GAP, DENSE, base_node=base(2_223_872))))
+    assert not result.passed and result.hint == "do it"
+    assert "2,223,872 trainable parameters" in result.evidence[-1].text
+
+
+def test_freezing_is_judged_at_the_first_fit_not_after_fine_tuning() -> None:
+    fine_tuned = model(GAP, DENSE, base_node=base(1_800_000))
+    events = [
+        {"event": "fit", "model_before": model(GAP, DENSE)},
+        {"event": "fit", "model_before": fine_tuned},
+    ]
+    assert check_base_frozen(SPEC, facts_for(None, events=events)).passed
+
+
+def test_kept_top_fails_and_its_pooling_does_not_count() -> None:
+    facts = facts_for(model(DENSE, base_node=base(top=True)))
+    assert not check_include_top_false(SPEC, facts).passed
+    assert not check_pooling_head(SPEC, facts).passed
+
+
+def test_pooling_argument_on_the_base_counts() -> None:
+    assert check_pooling_head(SPEC, facts_for(model(DENSE, base_node=base(pooling="avg")))).passed
+
+
+def test_flatten_is_not_a_pooling_head() -> None:
+    static = analyze_sources([(0, "import tensorflow as tf\nf = tf.keras.layers.Flatten()")])
+    result = check_pooling_head(SPEC, facts_for(model(layer("Flatten", "flatten"), DENSE), static))
+    assert not result.passed and "Flatten" in result.message
+
+
+def test_flattened_functional_model_is_understood() -> None:
+    flat = layer(
+        "Functional",
+        "functional",
+        layers=[
+            layer("InputLayer", "input"),
+            layer("Conv2D", "Conv1", 0),
+            layer("ReLU", "out_relu"),
+            GAP,
+            DENSE,
+        ],
+    )
+    facts = facts_for(flat)
+    assert check_base_frozen(SPEC, facts).passed
+    assert check_include_top_false(SPEC, facts).passed
+
+
+PIPELINE = """
+import tensorflow as tf
+aug = tf.keras.Sequential([tf.keras.layers.RandomFlip('horizontal')])
+train = train.map(lambda x, y: (aug(x, training=True), y))
+"""
+PLOT_ONLY = """
+import tensorflow as tf
+aug = tf.keras.Sequential([tf.keras.layers.RandomFlip('horizontal')])
+img = aug(tf.expand_dims(first_image, 0))
+"""
+
+
+def test_augmentation_in_the_pipeline_counts_though_not_in_the_model() -> None:
+    no_aug = layer("Functional", "f", layers=[base(), GAP, DENSE])
+    result = check_augmentation(SPEC, facts_for(no_aug, analyze_sources([(0, PIPELINE)])))
+    assert (result.passed, result.source) == (True, "static")
+
+
+def test_augmentation_defined_but_unused_fails() -> None:
+    no_aug = layer("Functional", "f", layers=[base(), GAP, DENSE])
+    result = check_augmentation(SPEC, facts_for(no_aug, analyze_sources([(0, PLOT_ONLY)])))
+    assert not result.passed and "never applied" in result.message
+
+
+CRASHED = """
+import tensorflow as tf
+base = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False)
+base.trainable = False
+gap = tf.keras.layers.GlobalAveragePooling2D()
+"""
+
+
+def test_static_evidence_decides_when_training_never_happened() -> None:
+    facts = facts_for(None, analyze_sources([(3, CRASHED)]))
+    top = check_include_top_false(SPEC, facts)
+    assert (top.passed, top.source) == (True, "static")
+    assert top.evidence[0].cell == 3 and "include_top=False" in top.evidence[0].text
+    assert check_base_frozen(SPEC, facts).passed
+    assert check_pooling_head(SPEC, facts).passed
+    assert not check_augmentation(SPEC, facts).passed
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "points"),
+    [(0.95, 4.0), (0.85, 4.0), (0.849, 3.99), (0.675, 2.0), (0.5, 0.0), (0.3, 0.0)],
+)
+def test_accuracy_bands(accuracy: float, points: float) -> None:
+    assert band_score(accuracy, 0.9, ACC) == pytest.approx(points, abs=0.01)
+
+
+def test_never_trained_earns_no_accuracy_even_if_it_evaluated_high() -> None:
+    events = [{"event": "evaluate", "metrics": {"accuracy": 0.99}}]
+    result = check_accuracy(ACC, facts_for(None, events=events))
+    assert (result.score, result.passed) == (0.0, False)
+    assert "never trained" in result.message
+
+
+def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
+    events = [
+        {"event": "evaluate", "metrics": {"accuracy": 0.1}},
+        {"event": "fit", "history": {"val_accuracy": [0.6, 0.7]}},
+        {"event": "evaluate", "metrics": {"loss": 0.3, "accuracy": 0.8}},
+    ]
+    assert self_reported_accuracy(events) == 0.8
+    assert self_reported_accuracy(events[:2]) == 0.7
+    facts = facts_for(None, events=events)
+    facts.measured = {"accuracy": 0.8, "images": 320}
+    result = check_accuracy(ACC, facts)
+    assert result.score == pytest.approx(3.43, abs=0.01) and not result.passed
+    assert result.source == "measured"
+    assert "Measured accuracy 80.0%" in result.message and "90.0%" in result.message
+
+
+TRAINED = [{"event": "fit", "model_before": {}, "history": {}},
+           {"event": "evaluate", "metrics": {"accuracy": 0.99}}]
+
+
+def test_a_claim_far_from_the_measurement_is_flagged_and_earns_only_the_measured() -> None:
+    facts = facts_for(None, events=TRAINED)
+    facts.measured, facts.reported, facts.printed = {"accuracy": 0.55, "images": 320}, 0.99, 0.99
+    result = check_accuracy(ACC, facts)
+    assert result.score == pytest.approx(0.57, abs=0.01)
+    assert "reported 99.0% but the model measures 55.0%" in result.message
+    assert accuracy_flags(ACC, facts) == ["accuracy_mismatch"]
+    facts.reported = facts.printed = 0.6
+    assert accuracy_flags(ACC, facts) == []
+
+
+def test_a_model_that_cannot_be_loaded_safely_is_unverified() -> None:
+    facts = facts_for(None, events=TRAINED)
+    facts.measured = {"accuracy": None, "error": "Lambda layer refused"}
+    facts.reported = 0.99
+    result = check_accuracy(ACC, facts)
+    assert (result.score, result.source) == (0.0, "runtime")
+    assert "Lambda layer refused" in result.message
+    assert accuracy_flags(ACC, facts) == ["accuracy_unverified"]
+    generous = CheckSpec(id="accuracy", title="A", points=4.0, unverified_credit=True)
+    assert check_accuracy(generous, facts).score == 4.0
+
+
+def test_printing_a_high_accuracy_without_training_is_flagged() -> None:
+    facts = facts_for(None, events=[])
+    facts.printed = 0.99
+    result = check_accuracy(ACC, facts)
+    assert result.score == 0.0 and "without training" in result.message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("Test accuracy : 0.8125\n", 0.8125), ("accuracy: 99%\n", 0.99), ("Accuracy = 87.5\n", 0.875),
+     ("loss 0.3\n", None)],
+)
+def test_printed_accuracy(text: str, value: float | None) -> None:
+    cell = nbformat.v4.new_code_cell("print(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    assert printed_accuracy(nbformat.v4.new_notebook(cells=[cell])) == value

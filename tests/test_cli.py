@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from grader.cli import main
+
+
+def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append(prefix + (name,))
+        if isinstance(command, click.Group):
+            found += commands(command, prefix + (name,))
+    return found
+
+
+@pytest.mark.parametrize("path", commands(main))
+def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+
+
+def test_missing_rubric_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "grade",
+            str(tmp_path),
+            "--rubric",
+            str(tmp_path / "none.toml"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert "none.toml: cannot read the rubric" in result.output
+
+
+def test_unreadable_submissions_is_a_usage_error(tmp_path: Path) -> None:
+    rubric = tmp_path / "r.toml"
+    rubric.write_text("[[checks]]\nid = 'base_frozen'\npoints = 1\n")
+    result = CliRunner().invoke(main, ["grade", str(tmp_path / "missing"), "--rubric", str(rubric)])
+    assert result.exit_code == 2
+    assert "missing: no such file or folder" in result.output
+
+
+def test_report_without_results_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no results to report on" in result.output

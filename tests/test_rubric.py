@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grader.errors import RubricError
+from grader.rubric import KNOWN_CHECKS, load_rubric
+
+COURSE = Path(__file__).parent.parent / "rubrics" / "transfer_learning.toml"
+MINIMAL = """
+[[checks]]
+id = "base_frozen"
+points = 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+def test_course_rubric_loads_with_every_check() -> None:
+    rubric = load_rubric(COURSE)
+    assert rubric.check_ids == list(KNOWN_CHECKS)
+    assert rubric.max_score == 10
+    assert rubric.reference_notebook is not None and rubric.reference_notebook.exists()
+    assert all(c.hint and c.title for c in rubric.checks)
+    assert rubric.keras_home is None  # the offline kit by default
+
+
+def test_minimal_rubric_gets_defaults(tmp_path: Path) -> None:
+    rubric = load_rubric(write(tmp_path, MINIMAL))
+    assert rubric.limits.cell_timeout_s == 240
+    assert rubric.quick.max_epochs == 2
+    assert rubric.checks[0].title == "base_frozen"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[limits]\ncell_timeout = 3\n" + MINIMAL, "limits.cell_timeout", "unknown key"),
+        ("[limits]\ncell_timeout_s = 'long'\n" + MINIMAL, "limits.cell_timeout_s", "a number"),
+        ("[limits]\ncell_timeout_s = -1\n" + MINIMAL, "limits.cell_timeout_s", "positive"),
+        ("[quick]\nmax_epochs = true\n" + MINIMAL, "quick.max_epochs", "an integer"),
+        ("[[checks]]\nid = 'base_frozen'\npoints = 'two'\n", "checks[0].points", "a number"),
+        ("[[checks]]\nid = 'magic'\npoints = 1\n", "checks[0].id", "unknown check 'magic'"),
+        (
+            "[[checks]]\nid = 'augmentation'\npoints = 1\ncolour = 'red'\n",
+            "checks[0].colour",
+            "unknown key",
+        ),
+        (MINIMAL + MINIMAL, "checks[1].id", "appears twice"),
+        ("[assignment]\ntitle = 3\n" + MINIMAL, "assignment.title", "a string"),
+        ("[reference]\nnotebook = 5\n" + MINIMAL, "reference.notebook", "a path string"),
+        ("[extra]\n" + MINIMAL, "extra", "unknown key"),
+        ("[assignment]\ntitle = 'x'\n", "checks", "at least one"),
+    ],
+)
+def test_wrong_key_or_type_names_file_and_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(RubricError) as info:
+        load_rubric(path)
+    assert info.value.key == key
+    assert problem in str(info.value)
+    assert str(info.value).startswith(f"{path}: {key}: ")
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RubricError, match="not valid TOML"):
+        load_rubric(write(tmp_path, "[[checks]\n"))
+    with pytest.raises(RubricError, match="cannot read the rubric"):
+        load_rubric(tmp_path / "absent.toml")
+
+
+def test_paths_resolve_against_the_rubric_folder(tmp_path: Path) -> None:
+    rubric = load_rubric(write(tmp_path, "[data]\nkeras_home = 'cache'\n" + MINIMAL))
+    assert rubric.keras_home == (tmp_path / "cache").resolve()

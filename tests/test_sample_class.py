@@ -1,0 +1,147 @@
+"""The sample class end to end: real kernels, real TensorFlow, the real CLI.
+
+One batch (the 13 sample notebooks plus the bad-input fixtures) is graded once per
+session; the verdicts are compared whole with ``tests/expected/sample_class.json``.
+Set ``GRADER_UPDATE_EXPECTED=1`` to rewrite that file after a deliberate change.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+EXPECTED = Path(__file__).parent / "expected" / "sample_class.json"
+RUBRIC = FIXTURES / "rubric_fast.toml"
+CONTRACT_KEYS = {
+    "student",
+    "file",
+    "sha256",
+    "status",
+    "score",
+    "max_score",
+    "checks",
+    "errors",
+    "duration_s",
+    "flags",
+}
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    submissions = tmp_path_factory.mktemp("class")
+    for path in [*(ROOT / "submissions").glob("*.ipynb"), *(FIXTURES / "bad_inputs").iterdir()]:
+        shutil.copy(path, submissions / path.name)
+    out = tmp_path_factory.mktemp("out")
+    command = [
+        sys.executable,
+        "-m",
+        "grader",
+        "grade",
+        str(submissions),
+        "--rubric",
+        str(RUBRIC),
+        "--out",
+        str(out),
+        "--quick",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def verdict(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": record["status"],
+        "flags": sorted(record["flags"]),
+        "checks": {c["id"]: [c["passed"], c["source"]] for c in record["checks"]},
+        "structural_score": sum(c["score"] for c in record["checks"] if c["id"] != "accuracy"),
+    }
+
+
+def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
+    out, _ = graded
+    actual = {r["student"]: verdict(r) for r in records(out)}
+    if os.environ.get("GRADER_UPDATE_EXPECTED"):
+        EXPECTED.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+    assert actual == json.loads(EXPECTED.read_text())
+
+
+def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
+    out, stdout = graded
+    results = records(out)
+    assert len(results) == 18  # 13 students + 5 bad inputs: no row lost
+    for record in results:
+        assert CONTRACT_KEYS <= set(record)
+        assert record["max_score"] == 10
+        assert (out / "reports" / f"{record['student']}.html").exists()
+    with open(out / "grades.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["student"] for r in rows] == sorted(r["student"] for r in results)
+    assert {
+        "include_top_false",
+        "base_frozen",
+        "augmentation",
+        "pooling_head",
+        "accuracy",
+        "score",
+        "status",
+    } <= set(rows[0])
+    executed = nbformat.read(out / "executed" / "s1001_nguyen.ipynb", as_version=4)
+    assert not any("grader-probe" in c.metadata.get("tags", []) for c in executed.cells)
+    original = nbformat.read(ROOT / "submissions" / "s1001_nguyen.ipynb", as_version=4)
+    assert [c.source for c in executed.cells] == [c.source for c in original.cells]
+    assert "Class page:" in stdout
+
+
+def test_bad_inputs_get_a_specific_message(graded: tuple[Path, str]) -> None:
+    by_student = {r["student"]: r for r in records(graded[0])}
+    expected = {
+        "not_json": "not valid JSON",
+        "not_a_notebook": "no 'cells'",
+        "no_cells": "has no cells",
+        "r_kernel": "not Python",
+    }
+    for student, fragment in expected.items():
+        assert by_student[student]["status"] == "invalid"
+        assert fragment in by_student[student]["message"]
+    upgraded = by_student["nbformat3_static_only"]
+    assert "nbformat_upgraded" in upgraded["flags"]
+
+
+def test_crash_and_hang_are_results_naming_the_cell(graded: tuple[Path, str]) -> None:
+    by_student = {r["student"]: r for r in records(graded[0])}
+    crashed = by_student["s1010_ivanova"]
+    assert crashed["errors"][0]["ename"] == "NameError"
+    assert crashed["message"].startswith(
+        f"cell {crashed['errors'][0]['cell'] + 1} raised NameError"
+    )
+    hung = by_student["s1011_tanaka"]
+    assert hung["status"] == "timeout"
+    assert "ran longer than 90 s and was interrupted" in hung["message"]
+    later = [t for t in hung["cell_times"][-2:] if t is not None]
+    assert later, "cells after the hanging one still ran"
+
+
+def test_reference_accuracy_is_recorded_for_every_graded_student(graded: tuple[Path, str]) -> None:
+    for record in records(graded[0]):
+        if record["status"] != "invalid":
+            assert 0.0 <= record["accuracy"]["reference"] <= 1.0
