@@ -105,7 +105,7 @@ def _verdict(
 def check_include_top_false(spec: CheckSpec, facts: Facts) -> CheckResult:
     code = _ref(facts.static.include_top_ref)
     fit = facts.first_fit
-    base = find_base(fit["model_before"]) if fit else None
+    base = find_base(fit["model"]) if fit else None
     if base is not None:
         top = has_top(base)
         fact = _fact(
@@ -138,7 +138,7 @@ def check_include_top_false(spec: CheckSpec, facts: Facts) -> CheckResult:
 def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
     code = _ref(facts.static.freeze_ref)
     fit = facts.first_fit
-    base = find_base(fit["model_before"]) if fit else None
+    base = find_base(fit["model"]) if fit else None
     if base is not None:
         trainable = _base_trainable_params(base)
         fact = _fact(f"the base had {trainable:,} trainable parameters at the first fit")
@@ -188,7 +188,7 @@ def check_augmentation(spec: CheckSpec, facts: Facts) -> CheckResult:
     used = _ref(static.augmentation_use_ref)
     fit = facts.first_fit
     if fit is not None:
-        layers = sorted({n["class"] for n in _walk(fit["model_before"]) if _is_augmentation(n)})
+        layers = sorted({n["class"] for n in _walk(fit["model"]) if _is_augmentation(n)})
         if layers:
             fact = _fact(f"the trained model contains {', '.join(layers)}")
             return _verdict(
@@ -231,7 +231,7 @@ def check_pooling_head(spec: CheckSpec, facts: Facts) -> CheckResult:
     code = _ref(static.pooling_ref) or _ref(static.include_top_ref if static.base_pooling else None)
     fit = facts.first_fit
     if fit is not None:
-        model = fit["model_before"]
+        model = fit["model"]
         base = find_base(model)
         skip = {id(n) for n in _walk(base)} if base is not None and has_top(base) else set()
         pools = sorted(

@@ -155,8 +155,8 @@ def assemble(
 
 
 def training_phases(events: list[dict]) -> list[dict]:
-    """One entry per fit: optimizer, learning rate, epochs, history."""
-    phases = []
+    """One entry per fit: optimizer, learning rate, epochs asked and run, history."""
+    phases: list[dict] = []
     for event in events:
         if event.get("event") == "fit":
             optimizer = event.get("optimizer") or {}
@@ -164,10 +164,15 @@ def training_phases(events: list[dict]) -> list[dict]:
                 {
                     "optimizer": optimizer.get("class"),
                     "learning_rate": optimizer.get("learning_rate"),
-                    "epochs": event.get("epochs_run"),
                     "epochs_requested": event.get("epochs_requested"),
-                    "history": event.get("history", {}),
+                    "epochs": 0,
+                    "history": {},
+                    "completed": False,
                 }
+            )
+        elif event.get("event") == "fit_end" and phases:
+            phases[-1].update(
+                epochs=event.get("epochs_run"), history=event.get("history", {}), completed=True
             )
     return phases
 

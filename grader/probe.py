@@ -2,10 +2,12 @@
 
 At every ``compile``/``fit``/``evaluate`` of any Keras model it appends one JSON line
 to ``events.jsonl`` in the probe folder: the model's layer tree (class, name,
-trainable, parameter counts, nested models), the optimizer and learning rate, the
-epochs run and the history, and the returned metrics. After each ``fit`` it saves the
-model (``last_model.keras``). In quick mode it caps epochs and steps. It also seeds
-Python, NumPy and Keras so that a notebook graded twice trains the same way.
+trainable, parameter counts, nested models), the optimizer and learning rate, and for
+``evaluate`` the metrics. ``fit`` is recorded before training starts (so the model *as
+it was at the fit* is known even if training is interrupted) and ``fit_end`` after it,
+with the epochs run and the history; then the model is saved (``last_model.keras``).
+In quick mode it caps epochs and steps. It also seeds Python, NumPy and Keras so that
+a notebook graded twice trains the same way.
 
 This module only holds the probe's source and the functions that add and remove its
 cell; it never imports TensorFlow itself.
@@ -113,23 +115,21 @@ def _grader_probe_install(cfg):
             val = bound.arguments.get("validation_data")
             if val is not None:
                 cap_steps(bound, "validation_steps", val, cfg["max_validation_steps"])
-        before = tree(self)
+        record("fit", self, epochs_requested=requested, epochs=bound.arguments.get("epochs"),
+               initial_epoch=bound.arguments.get("initial_epoch") or 0)
         state["fitting"] = True
         try:
             history = orig_fit(*bound.args, **bound.kwargs)
         finally:
             state["fitting"] = False
         hist = {k: floats(v) for k, v in getattr(history, "history", {}).items()}
-        saved = None
         try:
             self.save(os.path.join(cfg["dir"], "last_model.keras"))
             saved = "last_model.keras"
         except Exception as exc:
             saved = "not saved: %s: %s" % (type(exc).__name__, exc)
-        record("fit", self, model_before=before, epochs_requested=requested,
-               epochs_run=len(getattr(history, "epoch", [])),
-               initial_epoch=bound.arguments.get("initial_epoch") or 0,
-               history=hist, saved=saved)
+        record("fit_end", self, epochs_run=len(getattr(history, "epoch", [])), history=hist,
+               saved=saved)
         return history
 
     @functools.wraps(orig_evaluate)

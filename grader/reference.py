@@ -85,7 +85,9 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
             accuracy = reported if settings.kit.holdout is None else None
         if accuracy is None:
             raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
-        phases = [{"history": e.get("history", {})} for e in run.events if e.get("event") == "fit"]
+        phases = [
+            {"history": e.get("history", {})} for e in run.events if e.get("event") == "fit_end"
+        ]
         return ReferenceFigures(
             key=key,
             accuracy=accuracy,

@@ -47,7 +47,7 @@ def _accuracy_of(metrics: dict[str, Any], prefix: str = "") -> float | None:
 
 def self_reported_accuracy(events: list[dict[str, Any]]) -> float | None:
     """The student's own figure: the last evaluate after the last fit, else its validation."""
-    fits = [i for i, e in enumerate(events) if e.get("event") == "fit"]
+    fits = [i for i, e in enumerate(events) if e.get("event") in ("fit", "fit_end")]
     if not fits:
         evaluations = [e for e in events if e.get("event") == "evaluate"]
         return _accuracy_of(evaluations[-1].get("metrics", {})) if evaluations else None

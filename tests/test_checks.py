@@ -77,7 +77,7 @@ def facts_for(
     recorded = (
         events
         if events is not None
-        else ([{"event": "fit", "model_before": tree, "history": {}}] if tree else [])
+        else ([{"event": "fit", "model": tree, "history": {}}] if tree else [])
     )
     return Facts(static=static or StaticFacts(), events=recorded, reference_accuracy=0.9)
 
@@ -103,8 +103,8 @@ def test_unfrozen_base_fails_with_the_parameter_count() -> None:
 def test_freezing_is_judged_at_the_first_fit_not_after_fine_tuning() -> None:
     fine_tuned = model(GAP, DENSE, base_node=base(1_800_000))
     events = [
-        {"event": "fit", "model_before": model(GAP, DENSE)},
-        {"event": "fit", "model_before": fine_tuned},
+        {"event": "fit", "model": model(GAP, DENSE)},
+        {"event": "fit", "model": fine_tuned},
     ]
     assert check_base_frozen(SPEC, facts_for(None, events=events)).passed
 
@@ -215,8 +215,10 @@ def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
     assert "Measured accuracy 80.0%" in result.message and "90.0%" in result.message
 
 
-TRAINED = [{"event": "fit", "model_before": {}, "history": {}},
-           {"event": "evaluate", "metrics": {"accuracy": 0.99}}]
+TRAINED = [
+    {"event": "fit", "model": {}, "history": {}},
+    {"event": "evaluate", "metrics": {"accuracy": 0.99}},
+]
 
 
 def test_a_claim_far_from_the_measurement_is_flagged_and_earns_only_the_measured() -> None:
@@ -251,8 +253,12 @@ def test_printing_a_high_accuracy_without_training_is_flagged() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("Test accuracy : 0.8125\n", 0.8125), ("accuracy: 99%\n", 0.99), ("Accuracy = 87.5\n", 0.875),
-     ("loss 0.3\n", None)],
+    [
+        ("Test accuracy : 0.8125\n", 0.8125),
+        ("accuracy: 99%\n", 0.99),
+        ("Accuracy = 87.5\n", 0.875),
+        ("loss 0.3\n", None),
+    ],
 )
 def test_printed_accuracy(text: str, value: float | None) -> None:
     cell = nbformat.v4.new_code_cell("print(...)")
