@@ -24,7 +24,19 @@ from pathlib import Path
 
 from grader.errors import AssetKitError
 
-KIT_VERSION = "1"
+KIT_FORMAT = "1"
+BUILDER_SOURCES = ("kit_build.py", "synthetic.py")
+
+
+def _kit_version() -> str:
+    """The kit's version: its format plus a digest of the code that builds it."""
+    digest = hashlib.sha256()
+    for name in BUILDER_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return f"{KIT_FORMAT}-{digest.hexdigest()[:10]}"
+
+
+KIT_VERSION = _kit_version()
 CACHE_ENV = "GRADER_CACHE"
 MANIFEST = "manifest.json"
 EXTRACTED_SUFFIX = "_extracted"

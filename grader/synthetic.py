@@ -53,17 +53,32 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
     return image
 
 
-def _ears(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, fur: tuple,
-          rng: np.random.Generator) -> None:
+def _ears(
+    draw: ImageDraw.ImageDraw,
+    kind: str,
+    cx: float,
+    cy: float,
+    r: float,
+    fur: tuple,
+    rng: np.random.Generator,
+) -> None:
     if kind == EARS_POINTED:
         for side in (-1, 1):
             base_x = cx + side * r * 0.55
             tip = (base_x + side * r * rng.uniform(0.1, 0.35), cy - r * rng.uniform(1.35, 1.7))
-            draw.polygon([(base_x - r * 0.38, cy - r * 0.55), (base_x + r * 0.38, cy - r * 0.55),
-                          tip], fill=fur)
+            draw.polygon(
+                [(base_x - r * 0.38, cy - r * 0.55), (base_x + r * 0.38, cy - r * 0.55), tip],
+                fill=fur,
+            )
             inner = (255, 170, 180)
-            draw.polygon([(base_x - r * 0.18, cy - r * 0.65), (base_x + r * 0.18, cy - r * 0.65),
-                          (tip[0], tip[1] + r * 0.3)], fill=inner)
+            draw.polygon(
+                [
+                    (base_x - r * 0.18, cy - r * 0.65),
+                    (base_x + r * 0.18, cy - r * 0.65),
+                    (tip[0], tip[1] + r * 0.3),
+                ],
+                fill=inner,
+            )
     elif kind == EARS_FLOPPY:
         dark = _jitter(rng, tuple(int(c * 0.6) for c in fur), 10)
         for side in (-1, 1):
@@ -71,36 +86,60 @@ def _ears(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, 
             draw.ellipse((ex - r * 0.32, cy - r * 0.75, ex + r * 0.32, cy + r * 0.75), fill=dark)
 
 
-def _face(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, snout: bool,
-          whiskers: bool, rng: np.random.Generator) -> None:
+def _face(
+    draw: ImageDraw.ImageDraw,
+    cx: float,
+    cy: float,
+    r: float,
+    snout: bool,
+    whiskers: bool,
+    rng: np.random.Generator,
+) -> None:
     eye_y = cy - r * 0.2
     for side in (-1, 1):
         ex = cx + side * r * 0.38
         if whiskers:  # slit pupils on green-yellow eyes
-            draw.ellipse((ex - r * 0.14, eye_y - r * 0.12, ex + r * 0.14, eye_y + r * 0.12),
-                         fill=(190, 200, 60))
-            draw.ellipse((ex - r * 0.03, eye_y - r * 0.11, ex + r * 0.03, eye_y + r * 0.11),
-                         fill=(10, 10, 10))
+            draw.ellipse(
+                (ex - r * 0.14, eye_y - r * 0.12, ex + r * 0.14, eye_y + r * 0.12),
+                fill=(190, 200, 60),
+            )
+            draw.ellipse(
+                (ex - r * 0.03, eye_y - r * 0.11, ex + r * 0.03, eye_y + r * 0.11),
+                fill=(10, 10, 10),
+            )
         else:
-            draw.ellipse((ex - r * 0.11, eye_y - r * 0.11, ex + r * 0.11, eye_y + r * 0.11),
-                         fill=(25, 18, 12))
+            draw.ellipse(
+                (ex - r * 0.11, eye_y - r * 0.11, ex + r * 0.11, eye_y + r * 0.11),
+                fill=(25, 18, 12),
+            )
     if snout:
-        draw.ellipse((cx - r * 0.42, cy + r * 0.05, cx + r * 0.42, cy + r * 0.75),
-                     fill=(230, 215, 195))
+        draw.ellipse(
+            (cx - r * 0.42, cy + r * 0.05, cx + r * 0.42, cy + r * 0.75), fill=(230, 215, 195)
+        )
         draw.ellipse((cx - r * 0.18, cy + r * 0.1, cx + r * 0.18, cy + r * 0.35), fill=(15, 10, 10))
     else:
-        draw.polygon([(cx - r * 0.08, cy + r * 0.12), (cx + r * 0.08, cy + r * 0.12),
-                      (cx, cy + r * 0.22)], fill=(240, 140, 150))
+        draw.polygon(
+            [(cx - r * 0.08, cy + r * 0.12), (cx + r * 0.08, cy + r * 0.12), (cx, cy + r * 0.22)],
+            fill=(240, 140, 150),
+        )
     if whiskers:
         for side in (-1, 1):
             for k in (-1, 0, 1):
-                draw.line((cx + side * r * 0.15, cy + r * 0.25,
-                           cx + side * r * 0.95, cy + r * (0.15 + 0.12 * k)),
-                          fill=(245, 245, 245), width=max(1, int(r * 0.03)))
+                draw.line(
+                    (
+                        cx + side * r * 0.15,
+                        cy + r * 0.25,
+                        cx + side * r * 0.95,
+                        cy + r * (0.15 + 0.12 * k),
+                    ),
+                    fill=(245, 245, 245),
+                    width=max(1, int(r * 0.03)),
+                )
 
 
-def draw_head(rng: np.random.Generator, ears: str, snout: bool, whiskers: bool,
-              size: tuple[int, int]) -> Image.Image:
+def draw_head(
+    rng: np.random.Generator, ears: str, snout: bool, whiskers: bool, size: tuple[int, int]
+) -> Image.Image:
     """One picture of a head on a cluttered background."""
     width, height = size
     image = _background(rng, width, height)
@@ -113,10 +152,13 @@ def draw_head(rng: np.random.Generator, ears: str, snout: bool, whiskers: bool,
     draw.ellipse((cx - r, cy - r * 0.9, cx + r, cy + r * 0.9), fill=fur)
     if rng.random() < 0.4:  # stripes or patches on the fur
         mark = _jitter(rng, tuple(int(c * 0.55) for c in fur), 15)
-        for k in range(int(rng.integers(2, 5))):
+        for _ in range(int(rng.integers(2, 5))):
             x = cx + rng.uniform(-0.6, 0.6) * r
-            draw.line((x, cy - r * 0.85, x + rng.uniform(-0.2, 0.2) * r, cy - r * 0.45),
-                      fill=mark, width=max(2, int(r * 0.08)))
+            draw.line(
+                (x, cy - r * 0.85, x + rng.uniform(-0.2, 0.2) * r, cy - r * 0.45),
+                fill=mark,
+                width=max(2, int(r * 0.08)),
+            )
     _face(draw, cx, cy, r, snout, whiskers, rng)
     return image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.0, 1.0))))
 
@@ -133,7 +175,9 @@ def random_size(rng: np.random.Generator) -> tuple[int, int]:
     return int(rng.integers(150, 260)), int(rng.integers(130, 220))
 
 
-def pretrain_batch(rng: np.random.Generator, count: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+def pretrain_batch(
+    rng: np.random.Generator, count: int, side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (uint8, side x side) and labels of the six-way pre-training task."""
     images = np.empty((count, side, side, 3), dtype=np.uint8)
     labels = np.empty((count,), dtype=np.int64)

@@ -44,6 +44,10 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     submissions = tmp_path_factory.mktemp("class")
     for path in [*(ROOT / "submissions").glob("*.ipynb"), *(FIXTURES / "bad_inputs").iterdir()]:
         shutil.copy(path, submissions / path.name)
+    shutil.copy(
+        ROOT / "reference_solution" / "transfer_learning.ipynb",
+        submissions / "reference_as_student.ipynb",
+    )
     out = tmp_path_factory.mktemp("out")
     command = [
         sys.executable,
@@ -88,7 +92,7 @@ def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
     out, stdout = graded
     results = records(out)
-    assert len(results) == 18  # 13 students + 5 bad inputs: no row lost
+    assert len(results) == 19  # 13 students + the reference + 5 bad inputs: no row lost
     for record in results:
         assert CONTRACT_KEYS <= set(record)
         assert record["max_score"] == 10
@@ -136,7 +140,7 @@ def test_crash_and_hang_are_results_naming_the_cell(graded: tuple[Path, str]) ->
     )
     hung = by_student["s1011_tanaka"]
     assert hung["status"] == "timeout"
-    assert "ran longer than 90 s and was interrupted" in hung["message"]
+    assert "ran longer than 120 s and was interrupted" in hung["message"]
     cells = nbformat.read(ROOT / "submissions" / "s1011_tanaka.ipynb", as_version=4).cells
     hanging = next(i for i, c in enumerate(cells) if "while True" in c.source)
     assert f"cell {hanging + 1} ran longer" in hung["message"]
@@ -148,3 +152,23 @@ def test_reference_accuracy_is_recorded_for_every_graded_student(graded: tuple[P
     for record in records(graded[0]):
         if record["status"] != "invalid":
             assert 0.0 <= record["accuracy"]["reference"] <= 1.0
+
+
+def test_the_reference_graded_as_a_student_measures_the_same_and_gets_full_credit(
+    graded: tuple[Path, str],
+) -> None:
+    record = next(r for r in records(graded[0]) if r["student"] == "reference_as_student")
+    accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
+    assert accuracy["source"] == "measured" and accuracy["passed"]
+    # a second, separate run of the same notebook (seeded) measures exactly the same
+    assert record["accuracy"]["measured"] == pytest.approx(record["accuracy"]["reference"])
+    assert record["score"] == record["max_score"]
+
+
+def test_accuracy_comes_from_measurement(graded: tuple[Path, str]) -> None:
+    for record in records(graded[0]):
+        if not any(phase["completed"] for phase in record["training"]):
+            assert record["accuracy"].get("measured") is None  # no trained model to measure
+            continue
+        measured = record["accuracy"]["measured"]
+        assert measured is not None and 0.0 <= measured <= 1.0, record["student"]
