@@ -29,9 +29,9 @@ POOLING_CLASSES = {
 }
 AUGMENTATION_PREFIX = "Random"
 AUGMENTATION_CLASSES = {"RandAugment", "AugMix", "MixUp", "CutMix", "Solarization"}
-BASE_PREFIX = "mobilenetv2"
 BASE_MARKERS = {"Conv1", "out_relu"}
 TOP_LAYER = "predictions"
+IMAGENET_CLASSES = 1000
 ACCURACY_KEYS = ("accuracy", "binary_accuracy", "acc", "compile_metrics")
 
 
@@ -56,7 +56,10 @@ class Facts:
 
     @property
     def first_fit(self) -> dict[str, Any] | None:
-        return next((e for e in self.events if e.get("event") == "fit"), None)
+        """The first training of a model containing MobileNetV2 (else the first training)."""
+        fits = [e for e in self.events if e.get("event") == "fit" and "model" in e]
+        with_base = [e for e in fits if find_base(e["model"]) is not None]
+        return (with_base or fits or [None])[0]
 
 
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -66,16 +69,32 @@ def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def find_base(model: dict[str, Any]) -> dict[str, Any] | None:
-    """The MobileNetV2 inside a recorded model tree (nested, or the model itself)."""
+    """The MobileNetV2 inside a recorded model tree: the deepest node holding its layers."""
+    found = None
     for node in _walk(model):
-        if node.get("name", "").lower().startswith(BASE_PREFIX) and "layers" in node:
-            return node
-    names = {child.get("name") for child in model.get("layers", [])}
-    return model if BASE_MARKERS <= names else None
+        names = {child.get("name") for child in node.get("layers", [])}
+        if BASE_MARKERS <= names:
+            found = node  # _walk is depth-first: a nested base comes after its parent
+    return found
 
 
 def has_top(base: dict[str, Any]) -> bool:
-    return any(n.get("name") == TOP_LAYER for n in _walk(base) if n is not base)
+    """Whether the base kept ImageNet's classifier: a 1000-way ``predictions`` layer."""
+    return any(_is_imagenet_top(n) for n in _walk(base) if n is not base)
+
+
+def _is_imagenet_top(node: dict[str, Any]) -> bool:
+    return node.get("name") == TOP_LAYER and node.get("units", IMAGENET_CLASSES) == IMAGENET_CLASSES
+
+
+def _top_pooling(model: dict[str, Any], base: dict[str, Any] | None) -> set[int]:
+    """Pooling layers that belong to a kept ImageNet top (they do not make a head)."""
+    if base is None or not has_top(base):
+        return set()
+    if base is not model:
+        return {id(n) for n in _walk(base)}
+    layers = base.get("layers", [])
+    return {id(layers[i - 1]) for i, n in enumerate(layers) if i and _is_imagenet_top(n)}
 
 
 def _ref(ref: CodeRef | None) -> list[Evidence]:
@@ -140,7 +159,7 @@ def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
     fit = facts.first_fit
     base = find_base(fit["model"]) if fit else None
     if base is not None:
-        trainable = _base_trainable_params(base)
+        trainable = _base_trainable_params(base, fit["model"])
         fact = _fact(f"the base had {trainable:,} trainable parameters at the first fit")
         message = (
             "The convolutional base was frozen when training started."
@@ -161,20 +180,13 @@ def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
     )
 
 
-def _base_trainable_params(base: dict[str, Any]) -> int:
-    if base.get("name", "").lower().startswith(BASE_PREFIX):
+def _base_trainable_params(base: dict[str, Any], model: dict[str, Any]) -> int:
+    """Trainable parameters of the base; in a flattened model, of the layers up to out_relu."""
+    if base is not model:
         return int(base.get("params_trainable", 0))
-    return sum(
-        int(n.get("params_trainable", 0)) for n in base.get("layers", []) if not _is_head_layer(n)
-    )
-
-
-def _is_head_layer(node: dict[str, Any]) -> bool:
-    """In a flattened model, layers after MobileNetV2's ``out_relu`` are the head's."""
-    return (
-        node.get("class") in POOLING_CLASSES | {"Dense", "Dropout", "Flatten"}
-        and node.get("name") != TOP_LAYER
-    )
+    names = [child.get("name") for child in base.get("layers", [])]
+    end = names.index("out_relu") + 1
+    return sum(int(n.get("params_trainable", 0)) for n in base["layers"][:end])
 
 
 def _is_augmentation(node: dict[str, Any]) -> bool:
@@ -233,7 +245,7 @@ def check_pooling_head(spec: CheckSpec, facts: Facts) -> CheckResult:
     if fit is not None:
         model = fit["model"]
         base = find_base(model)
-        skip = {id(n) for n in _walk(base)} if base is not None and has_top(base) else set()
+        skip = _top_pooling(model, base)
         pools = sorted(
             {
                 n["class"]

@@ -115,7 +115,13 @@ def grade(
     """
     try:
         rubric = load_rubric(rubric_path)
-        paths = find_submissions(submissions)
+        paths = [
+            p
+            for p in find_submissions(submissions)
+            if not p.resolve().is_relative_to(out.resolve())
+        ]
+        if not paths:
+            raise UsageError(f"{submissions}: no .ipynb notebooks found")
         mode = MODE_QUICK if quick else MODE_FULL
         settings, digest = _settings(rubric, quick, cache, workers)
         click.echo(f"Running the reference solution ({mode} mode) unless its figures are cached")

@@ -10,9 +10,11 @@ are fields of the returned :class:`Execution`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -27,7 +31,7 @@ from grader import probe
 from grader.assets import Kit, prepare_keras_home
 from grader.results import CellError
 
-KERNEL_NAME = "python3"
+KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
@@ -37,6 +41,7 @@ MSG_NOTEBOOK_TIMEOUT = (
 MSG_KERNEL_DIED = "the kernel died while running cell {cell}"
 KERNEL_ENV = {
     "PYTHONHASHSEED": "0",
+    "PIP_NO_INDEX": "1",  # a notebook's `!pip install` cannot change the shared environment
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "PYTHONWARNINGS": "ignore",
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -106,10 +111,14 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     nbformat.write(nb, work / name)
     config = settings.probe or probe.ProbeConfig(dir=probe_dir)
     config = probe.ProbeConfig(**{**config.__dict__, "dir": probe_dir})
-    running = probe.inject(nb, config)
+    running = probe.inject(clear_outputs(nb), config)
     run = Execution(nb=running, root=root, cell_times=[None] * len(nb.cells))
     start = time.monotonic()
-    _execute(running, run, settings, work, _kernel_env(keras_home, settings.threads))
+    try:
+        _execute(running, run, settings, work, _kernel_env(root, keras_home, settings.threads))
+    except BaseException:
+        run.cleanup()
+        raise
     run.duration_s = round(time.monotonic() - start, 2)
     run.probe_error = _probe_error(running)
     run.nb = probe.strip(running)
@@ -124,8 +133,12 @@ def _execute(
     deadline = time.monotonic() + settings.notebook_timeout_s
     started: dict[int, float] = {}
 
+    limits: dict[int, int] = {}
+
     def limit(cell: nbformat.NotebookNode) -> int:
-        return max(1, int(min(settings.cell_timeout_s, deadline - time.monotonic())))
+        value = max(1, int(min(settings.cell_timeout_s, deadline - time.monotonic())))
+        limits[id(cell)] = value
+        return value
 
     def on_start(cell: nbformat.NotebookNode, cell_index: int) -> None:
         if time.monotonic() >= deadline and cell_index > 0:
@@ -139,11 +152,12 @@ def _execute(
         run.cell_times[index] = round(time.monotonic() - started.get(cell_index, deadline), 3)
         if execute_reply.get("content", {}).get("ename") == TIMEOUT_ENAME:
             run.timed_out.append(index)
-            run.messages.append(MSG_CELL_TIMEOUT.format(cell=index + 1, limit=limit(cell)))
+            used = limits.get(id(cell), settings.cell_timeout_s)
+            run.messages.append(MSG_CELL_TIMEOUT.format(cell=index + 1, limit=used))
 
     client = NotebookClient(
         nb,
-        kernel_name=KERNEL_NAME,
+        km=_kernel_manager(cwd.parent),
         allow_errors=True,
         interrupt_on_timeout=True,
         timeout_func=limit,
@@ -170,10 +184,31 @@ def _execute(
         run.messages.append(MSG_KERNEL_DIED.format(cell=run.kernel_died + 1))
 
 
-def _kernel_env(keras_home: Path, threads: int | None) -> dict[str, str]:
+def _kernel_manager(root: Path) -> AsyncKernelManager:
+    """A kernel of this very interpreter (never another ``python3`` kernelspec on the machine)."""
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "grader", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    specs = KernelSpecManager(kernel_dirs=[str(root / "kernels")], ensure_native_kernel=False)
+    return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+
+
+def clear_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy without the student's saved outputs: only what runs here is evidence."""
+    copy = nbformat.from_dict(nb)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return copy
+
+
+def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADER_", "JPY_"))}
     env.update(KERNEL_ENV)
     env["KERAS_HOME"] = str(keras_home)
+    env["HOME"] = str(root / "work")
     if threads:
         for key in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
             env[key] = str(threads)

@@ -10,7 +10,7 @@ import datetime as _dt
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +72,11 @@ def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
         result.flags += flags_for(ctx.rubric, facts)
         result.accuracy = accuracy_figures(facts)
         if ctx.out is not None:
-            write_executed(run.nb, ctx.out, result.student)
+            try:
+                write_executed(run.nb, ctx.out, result.student)
+            except OSError as exc:
+                result.flags.append("executed_not_written")
+                result.message = "; ".join(filter(None, [result.message, str(exc)]))
     finally:
         run.cleanup()
     result.duration_s = round(time.monotonic() - start, 2)
@@ -201,11 +205,24 @@ def grade_batch(
                 on_result(results[-1])
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(_guarded, paths, [ctx] * len(paths)):
+        futures = {pool.submit(_guarded, path, ctx): path for path in paths}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                detail = f"{type(exc).__name__}: {exc}"
+                result = _without_results(
+                    futures[future],
+                    STATUS_ERROR,
+                    MSG_INTERNAL.format(error=detail),
+                    time.monotonic(),
+                    ctx.mode,
+                )
+                result.max_score = ctx.rubric.max_score
             results.append(result)
             if on_result:
                 on_result(result)
-    return results
+    return sorted(results, key=lambda r: (r.student, r.file))
 
 
 def _guarded(path: Path, ctx: GradingContext) -> SubmissionResult:
@@ -214,9 +231,11 @@ def _guarded(path: Path, ctx: GradingContext) -> SubmissionResult:
         return grade_one(path, ctx)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
         detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-        return _without_results(
+        result = _without_results(
             path, STATUS_ERROR, MSG_INTERNAL.format(error=detail), start, ctx.mode
         )
+        result.max_score = ctx.rubric.max_score
+        return result
 
 
 def _without_results(

@@ -46,10 +46,11 @@ def _grader_probe_install(cfg):
                 "trainable": bool(layer.trainable),
                 "params_trainable": weights_count(layer.trainable_weights),
                 "params_non_trainable": weights_count(layer.non_trainable_weights)}
-        if hasattr(layer, "units"):
+        if isinstance(getattr(layer, "units", None), int):
             node["units"] = int(layer.units)
-        if hasattr(layer, "layers") and depth < 4:
-            node["layers"] = [tree(child, depth + 1) for child in layer.layers]
+        children = getattr(layer, "layers", None)
+        if isinstance(children, (list, tuple)) and depth < 4:
+            node["layers"] = [tree(c, depth + 1) for c in children if isinstance(c, keras.Layer)]
         return node
 
     def optimizer_info(model):
@@ -72,10 +73,17 @@ def _grader_probe_install(cfg):
         return out
 
     def record(kind, model, **extra):
-        entry = {"event": kind, "time": time.time(), "model": tree(model),
-                 "optimizer": optimizer_info(model), **extra}
-        with open(events, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        try:  # best effort: the probe must never break the student's own call
+            entry = {"event": kind, "time": time.time(), "model": tree(model),
+                     "optimizer": optimizer_info(model), **extra}
+            with open(events, "a") as fh:
+                fh.write(json.dumps(entry, default=str) + "\n")
+        except Exception as exc:
+            try:
+                with open(events, "a") as fh:
+                    fh.write(json.dumps({"event": kind, "probe_error": repr(exc)}) + "\n")
+            except Exception:
+                pass
 
     def cap(bound, key, limit, offset=0):
         current = bound.arguments.get(key)
@@ -89,10 +97,10 @@ def _grader_probe_install(cfg):
             return None
 
     def cap_steps(bound, key, data, limit):
+        """Cap steps the student asked for; add a cap only where Keras can honour it."""
         n = batches(data)
         if bound.arguments.get(key) is not None or (n is not None and (n > limit or n == -1)):
-            if n is not None and n != -2:
-                cap(bound, key, limit)
+            cap(bound, key, limit)
 
     orig_compile, orig_fit = keras.Model.compile, keras.Model.fit
     orig_evaluate = keras.Model.evaluate
@@ -123,8 +131,10 @@ def _grader_probe_install(cfg):
         finally:
             state["fitting"] = False
         hist = {k: floats(v) for k, v in getattr(history, "history", {}).items()}
-        try:
-            self.save(os.path.join(cfg["dir"], "last_model.keras"))
+        target = os.path.join(cfg["dir"], "last_model.keras")
+        try:  # write beside, then rename: an interrupted save never leaves half a file
+            self.save(target + ".part.keras")
+            os.replace(target + ".part.keras", target)
             saved = "last_model.keras"
         except Exception as exc:
             saved = "not saved: %s: %s" % (type(exc).__name__, exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from grader.scoring import self_reported_accuracy
 
 REFERENCE_DIR = "reference"
 MSG_NO_NOTEBOOK = "the rubric names no reference notebook ([reference] notebook = ...)"
+MSG_REFERENCE_FAILED = (
+    "the reference notebook did not run cleanly, so it cannot set the bar: {detail}"
+)
 MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
 
 
@@ -63,10 +67,15 @@ def load_or_run(
     key = reference_key(rubric, kit_digest, mode)
     stored = cache / REFERENCE_DIR / f"{key}.json"
     if stored.exists() and not force:
-        return ReferenceFigures(**json.loads(stored.read_text()))
+        try:
+            return ReferenceFigures(**json.loads(stored.read_text()))
+        except (ValueError, TypeError):
+            pass  # a damaged record: run again
     figures = run_reference(rubric, settings, key)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps(asdict(figures), indent=2))
+    partial = stored.with_suffix(".part")
+    partial.write_text(json.dumps(asdict(figures), indent=2))
+    os.replace(partial, stored)
     return figures
 
 
@@ -76,6 +85,10 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
     nb = nbformat.read(rubric.reference_notebook, as_version=4)
     run = run_notebook(nb, rubric.reference_notebook.name, settings)
     try:
+        problems = run.messages + [f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors]
+        if problems or run.probe_error:
+            detail = "; ".join(problems[:3]) or str(run.probe_error)
+            raise ReferenceRunError(MSG_REFERENCE_FAILED.format(detail=detail))
         reported = self_reported_accuracy(run.events)
         measured: dict = {"accuracy": None, "error": "no saved model"}
         if run.model_path is not None:

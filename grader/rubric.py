@@ -123,13 +123,16 @@ def load_rubric(path: str | Path) -> Rubric:
     _no_unknown(name, "reference", reference, {"notebook"})
     data = _table(name, raw, "data")
     _no_unknown(name, "data", data, {"keras_home", "holdout"})
+    reference_notebook = _path(name, base, "reference.notebook", reference.get("notebook"))
+    if reference_notebook is not None and not reference_notebook.is_file():
+        raise RubricError(name, "reference.notebook", f"no such notebook: {reference_notebook}")
     return Rubric(
         path=path,
         title=_get(name, "assignment.title", section, "title", str, "Assignment"),
         checks=_checks(name, raw.get("checks")),
         limits=_dataclass_from(name, raw, "limits", Limits),
         quick=_dataclass_from(name, raw, "quick", QuickMode),
-        reference_notebook=_path(name, base, "reference.notebook", reference.get("notebook")),
+        reference_notebook=reference_notebook,
         keras_home=_path(name, base, "data.keras_home", data.get("keras_home")),
         holdout=_path(name, base, "data.holdout", data.get("holdout")),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
@@ -184,6 +187,8 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
     checks: list[CheckSpec] = []
     for i, table in enumerate(raw):
         where = f"checks[{i}]"
+        if not isinstance(table, dict):
+            raise RubricError(name, where, f"expected a [[checks]] table, got {table!r}")
         _no_unknown(name, where, table, allowed)
         check_id = _get(name, f"{where}.id", table, "id", str, None)
         if check_id not in KNOWN_CHECKS:
@@ -194,6 +199,10 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
             )
         if check_id in {c.id for c in checks}:
             raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
+        for key in ("tolerance", "floor", "mismatch"):
+            value = table.get(key, 0.5)
+            if isinstance(value, NUMBER) and not 0 <= value < 1:
+                raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
         points = _get(name, f"{where}.points", table, "points", NUMBER, None)
         if points < 0:
             raise RubricError(name, f"{where}.points", f"must not be negative, got {points!r}")

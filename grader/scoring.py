@@ -32,7 +32,8 @@ MSG_UNVERIFIED = (
     "own figure is known{credit}."
 )
 MSG_MISMATCH = "The notebook reported {reported:.1%} but the model measures {measured:.1%}."
-PRINTED = re.compile(r"acc(?:uracy)?\b[^0-9\n]{0,20}?(\d{1,3}(?:\.\d+)?)\s*(%?)", re.IGNORECASE)
+PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)?)\s*(%?)", re.I)
+PROGRESS = ("━", "/step", "[==", "ETA")
 
 
 def _accuracy_of(metrics: dict[str, Any], prefix: str = "") -> float | None:
@@ -66,7 +67,9 @@ def printed_accuracy(nb: nbformat.NotebookNode) -> float | None:
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             text = output.get("text") or output.get("data", {}).get("text/plain") or ""
-            for match in PRINTED.finditer(text if isinstance(text, str) else "".join(text)):
+            text = text if isinstance(text, str) else "".join(text)
+            lines = [ln for ln in text.splitlines() if not any(p in ln for p in PROGRESS)]
+            for match in PRINTED.finditer("\n".join(lines)):
                 value = float(match.group(1)) / (
                     100 if match.group(2) or float(match.group(1)) > 1 else 1
                 )
@@ -78,10 +81,10 @@ def printed_accuracy(nb: nbformat.NotebookNode) -> float | None:
 def band_score(accuracy: float, reference: float, spec: CheckSpec) -> float:
     """Points for ``accuracy`` under the rubric's bands."""
     full_at = reference - spec.tolerance
+    if accuracy <= spec.floor:
+        return 0.0
     if accuracy >= full_at:
         return spec.points
-    if accuracy <= spec.floor or full_at <= spec.floor:
-        return 0.0
     return round(spec.points * (accuracy - spec.floor) / (full_at - spec.floor), 2)
 
 

@@ -202,7 +202,7 @@ def test_never_trained_earns_no_accuracy_even_if_it_evaluated_high() -> None:
 def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
     events = [
         {"event": "evaluate", "metrics": {"accuracy": 0.1}},
-        {"event": "fit", "history": {"val_accuracy": [0.6, 0.7]}},
+        {"event": "fit", "model": {}, "history": {"val_accuracy": [0.6, 0.7]}},
         {"event": "evaluate", "metrics": {"loss": 0.3, "accuracy": 0.8}},
     ]
     assert self_reported_accuracy(events) == 0.8
@@ -264,3 +264,33 @@ def test_printed_accuracy(text: str, value: float | None) -> None:
     cell = nbformat.v4.new_code_cell("print(...)")
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
     assert printed_accuracy(nbformat.v4.new_notebook(cells=[cell])) == value
+
+
+def test_a_from_scratch_baseline_trained_first_does_not_hide_the_transfer_model() -> None:
+    baseline = layer(
+        "Sequential", "baseline", layers=[layer("Conv2D", "c", 896), layer("Flatten", "f"), DENSE]
+    )
+    events = [{"event": "fit", "model": baseline}, {"event": "fit", "model": model(GAP, DENSE)}]
+    facts = facts_for(None, events=events)
+    assert check_pooling_head(SPEC, facts).passed
+    assert check_augmentation(SPEC, facts).passed
+
+
+def test_the_base_is_found_by_its_layers_not_by_the_students_names() -> None:
+    named = model(GAP, DENSE)
+    named["name"] = "mobilenetv2_catsdogs"  # the student's own model name
+    assert check_base_frozen(SPEC, facts_for(named)).passed
+    flat = layer(
+        "Functional",
+        "functional",
+        layers=[
+            layer("InputLayer", "input"),
+            layer("Conv2D", "Conv1", 0),
+            layer("ReLU", "out_relu"),
+            GAP,
+            layer("Dense", "predictions", 1281, units=1),
+        ],
+    )
+    facts = facts_for(flat)
+    assert check_base_frozen(SPEC, facts).passed
+    assert check_pooling_head(SPEC, facts).passed

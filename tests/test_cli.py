@@ -54,3 +54,12 @@ def test_report_without_results_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 2
     assert "no results to report on" in result.output
+
+
+def test_a_folder_without_notebooks_is_a_usage_error(tmp_path: Path) -> None:
+    rubric = tmp_path / "r.toml"
+    rubric.write_text("[[checks]]\nid = 'base_frozen'\npoints = 1\n")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["grade", str(tmp_path / "empty"), "--rubric", str(rubric)])
+    assert result.exit_code == 2
+    assert "no .ipynb notebooks found" in result.output

@@ -79,3 +79,21 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 def test_paths_resolve_against_the_rubric_folder(tmp_path: Path) -> None:
     rubric = load_rubric(write(tmp_path, "[data]\nkeras_home = 'cache'\n" + MINIMAL))
     assert rubric.keras_home == (tmp_path / "cache").resolve()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[[checks]]\nid = 'accuracy'\npoints = 2\nfloor = 1.5\n", "checks[0].floor", "between"),
+        ("checks = [1]\n", "checks[0]", "a [[checks]] table"),
+        (
+            "[reference]\nnotebook = 'missing.ipynb'\n" + MINIMAL,
+            "reference.notebook",
+            "no such notebook",
+        ),
+    ],
+)
+def test_more_invalid_rubrics(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    with pytest.raises(RubricError) as info:
+        load_rubric(write(tmp_path, text))
+    assert info.value.key == key and problem in str(info.value)
