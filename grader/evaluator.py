@@ -19,11 +19,17 @@ BATCH_SIZE = 32
 DEFAULT_SIDE = 160
 
 
-def _output_rule(model: Any) -> str:
-    """How to read the model's outputs: ``logit``, ``probability`` or ``argmax``."""
+def _output_rule(model: Any, hint: str | None = None) -> str:
+    """How to read the model's outputs: ``logit``, ``probability`` or ``argmax``.
+
+    ``hint`` comes from the loss the student compiled with (``from_logits``); without
+    it, the last layer's activation decides.
+    """
     units = int(model.outputs[0].shape[-1] or 1)
     if units > 1:
         return "argmax"
+    if hint in ("logit", "probability"):
+        return hint
     activation = getattr(model.layers[-1], "activation", None)
     name = getattr(activation, "__name__", str(activation))
     return "probability" if name == "sigmoid" else "logit"
@@ -35,7 +41,7 @@ def _input_side(model: Any) -> tuple[int, int]:
     return (int(rows or DEFAULT_SIDE), int(cols or DEFAULT_SIDE))
 
 
-def measure(holdout: Path, model_path: Path) -> dict[str, Any]:
+def measure(holdout: Path, model_path: Path, hint: str | None = None) -> dict[str, Any]:
     """Accuracy of the model on the holdout images, or the reason it could not be measured."""
     import keras
     import numpy as np
@@ -51,7 +57,7 @@ def measure(holdout: Path, model_path: Path) -> dict[str, Any]:
         shuffle=False,
         verbose=False,
     )
-    rule = _output_rule(model)
+    rule = _output_rule(model, hint)
     correct = total = 0
     for images, labels in data:
         outputs = np.asarray(model(images, training=False))
@@ -72,7 +78,7 @@ def measure(holdout: Path, model_path: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     holdout, model_path = Path(argv[0]), Path(argv[1])
-    result = measure(holdout, model_path)
+    result = measure(holdout, model_path, argv[2] if len(argv) > 2 else None)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     return 0
 
@@ -88,7 +94,7 @@ MSG_EVALUATOR_FAILED = "the evaluator failed: {detail}"
 
 
 def evaluate_in_subprocess(
-    model_path: Path, holdout: Path | None, timeout_s: float = 300.0
+    model_path: Path, holdout: Path | None, timeout_s: float = 300.0, hint: str | None = None
 ) -> dict[str, Any]:
     """Run :func:`measure` in a fresh trusted process; never raises for a bad model."""
     import subprocess
@@ -98,6 +104,7 @@ def evaluate_in_subprocess(
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_")}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""})
     command = [sys.executable, "-m", "grader.evaluator", str(holdout), str(model_path)]
+    command += [hint] if hint else []
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
@@ -108,3 +115,14 @@ def evaluate_in_subprocess(
     except (IndexError, json.JSONDecodeError):
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
         return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
+
+
+def output_hint(events: list[dict[str, Any]]) -> str | None:
+    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it."""
+    for event in reversed(events):
+        if event.get("event") == "compile":
+            from_logits = (event.get("loss") or {}).get("from_logits")
+            if from_logits is None:
+                return None
+            return "logit" if from_logits else "probability"
+    return None

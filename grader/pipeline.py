@@ -19,7 +19,7 @@ import nbformat
 from grader import __version__
 from grader.checks import CHECKS, Facts
 from grader.errors import SubmissionError
-from grader.evaluator import evaluate_in_subprocess
+from grader.evaluator import evaluate_in_subprocess, output_hint
 from grader.execute import Execution, RunSettings, run_notebook
 from grader.intake import Submission, file_digest, load_submission, student_id
 from grader.results import (
@@ -90,7 +90,9 @@ def gather_runtime(facts: Facts, run: Execution, ctx: GradingContext) -> None:
     facts.reported = self_reported_accuracy(run.events)
     facts.printed = printed_accuracy(run.nb)
     if run.model_path is not None:
-        facts.measured = evaluate_in_subprocess(run.model_path, ctx.settings.kit.holdout)
+        facts.measured = evaluate_in_subprocess(
+            run.model_path, ctx.settings.kit.holdout, hint=output_hint(run.events)
+        )
 
 
 def flags_for(rubric: Rubric, facts: Facts) -> list[str]:

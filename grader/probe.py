@@ -109,7 +109,10 @@ def _grader_probe_install(cfg):
     @functools.wraps(orig_compile)
     def compile(self, *args, **kwargs):
         result = orig_compile(self, *args, **kwargs)
-        record("compile", self)
+        loss = getattr(self, "loss", None)
+        record("compile", self, loss={"class": type(loss).__name__ if loss is not None else None,
+                                      "name": loss if isinstance(loss, str) else None,
+                                      "from_logits": getattr(loss, "from_logits", None)})
         return result
 
     @functools.wraps(orig_fit)

@@ -16,7 +16,7 @@ import nbformat
 
 from grader import __version__
 from grader.errors import ReferenceRunError
-from grader.evaluator import evaluate_in_subprocess
+from grader.evaluator import evaluate_in_subprocess, output_hint
 from grader.execute import Execution, RunSettings, run_notebook
 from grader.rubric import Rubric
 from grader.scoring import self_reported_accuracy
@@ -92,7 +92,9 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
         reported = self_reported_accuracy(run.events)
         measured: dict = {"accuracy": None, "error": "no saved model"}
         if run.model_path is not None:
-            measured = evaluate_in_subprocess(run.model_path, settings.kit.holdout)
+            measured = evaluate_in_subprocess(
+                run.model_path, settings.kit.holdout, hint=output_hint(run.events)
+            )
         accuracy = measured.get("accuracy")
         if accuracy is None:
             accuracy = reported if settings.kit.holdout is None else None
