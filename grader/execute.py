@@ -24,6 +24,7 @@ from typing import Any
 import nbformat
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -155,9 +156,10 @@ def _execute(
             used = limits.get(id(cell), settings.cell_timeout_s)
             run.messages.append(MSG_CELL_TIMEOUT.format(cell=index + 1, limit=used))
 
+    km = _kernel_manager(cwd.parent)
     client = NotebookClient(
         nb,
-        km=_kernel_manager(cwd.parent),
+        km=km,
         allow_errors=True,
         interrupt_on_timeout=True,
         timeout_func=limit,
@@ -182,6 +184,17 @@ def _execute(
         running = [i for i in started if i > 0]
         run.kernel_died = max(running) - 1 if running else 0
         run.messages.append(MSG_KERNEL_DIED.format(cell=run.kernel_died + 1))
+    finally:
+        _shutdown(km)
+
+
+def _shutdown(km: AsyncKernelManager) -> None:
+    """Stop the kernel: nbclient leaves a kernel manager it was given running."""
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 - already gone is fine
+        pass
 
 
 def _kernel_manager(root: Path) -> AsyncKernelManager:

@@ -90,8 +90,8 @@ def band_score(accuracy: float, reference: float, spec: CheckSpec) -> float:
 
 def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
     """``accuracy_unverified`` / ``accuracy_mismatch`` for a model that trained."""
-    if facts.first_fit is None and not facts.claimed:
-        return []
+    if facts.first_fit is None:  # any accuracy it claims cannot come from a trained model
+        return [FLAG_MISMATCH] if facts.claimed else []
     measured = (facts.measured or {}).get("accuracy")
     if measured is None:
         return [FLAG_UNVERIFIED] if facts.first_fit is not None else []

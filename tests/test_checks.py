@@ -294,3 +294,11 @@ def test_the_base_is_found_by_its_layers_not_by_the_students_names() -> None:
     facts = facts_for(flat)
     assert check_base_frozen(SPEC, facts).passed
     assert check_pooling_head(SPEC, facts).passed
+
+
+def test_claiming_an_accuracy_without_training_is_a_mismatch() -> None:
+    facts = facts_for(None, events=[])
+    facts.printed = 0.99
+    assert accuracy_flags(ACC, facts) == ["accuracy_mismatch"]
+    facts.printed = None
+    assert accuracy_flags(ACC, facts) == []

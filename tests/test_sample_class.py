@@ -42,7 +42,8 @@ CONTRACT_KEYS = {
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     submissions = tmp_path_factory.mktemp("class")
-    for path in [*(ROOT / "submissions").glob("*.ipynb"), *(FIXTURES / "bad_inputs").iterdir()]:
+    fixtures = [*(FIXTURES / "bad_inputs").iterdir(), *(FIXTURES / "extra_students").iterdir()]
+    for path in [*(ROOT / "submissions").glob("*.ipynb"), *fixtures]:
         shutil.copy(path, submissions / path.name)
     shutil.copy(
         ROOT / "reference_solution" / "transfer_learning.ipynb",
@@ -92,7 +93,7 @@ def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
     out, stdout = graded
     results = records(out)
-    assert len(results) == 19  # 13 students + the reference + 5 bad inputs: no row lost
+    assert len(results) == 20  # 13 students, the reference, 6 fixtures: no row lost
     for record in results:
         assert CONTRACT_KEYS <= set(record)
         assert record["max_score"] == 10
@@ -172,3 +173,13 @@ def test_accuracy_comes_from_measurement(graded: tuple[Path, str]) -> None:
             continue
         measured = record["accuracy"]["measured"]
         assert measured is not None and 0.0 <= measured <= 1.0, record["student"]
+
+
+def test_printing_099_without_training_earns_nothing_and_is_flagged(
+    graded: tuple[Path, str],
+) -> None:
+    record = next(r for r in records(graded[0]) if r["student"] == "never_trains_prints_099")
+    accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
+    assert accuracy["score"] == 0 and "never trained" in accuracy["message"]
+    assert "accuracy_mismatch" in record["flags"] and "no_training" in record["flags"]
+    assert record["accuracy"]["printed"] == pytest.approx(0.99)
