@@ -72,6 +72,7 @@ def _settings(rubric: Rubric, quick: bool, cache: Path | None, workers: int) -> 
         max_epochs=q.max_epochs,
         max_steps=q.max_steps_per_epoch,
         max_validation_steps=q.max_validation_steps,
+        model_variable=next((c.model_variable for c in rubric.checks if c.model_variable), None),
     )
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     settings = RunSettings(

@@ -147,9 +147,9 @@ def _execute(
         started[cell_index] = time.monotonic()
 
     def on_executed(cell: nbformat.NotebookNode, cell_index: int, execute_reply: dict) -> None:
-        if cell_index == 0:
-            return
         index = cell_index - 1
+        if not 0 <= index < len(run.cell_times):  # the probe's own cells
+            return
         run.cell_times[index] = round(time.monotonic() - started.get(cell_index, deadline), 3)
         if execute_reply.get("content", {}).get("ename") == TIMEOUT_ENAME:
             run.timed_out.append(index)

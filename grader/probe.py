@@ -164,6 +164,17 @@ def _grader_probe_install(cfg):
 
     keras.Model.compile, keras.Model.fit, keras.Model.evaluate = compile, fit, evaluate
 
+    def save_named(name):
+        """The rubric names the model to measure: save that variable's model instead."""
+        model = globals().get(name)
+        if isinstance(model, keras.Model):
+            target = os.path.join(cfg["dir"], "last_model.keras")
+            model.save(target + ".part.keras")
+            os.replace(target + ".part.keras", target)
+            record("named_model", model, variable=name)
+
+    globals()["_grader_save_named"] = save_named
+
 _grader_probe_install(__GRADER_CONFIG__)
 del _grader_probe_install
 '''
@@ -181,6 +192,8 @@ class ProbeConfig:
     max_steps: int = 10
     max_validation_steps: int = 3
     seed: int = SEED
+    model_variable: str | None = None
+    """Measure the model in this notebook variable instead of the last one trained."""
 
 
 def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
@@ -200,9 +213,14 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
 
 
 def inject(nb: nbformat.NotebookNode, config: ProbeConfig) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with the probe cell first."""
+    """A copy of ``nb`` with the probe cell first (and, when the rubric names the model to
+    measure, a last cell saving that variable's model)."""
     copy = nbformat.from_dict(nb)
     copy.cells.insert(0, probe_cell(config))
+    if config.model_variable:
+        final = nbformat.v4.new_code_cell(f"_grader_save_named({config.model_variable!r})")
+        final.metadata["tags"] = [PROBE_TAG]
+        copy.cells.append(final)
     return copy
 
 

@@ -18,6 +18,7 @@ from grader import __version__
 from grader.errors import ReferenceRunError
 from grader.evaluator import evaluate_in_subprocess, output_hint
 from grader.execute import Execution, RunSettings, run_notebook
+from grader.probe import PROBE_SOURCE
 from grader.rubric import Rubric
 from grader.scoring import self_reported_accuracy
 
@@ -51,8 +52,22 @@ def reference_key(rubric: Rubric, kit_digest: str, mode: str) -> str:
     if rubric.reference_notebook is None:
         raise ReferenceRunError(MSG_NO_NOTEBOOK)
     notebook = rubric.reference_notebook.read_bytes()
-    parts = [hashlib.sha256(notebook).hexdigest(), rubric.digest, kit_digest, mode, __version__]
+    parts = [
+        hashlib.sha256(notebook).hexdigest(),
+        rubric.digest,
+        kit_digest,
+        mode,
+        __version__,
+        _measuring_code_digest(),
+    ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def _measuring_code_digest() -> str:
+    """The probe and the evaluator decide the figures: a change to either makes them stale."""
+    digest = hashlib.sha256(PROBE_SOURCE.encode())
+    digest.update((Path(__file__).parent / "evaluator.py").read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def load_or_run(

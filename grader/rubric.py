@@ -47,6 +47,8 @@ class CheckSpec:
     """accuracy: a self-reported figure this far from the measured one is flagged."""
     unverified_credit: bool = False
     """accuracy: whether a self-reported figure earns credit when the model cannot be measured."""
+    model_variable: str = ""
+    """accuracy: the notebook variable holding the model to measure (default: last trained)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,9 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
                 tolerance=float(_get(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)),
                 floor=float(_get(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
                 mismatch=float(_get(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.15)),
+                model_variable=_get(
+                    name, f"{where}.model_variable", table, "model_variable", str, ""
+                ),
                 unverified_credit=_get(
                     name, f"{where}.unverified_credit", table, "unverified_credit", bool, False
                 ),

@@ -39,3 +39,11 @@ def test_read_events_skips_garbage(tmp_path: Path) -> None:
     (tmp_path / "events.jsonl").write_text('{"event": "fit"}\nnot json\n[1]\n{"event": "x"}\n')
     assert [e["event"] for e in read_events(tmp_path)] == ["fit", "x"]
     assert read_events(tmp_path / "none") == []
+
+
+def test_a_named_model_variable_adds_a_final_probe_cell() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    running = inject(nb, ProbeConfig(dir=Path("/tmp"), model_variable="final_model"))
+    assert running.cells[-1].source == "_grader_save_named('final_model')"
+    assert is_probe(running.cells[-1])
+    assert strip(running).cells == nb.cells
