@@ -93,7 +93,7 @@ def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
     out, stdout = graded
     results = records(out)
-    assert len(results) == 20  # 13 students, the reference, 6 fixtures: no row lost
+    assert len(results) == 22  # 13 students, the reference, 8 fixtures: no row lost
     for record in results:
         assert CONTRACT_KEYS <= set(record)
         assert record["max_score"] == 10
@@ -183,3 +183,14 @@ def test_printing_099_without_training_earns_nothing_and_is_flagged(
     assert accuracy["score"] == 0 and "never trained" in accuracy["message"]
     assert "accuracy_mismatch" in record["flags"] and "no_training" in record["flags"]
     assert record["accuracy"]["printed"] == pytest.approx(0.99)
+
+
+@pytest.mark.parametrize("student", ["no_preprocess_input", "unfrozen_high_lr"])
+def test_known_accuracy_mistakes_measure_clearly_below_the_reference(
+    graded: tuple[Path, str], student: str
+) -> None:
+    record = next(r for r in records(graded[0]) if r["student"] == student)
+    accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
+    figures = record["accuracy"]
+    assert figures["measured"] < figures["reference"] - 0.05
+    assert accuracy["source"] == "measured" and accuracy["score"] < accuracy["max_score"]
