@@ -43,7 +43,7 @@ class CheckSpec:
     """accuracy: full points at or above reference minus this."""
     floor: float = 0.5
     """accuracy: zero points at or below this accuracy."""
-    mismatch: float = 0.15
+    mismatch: float = 0.2
     """accuracy: a self-reported figure this far from the measured one is flagged."""
     unverified_credit: bool = False
     """accuracy: whether a self-reported figure earns credit when the model cannot be measured."""
@@ -217,7 +217,7 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
                 hidden=_get(name, f"{where}.hidden", table, "hidden", bool, False),
                 tolerance=float(_get(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)),
                 floor=float(_get(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
-                mismatch=float(_get(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.15)),
+                mismatch=float(_get(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.2)),
                 model_variable=_get(
                     name, f"{where}.model_variable", table, "model_variable", str, ""
                 ),

@@ -62,7 +62,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         str(out),
         "--quick",
         "--workers",
-        "2",
+        "3",  # 3 kernels on 2 cores: one is often starting, sleeping or waiting
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -141,7 +141,7 @@ def test_crash_and_hang_are_results_naming_the_cell(graded: tuple[Path, str]) ->
     )
     hung = by_student["s1011_tanaka"]
     assert hung["status"] == "timeout"
-    assert "ran longer than 120 s and was interrupted" in hung["message"]
+    assert "ran longer than 240 s and was interrupted" in hung["message"]
     cells = nbformat.read(ROOT / "submissions" / "s1011_tanaka.ipynb", as_version=4).cells
     hanging = next(i for i, c in enumerate(cells) if "while True" in c.source)
     assert f"cell {hanging + 1} ran longer" in hung["message"]
