@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -174,7 +175,7 @@ def _execute(
         },
     )
     try:
-        client.execute(cwd=str(cwd), env=env)
+        client.execute(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except NotebookDeadline as exc:
         run.notebook_timeout = True
         run.messages.append(
