@@ -108,10 +108,23 @@ def _fact(text: str) -> Evidence:
 def _verdict(
     spec: CheckSpec, passed: bool, message: str, source: str, evidence: list[Evidence]
 ) -> CheckResult:
+    return scored_verdict(spec, spec.points if passed else 0.0, message, source, evidence, passed)
+
+
+def scored_verdict(
+    spec: CheckSpec,
+    score: float,
+    message: str,
+    source: str,
+    evidence: list[Evidence],
+    passed: bool | None = None,
+) -> CheckResult:
+    """A verdict earning ``score`` points; unless told, it passes with full points."""
+    passed = score >= spec.points if passed is None else passed
     return CheckResult(
         id=spec.id,
         passed=passed,
-        score=spec.points if passed else 0.0,
+        score=score,
         max_score=spec.points,
         message=message,
         source=source,

@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 
-from grader.checks import ACCURACY_KEYS, Facts
+from grader.checks import ACCURACY_KEYS, Facts, scored_verdict
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
 from grader.rubric import CheckSpec
 
@@ -101,18 +101,7 @@ def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
 
 def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     def verdict(score: float, message: str, source: str, evidence: list[Evidence]) -> CheckResult:
-        passed = score >= spec.points
-        return CheckResult(
-            id=spec.id,
-            passed=passed,
-            score=score,
-            max_score=spec.points,
-            message=message,
-            source=source,
-            title=spec.title,
-            hint="" if passed else spec.hint,
-            evidence=evidence,
-        )
+        return scored_verdict(spec, score, message, source, evidence)
 
     evidence = _accuracy_evidence(facts)
     if facts.first_fit is None:
