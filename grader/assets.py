@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -140,8 +139,3 @@ def _keras2_aliases(archive: Path) -> None:
         alias = archive.parent / top
         if not alias.exists() and not alias.is_symlink():
             os.symlink(Path(extracted.name) / top, alias)
-
-
-def manifest(kit: Kit) -> dict:
-    path = kit.keras_home.parent / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 
-from grader import __version__
 from grader.checks import CHECKS, Facts
 from grader.errors import SubmissionError
 from grader.evaluator import evaluate_in_subprocess, output_hint
@@ -258,7 +257,3 @@ def _without_results(
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def grader_version() -> str:
-    return __version__

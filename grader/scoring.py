@@ -111,30 +111,28 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     if reference is None:
         return verdict(0.0, MSG_NO_REFERENCE, SOURCE_NONE, evidence)
     if measured is not None:
-        message = MSG_BAND.format(
-            kind="Measured",
-            accuracy=measured,
-            reference=reference,
-            full=reference - spec.tolerance,
-            floor=spec.floor,
-        )
+        message = _band_message("Measured", measured, reference, spec)
         score = band_score(measured, reference, spec)
         return verdict(score, message + _mismatch_note(spec, facts), SOURCE_MEASURED, evidence)
     reported = self_reported_accuracy(facts.events)
     if reported is None:
         return verdict(0.0, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence)
-    message = MSG_BAND.format(
-        kind="Self-reported",
-        accuracy=reported,
-        reference=reference,
-        full=reference - spec.tolerance,
-        floor=spec.floor,
-    )
+    message = _band_message("Self-reported", reported, reference, spec)
     credit = "" if spec.unverified_credit else "; the rubric gives no credit for it"
     error = (facts.measured or {}).get("error") or "no saved model"
     message += MSG_UNVERIFIED.format(error=error, credit=credit)
     score = band_score(reported, reference, spec) if spec.unverified_credit else 0.0
     return verdict(score, message, SOURCE_RUNTIME, evidence)
+
+
+def _band_message(kind: str, accuracy: float, reference: float, spec: CheckSpec) -> str:
+    return MSG_BAND.format(
+        kind=kind,
+        accuracy=accuracy,
+        reference=reference,
+        full=reference - spec.tolerance,
+        floor=spec.floor,
+    )
 
 
 def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:
