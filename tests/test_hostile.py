@@ -1,0 +1,165 @@
+"""The hostile corpus (``tests/fixtures/hostile``), graded inside the class batch.
+
+Each notebook's outcome is asserted here; ``test_sample_class`` checks that every honest
+notebook of the same batch is graded exactly as recorded. Where the machine cannot
+enforce a limit (no root, no namespaces), the assertions that depend on it are skipped
+and the warning that names it is checked instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from grader.sandbox import CGROUP_PARENT, CGROUP_V1, UID_BASE, capabilities
+
+pytestmark = pytest.mark.kernel
+
+CAPS = capabilities()
+needs_namespaces = pytest.mark.skipif(not CAPS.namespaces, reason="no namespaces here")
+needs_root = pytest.mark.skipif(not CAPS.root, reason="not root: no separate uid")
+
+
+@pytest.fixture(scope="module")
+def by_student(graded: tuple[Path, str]) -> dict[str, dict[str, Any]]:
+    lines = (graded[0] / "results.jsonl").read_text().splitlines()
+    return {r["student"]: r for r in map(json.loads, lines)}
+
+
+def executed(graded: tuple[Path, str], student: str) -> nbformat.NotebookNode:
+    return nbformat.read(graded[0] / "executed" / f"{student}.ipynb", as_version=4)
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []))
+
+
+def test_infinite_loop_is_interrupted_and_later_cells_run(by_student: dict, graded: tuple) -> None:
+    record = by_student["infinite_loop"]
+    assert record["status"] == "timeout" and "cell_timeout" in record["flags"]
+    assert record["message"] == "cell 3 ran longer than 200 s and was interrupted"
+    assert "still runs" in text_of(executed(graded, "infinite_loop").cells[3])
+
+
+def test_memory_bomb_is_killed_as_out_of_memory(by_student: dict) -> None:
+    record = by_student["memory_bomb"]
+    assert record["status"] == "out_of_memory"
+    assert record["message"].startswith("cell 3 used more than 4096 MB of memory")
+    assert {"out_of_memory", "kernel_died"} <= set(record["flags"])
+
+
+def test_fork_bomb_stops_at_the_process_limit(by_student: dict) -> None:
+    record = by_student["fork_bomb"]
+    if CAPS.cgroup or CAPS.root:
+        assert record["status"] == "error"
+        assert record["errors"][0]["ename"] == "BlockingIOError"
+        assert record["message"].startswith("cell 3 raised BlockingIOError")
+    else:  # only the RSS watchdog: the forks' memory stops them
+        assert record["status"] in ("out_of_memory", "error")
+
+
+def test_os_exit_is_a_dead_kernel_with_its_exit_code_and_static_credit(by_student: dict) -> None:
+    record = by_student["os_exit"]
+    assert record["status"] == "kernel_died"
+    assert record["message"] == "the kernel died while running cell 3 (exit code 3)"
+    static = {c["id"]: c for c in record["checks"] if c["source"] == "static"}
+    assert {"include_top_false", "base_frozen", "pooling_head"} <= set(static)
+    assert all(static[c]["passed"] for c in ("include_top_false", "base_frozen", "pooling_head"))
+    assert record["score"] > 0
+
+
+def test_huge_output_is_truncated_with_a_visible_marker(by_student: dict, graded: tuple) -> None:
+    record = by_student["huge_output"]
+    assert record["status"] == "output_truncated"
+    assert (
+        record["message"] == "cell 2 printed more than 4096 kB; the rest of its output was dropped"
+    )
+    nb = executed(graded, "huge_output")
+    flood = text_of(nb.cells[1])
+    assert "[grader: output truncated here - more than 4096 kB]" in flood
+    assert len(flood) < 4.5 * 2**20
+    assert "after the flood" in text_of(nb.cells[2])
+
+
+def test_input_is_a_stdin_status_naming_the_cell(by_student: dict) -> None:
+    record = by_student["input_call"]
+    assert record["status"] == "stdin_requested"
+    assert record["message"].startswith("cell 2 asked for keyboard input")
+
+
+@needs_namespaces
+def test_network_is_unreachable(by_student: dict, graded: tuple) -> None:
+    nb = executed(graded, "network_attempt")
+    lines = text_of(nb.cells[1]).splitlines()
+    assert len(lines) == 3 and all(line.startswith("BLOCKED") for line in lines)
+    record = by_student["network_attempt"]
+    assert record["status"] == "error" and record["errors"][0]["ename"] == "URLError"
+
+
+@needs_namespaces
+def test_grader_files_and_other_students_are_invisible(
+    graded: tuple, class_dir: Path, by_student: dict
+) -> None:
+    out = graded[0]
+    nb = executed(graded, "snoop_files")
+    found_line = next(
+        line for line in text_of(nb.cells[1]).splitlines() if line.startswith("FOUND")
+    )
+    found = json.loads(found_line.removeprefix("FOUND "))
+    secret = [class_dir, out, Path(__file__).parent, Path.home(), Path.cwd()]
+    leaked = [f for f in found if any(Path(f).is_relative_to(s.resolve()) for s in secret)]
+    assert leaked == []
+    assert not any(f.endswith((".toml", ".jsonl")) and "grader" in f for f in found)
+    assert "DENIED /etc/shadow" in text_of(nb.cells[3]) or not CAPS.root
+
+
+@needs_root
+def test_the_kernel_runs_as_its_own_user_in_a_private_folder(graded: tuple) -> None:
+    nb = executed(graded, "snoop_files")
+    parent = nb.cells[2].outputs[0]
+    assert parent["output_type"] == "error" and parent["ename"] == "PermissionError"
+
+
+@needs_namespaces
+def test_writes_outside_the_work_folder_fail_or_vanish(graded: tuple) -> None:
+    nb = executed(graded, "write_outside")
+    lines = [line.split() for line in text_of(nb.cells[1]).splitlines()]
+    assert len(lines) == 8
+    for verdict, path, *_ in lines:
+        if path.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
+            assert not Path(path).exists(), f"{path} reached the grader's machine"
+        elif CAPS.root:
+            assert verdict.startswith("DENIED"), path
+    assert "DENIED big.bin OSError [Errno 27] File too large" in text_of(nb.cells[2])
+
+
+def test_removing_the_probe_earns_no_accuracy(by_student: dict) -> None:
+    record = by_student["probe_tamper"]
+    accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
+    assert accuracy["score"] == 0 and "never trained" in accuracy["message"]
+    assert "no_training" in record["flags"]
+    assert record["accuracy"]["printed"] == pytest.approx(0.99)
+
+
+def test_nothing_is_left_running_or_mounted(graded: tuple) -> None:
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                zombie = stat[stat.rindex(")") + 2] == "Z"
+                if os.stat(f"/proc/{entry}").st_uid >= UID_BASE and not zombie:
+                    leftovers.append(entry)
+            except OSError:
+                continue
+    assert leftovers == []
+    for controller in ("memory", "pids"):
+        parent = CGROUP_V1 / controller / CGROUP_PARENT
+        if parent.is_dir():
+            assert [p for p in parent.iterdir() if p.is_dir()] == []
+    assert list(Path("/tmp").glob("grader-run-*")) == []

@@ -1,0 +1,133 @@
+"""The sandbox: what is hidden, what the machine allows, the launcher, the fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+
+from grader import sandbox
+from grader.cli import main
+from grader.errors import UsageError
+from grader.sandbox import Capabilities, not_enforced_warning, paths_to_hide
+
+HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
+
+
+@pytest.fixture
+def skip_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    sandbox.capabilities.cache_clear()
+    yield monkeypatch
+    sandbox.capabilities.cache_clear()
+
+
+def test_paths_to_hide_takes_folders_and_never_a_system_one(tmp_path: Path) -> None:
+    rubric = tmp_path / "course" / "rubric.toml"
+    rubric.parent.mkdir()
+    rubric.write_text("")
+    hidden = paths_to_hide(rubric, tmp_path / "class", None, "/", "/usr", "/usr/lib/x", "/etc/..")
+    assert hidden == tuple(
+        sorted([str(rubric.parent.resolve()), str((tmp_path / "class").resolve())])
+    )
+
+
+def test_warning_names_every_limit_not_enforced() -> None:
+    assert not_enforced_warning(Capabilities(root=True, namespaces=True, cgroup="v1")) is None
+    text = not_enforced_warning(Capabilities(root=False, namespaces=False, cgroup=None))
+    assert text is not None and text.startswith("grader: sandbox limits not enforced")
+    for words in ("network", "grader's files", "unprivileged user", "RSS watchdog", "process"):
+        assert words in text
+    only_cgroup = not_enforced_warning(Capabilities(root=True, namespaces=True, cgroup=None))
+    assert only_cgroup is not None and "memory cgroup" in only_cgroup
+    assert "network" not in only_cgroup and "process-count" not in only_cgroup
+
+
+def test_skip_variable_degrades_and_rejects_unknown_names(skip_env: pytest.MonkeyPatch) -> None:
+    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces,user,cgroup")
+    caps = sandbox.capabilities()
+    assert caps == Capabilities(root=False, namespaces=False, cgroup=None)
+    sandbox.capabilities.cache_clear()
+    skip_env.setenv(sandbox.SKIP_VARIABLE, "network")
+    with pytest.raises(UsageError, match="unknown"):
+        sandbox.capabilities()
+
+
+def test_cli_warns_once_before_grading(skip_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces")
+    result = CliRunner().invoke(main, ["grade", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2  # the empty folder is the caller's mistake
+    assert result.output.count("sandbox limits not enforced") == 1
+    assert "network access" in result.output and "no .ipynb notebooks found" in result.output
+
+
+def test_launcher_needs_a_policy_and_a_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.sandbox_launch", "policy.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "usage:" in proc.stderr
+
+
+@pytest.mark.skipif(
+    not (sandbox.capabilities().root and sandbox.capabilities().namespaces),
+    reason="needs root and namespaces",
+)
+def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) -> None:
+    secret = Path(__file__).parent / "fixtures"  # outside /tmp, so only `hide` covers it
+    work = tmp_path / "run" / "work"
+    work.mkdir(parents=True)
+    os.chown(work, sandbox.UID_BASE + 7, sandbox.UID_BASE + 7)
+    policy = {
+        "network_namespace": True,
+        "mount_namespace": True,
+        "hide": [str(secret), str(Path.home())],
+        "private_tmp": ["/tmp", "/var/tmp"],
+        "expose": [sys.prefix, sys.base_prefix, str(work)],
+        "rlimits": {"fsize": 2**20, "core": 0},
+        "uid": sandbox.UID_BASE + 7,
+        "gid": sandbox.UID_BASE + 7,
+        "root": str(tmp_path / "run"),
+        "cwd": str(work),
+    }
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    code = (
+        "import os, socket, json\n"
+        f"out = {{'uid': os.getuid(), 'secret': os.listdir({str(secret)!r})}}\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2); out['net'] = 'open'\n"
+        "except OSError as exc:\n    out['net'] = exc.errno\n"
+        "try:\n    open('big', 'wb').write(b'0' * 2**21); out['big'] = 'written'\n"
+        "except OSError as exc:\n    out['big'] = exc.errno\n"
+        "print(json.dumps(out))"
+    )
+    command = [sys.executable, "-m", "grader.sandbox_launch", str(tmp_path / "policy.json")]
+    proc = subprocess.run(
+        [*command, "--", sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen == {"uid": sandbox.UID_BASE + 7, "secret": [], "net": 101, "big": 27}
+    assert (secret / "rubric_fast.toml").exists()  # hidden from the kernel only
+
+
+@pytest.mark.kernel
+def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.MonkeyPatch) -> None:
+    from grader.assets import ensure_kit
+    from grader.execute import RunSettings, run_notebook
+    from grader.rubric import Limits
+
+    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces,user,cgroup")
+    limits = Limits(cell_timeout_s=60, notebook_timeout_s=120, memory_mb=1024)
+    settings = RunSettings(kit=ensure_kit(progress=lambda _: None), limits=limits)
+    nb = nbformat.read(HOSTILE / "memory_bomb.ipynb", as_version=4)
+    run = run_notebook(nb, "memory_bomb.ipynb", settings)
+    run.cleanup()
+    assert run.out_of_memory and run.kernel_died == 2
+    assert run.messages == ["cell 3 used more than 1024 MB of memory; the kernel was killed"]
