@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT ?= out
 WORKERS ?= 2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean browser
 
 $(BIN)/grader: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +20,23 @@ demo: install
 	$(BIN)/grader assets build
 	$(BIN)/grader grade submissions --rubric rubrics/transfer_learning.toml --out $(OUT) --quick --workers $(WORKERS)
 	@echo "Class page:  $(OUT)/index.html"
-	@echo "Spreadsheet: $(OUT)/grades.csv"
+	@echo "Spreadsheets: $(OUT)/grades.csv $(OUT)/grades.xlsx $(OUT)/canvas.csv"
+	@echo "Gradescope:  $(OUT)/gradescope/<student>/results.json"
 	@echo "Reports:     $(OUT)/reports/"
 
-## test: lint, fast tests, then kernel tests (real kernels, real TensorFlow)
-test: install lint
+## browser: Debian's chromium for the browser test (installed with apt when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing chromium (apt) for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+## test: lint, fast tests, then kernel tests (real kernels, real TensorFlow, a real browser)
+test: install lint browser
 	$(BIN)/pytest -q -m "not kernel"
 	$(BIN)/pytest -q -m kernel
 
 lint: install
-	$(BIN)/ruff check grader tests
+	$(BIN)/ruff check grader tests bench
 
 clean:
 	rm -rf $(OUT) .pytest_cache

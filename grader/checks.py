@@ -40,6 +40,8 @@ class Facts:
     """All the evidence about one submission."""
 
     static: StaticFacts
+    notebook: Any = None
+    """The submitted notebook (written answers are read from its markdown)."""
     events: list[dict[str, Any]] = field(default_factory=list)
     reference_accuracy: float | None = None
     measured: dict[str, Any] | None = None

@@ -1,4 +1,8 @@
-"""The ``grader`` command: thin click commands over the library."""
+"""The ``grader`` command: thin click commands over the library.
+
+Modules that pull in nbclient or pandas are imported inside the commands that use them:
+``grader check --static`` must answer in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,31 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from grader import __version__
 from grader.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
-from grader.errors import GraderError, UsageError
-from grader.execute import RunSettings
-from grader.export import RESULTS_FILE, read_results_jsonl
+from grader.errors import GraderError, SubmissionError, UsageError
 from grader.intake import find_submissions
-from grader.outputs import write_outputs
-from grader.pipeline import GradingContext, grade_batch
 from grader.probe import ProbeConfig
-from grader.reference import load_or_run
 from grader.results import SubmissionResult
 from grader.rubric import Rubric, load_rubric
+from grader.sandbox import capabilities, not_enforced_warning, paths_to_hide
+
+if TYPE_CHECKING:
+    from grader.execute import RunSettings
 
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
 MODE_QUICK, MODE_FULL = "quick", "full"
 
+roster_option = click.option(
+    "--roster",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Canvas roster CSV giving each student's identity in canvas.csv.",
+)
 rubric_option = click.option(
     "--rubric",
     "rubric_path",
@@ -59,7 +69,11 @@ def main() -> None:
     """
 
 
-def _settings(rubric: Rubric, quick: bool, cache: Path | None, workers: int) -> tuple:
+def _settings(
+    rubric: Rubric, quick: bool, cache: Path | None, workers: int, *inputs: Path
+) -> tuple:
+    from grader.execute import RunSettings
+
     kit = (
         course_kit(rubric.keras_home, rubric.holdout)
         if rubric.keras_home
@@ -77,12 +91,31 @@ def _settings(rubric: Rubric, quick: bool, cache: Path | None, workers: int) -> 
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     settings = RunSettings(
         kit=kit,
-        cell_timeout_s=rubric.limits.cell_timeout_s,
-        notebook_timeout_s=rubric.limits.notebook_timeout_s,
+        limits=rubric.limits,
+        hide=paths_to_hide(
+            Path.home(),
+            Path.cwd(),
+            cache or default_cache_dir(),
+            rubric.path,
+            rubric.reference_notebook,
+            rubric.holdout,
+            *inputs,
+        ),
         probe=probe,
         threads=threads,
     )
     return settings, kit_digest(kit)
+
+
+def _warn_unenforced() -> None:
+    """Say once, before any notebook runs, which sandbox limits this machine cannot enforce."""
+    try:
+        warning = not_enforced_warning(capabilities())
+    except GraderError as exc:
+        _fail(exc)
+        return
+    if warning:
+        click.echo(warning, err=True)
 
 
 @main.command()
@@ -104,16 +137,29 @@ def _settings(rubric: Rubric, quick: bool, cache: Path | None, workers: int) -> 
     help="Notebooks graded at once.",
 )
 @cache_option
+@roster_option
 def grade(
-    submissions: Path, rubric_path: Path, out: Path, quick: bool, workers: int, cache: Path | None
+    submissions: Path,
+    rubric_path: Path,
+    out: Path,
+    quick: bool,
+    workers: int,
+    cache: Path | None,
+    roster: Path | None,
 ) -> None:
     """Grade every notebook in SUBMISSIONS (a folder or one .ipynb).
 
-    Writes results.jsonl, grades.csv, reports/<student>.html, index.html and
-    executed/<student>.ipynb under --out. Exit 0 when the batch completed.
+    Writes results.jsonl, grades.csv, grades.xlsx, canvas.csv, gradescope/<student>/
+    results.json, reports/<student>.html, index.html and executed/<student>.ipynb under
+    --out. Exit 0 when the batch completed.
 
     Example: grader grade submissions/ --rubric rubrics/transfer_learning.toml --out out --quick
     """
+    from grader.outputs import ClassInfo, write_outputs
+    from grader.pipeline import GradingContext, grade_batch
+    from grader.reference import load_or_run
+
+    _warn_unenforced()
     try:
         rubric = load_rubric(rubric_path)
         paths = [
@@ -124,7 +170,7 @@ def grade(
         if not paths:
             raise UsageError(f"{submissions}: no .ipynb notebooks found")
         mode = MODE_QUICK if quick else MODE_FULL
-        settings, digest = _settings(rubric, quick, cache, workers)
+        settings, digest = _settings(rubric, quick, cache, workers, submissions, out)
         click.echo(f"Running the reference solution ({mode} mode) unless its figures are cached")
         figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode)
         click.echo(f"Reference accuracy: {figures.accuracy:.3f}")
@@ -138,12 +184,34 @@ def grade(
         click.echo(f"Grading {len(paths)} notebook(s) with {workers} worker(s)")
         start = time.monotonic()
         results = grade_batch(paths, ctx, workers=workers, on_result=_echo_result)
-        written = write_outputs(results, rubric.check_ids, out, figures.accuracy)
+        _review(results, rubric, out)
+        info = ClassInfo(
+            check_ids=rubric.check_ids,
+            assignment=rubric.title,
+            reference_accuracy=figures.accuracy,
+            reference_history=figures.history,
+            roster=roster,
+        )
+        written = write_outputs(results, info, out)
     except GraderError as exc:
         _fail(exc)
         return
     click.echo(f"Done in {time.monotonic() - start:.0f} s. Class page: {written['index']}")
-    click.echo(f"Spreadsheet: {written['grades']}  Results: {written['results']}")
+    click.echo(f"Spreadsheets: {written['grades']}, {written['xlsx']}, {written['canvas']}")
+    click.echo(f"Results: {written['results']}  Gradescope: {written['gradescope']}")
+
+
+def _review(results: list[SubmissionResult], rubric: Rubric, out: Path) -> None:
+    """Apply ``OUT/overrides.csv`` when there is one, then each final score and late penalty."""
+    from grader.review import OVERRIDES_FILE, apply_overrides, finalize, read_overrides
+
+    path = out / OVERRIDES_FILE
+    if path.exists():
+        apply_overrides(results, read_overrides(path), path)
+        click.echo(f"Applied {path}")
+    for result in results:
+        if result.checks:
+            finalize(result, rubric.late)
 
 
 def _echo_result(result: SubmissionResult) -> None:
@@ -152,6 +220,100 @@ def _echo_result(result: SubmissionResult) -> None:
         f"  {result.student}: {result.score:g}/{result.max_score:g} {result.status} "
         f"in {result.duration_s:.0f} s{note}"
     )
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@rubric_option
+@click.option("--full", is_flag=True, help="No quick-mode caps: as long as the real grading.")
+@click.option("--static", "static_only", is_flag=True, help="Read the code only; run nothing.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the HTML report [default: next to the notebook].",
+)
+@cache_option
+def check(
+    notebook: Path,
+    rubric_path: Path,
+    full: bool,
+    static_only: bool,
+    out: Path | None,
+    cache: Path | None,
+) -> None:
+    """Check one notebook before you submit it, as the grader will (visible checks only).
+
+    Prints a checklist: each check passed or not, its points, a hint and the cell to look
+    at. Without --static the notebook runs in the grader's sandbox (quick mode unless
+    --full) and an HTML report is written next to it. Exit 0 when every visible check
+    passed, 1 when one did not, 2 when the command was wrong.
+
+    Example: grader check my_week6.ipynb --static
+    """
+    from grader.selfcheck import check_static, checklist
+
+    try:
+        rubric = load_rubric(rubric_path)
+        if not notebook.is_file():
+            raise UsageError(f"{notebook}: no such notebook")
+        if static_only:
+            try:
+                outcome = check_static(notebook, rubric)
+            except SubmissionError as exc:
+                click.echo(f"{notebook.name}: {exc}")
+                sys.exit(1)
+        else:
+            _warn_unenforced()
+            outcome, report = _run_check(notebook, rubric, full, out, cache)
+    except GraderError as exc:
+        _fail(exc)
+        return
+    for line in checklist(outcome):
+        click.echo(line)
+    if not static_only:
+        click.echo(f"Report: {report}")
+    sys.exit(0 if outcome.ok else 1)
+
+
+def _run_check(
+    notebook: Path, rubric: Rubric, full: bool, out: Path | None, cache: Path | None
+) -> tuple:
+    from grader.pipeline import GradingContext
+    from grader.report import render_report
+    from grader.selfcheck import check_notebook, visible_rubric
+
+    visible, hidden = visible_rubric(rubric)
+    mode = MODE_FULL if full else MODE_QUICK
+    settings, digest = _settings(visible, not full, cache, 1, notebook, *filter(None, [out]))
+    reference_accuracy = None
+    if any(c.id == "accuracy" for c in visible.checks):
+        reference_accuracy = _reference_accuracy(visible, settings, cache, digest, mode)
+    ctx = GradingContext(
+        rubric=visible,
+        settings=settings,
+        reference_accuracy=reference_accuracy,
+        out=None,
+        mode=mode,
+    )
+    outcome = check_notebook(notebook, ctx, hidden)
+    folder = out or notebook.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    report = folder / f"{notebook.stem}.report.html"
+    report.write_text(render_report(outcome.result, reference_accuracy), encoding="utf-8")
+    return outcome, report
+
+
+def _reference_accuracy(
+    rubric: Rubric, settings: RunSettings, cache: Path | None, digest: str, mode: str
+) -> float | None:
+    """The stored or freshly run reference figure; else the rubric's published one."""
+    from grader.reference import load_or_run
+
+    if rubric.reference_notebook is not None:
+        click.echo(f"Reference solution ({mode} mode): stored figures, or running it once now")
+        return load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode).accuracy
+    return rubric.published_accuracy.get(mode)
 
 
 @main.command()
@@ -164,6 +326,9 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --quick
     """
+    from grader.reference import load_or_run
+
+    _warn_unenforced()
     try:
         rubric = load_rubric(rubric_path)
         settings, digest = _settings(rubric, quick, cache, 1)
@@ -181,17 +346,22 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @rubric_option
-def report(out: Path, rubric_path: Path) -> None:
-    """Rebuild grades.csv, the reports and index.html from OUT/results.jsonl (no notebook runs).
+@roster_option
+def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
+    """Rebuild every page and export from OUT/results.jsonl (no notebook runs).
 
-    Example: grader report out --rubric rubrics/transfer_learning.toml
+    Example: grader report out --rubric rubrics/transfer_learning.toml --roster roster.csv
     """
+    from grader.export import RESULTS_FILE, read_results_jsonl
+    from grader.outputs import ClassInfo, write_outputs
+
     try:
         rubric = load_rubric(rubric_path)
         path = out / RESULTS_FILE
         if not path.exists():
             raise UsageError(f"{path}: no results to report on (run `grader grade` first)")
         results = read_results_jsonl(path)
+        _review(results, rubric, out)
         reference_accuracy = next(
             (
                 r.accuracy.get("reference")
@@ -200,7 +370,14 @@ def report(out: Path, rubric_path: Path) -> None:
             ),
             None,
         )
-        written = write_outputs(results, rubric.check_ids, out, reference_accuracy)
+        info = ClassInfo(
+            check_ids=rubric.check_ids,
+            assignment=rubric.title,
+            reference_accuracy=reference_accuracy,
+            roster=roster,
+        )
+        info.load_reference(out)
+        written = write_outputs(results, info, out)
     except (GraderError, ValueError) as exc:
         _fail(exc if isinstance(exc, GraderError) else UsageError(str(exc)))
         return

@@ -33,7 +33,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_ESCAPE = "'"
 
 LEADING_COLUMNS = ("student", "file")
-TRAILING_COLUMNS = ("score", "max_score", "status", "flags")
+TRAILING_COLUMNS = ("score", "max_score", "late_penalty", "status", "flags")
 
 MSG_MALFORMED_JSON = "{path}, line {line}: malformed JSON ({detail})"
 MSG_NOT_OBJECT = "{path}, line {line}: expected a JSON object, got {kind}"
@@ -125,6 +125,7 @@ def _grades_row(result: SubmissionResult, check_ids: list[str]) -> dict[str, Any
         row[check_id] = earned.get(check_id)
     row["score"] = result.score
     row["max_score"] = result.max_score
+    row["late_penalty"] = result.late.get("penalty", 0.0)
     row["status"] = result.status
     row["flags"] = FLAG_SEPARATOR.join(result.flags)
     return row

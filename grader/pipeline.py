@@ -16,22 +16,29 @@ from pathlib import Path
 
 import nbformat
 
-from grader.checks import CHECKS, Facts
+from grader.checks import Facts
 from grader.errors import SubmissionError
 from grader.evaluator import evaluate_in_subprocess, output_hint
 from grader.execute import Execution, RunSettings, run_notebook
+from grader.habits import advise, find_notes
 from grader.intake import Submission, file_digest, load_submission, student_id
 from grader.results import (
+    PRECEDENCE,
     STATUS_ERROR,
     STATUS_GRADED,
+    STATUS_KERNEL_DIED,
+    STATUS_OUT_OF_MEMORY,
+    STATUS_STDIN,
     STATUS_TIMEOUT,
+    STATUS_TRUNCATED,
     CheckResult,
     SubmissionResult,
 )
-from grader.rubric import CheckSpec, Rubric
+from grader.review import finalize, record_submission_time
+from grader.rubric import Rubric
 from grader.scoring import (
     accuracy_flags,
-    check_accuracy,
+    decide,
     printed_accuracy,
     self_reported_accuracy,
 )
@@ -62,7 +69,7 @@ def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
         result = _without_results(path, exc.status, str(exc), start, ctx.mode)
         result.max_score = ctx.rubric.max_score
         return result
-    facts = Facts(static=analyze_notebook(submission.nb))
+    facts = Facts(static=analyze_notebook(submission.nb), notebook=submission.nb)
     run = run_notebook(submission.nb, path.name, ctx.settings)
     try:
         gather_runtime(facts, run, ctx)
@@ -70,6 +77,11 @@ def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
         result = assemble(submission, checks, run, ctx.mode)
         result.flags += flags_for(ctx.rubric, facts)
         result.accuracy = accuracy_figures(facts)
+        result.notes = find_notes(submission.nb)
+        for error in result.errors:
+            error.advice = advise(error)
+        record_submission_time(result, path, ctx.rubric.late)
+        finalize(result, ctx.rubric.late)
         if ctx.out is not None:
             try:
                 write_executed(run.nb, ctx.out, result.student)
@@ -111,30 +123,25 @@ def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
     return figures
 
 
-def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
-    check = check_accuracy if spec.id == "accuracy" else CHECKS[spec.id]
-    return check(spec, facts)
-
-
 def assemble(
     submission: Submission, checks: list[CheckResult], run: Execution, mode: str
 ) -> SubmissionResult:
     """The result of a submission that ran (whatever happened while it ran)."""
-    flags, status, message = list(submission.notes and ["nbformat_upgraded"]), STATUS_GRADED, ""
-    if run.timed_out or run.notebook_timeout:
-        status = STATUS_TIMEOUT
-        flags += ["cell_timeout"] * bool(run.timed_out) + [
-            "notebook_timeout"
-        ] * run.notebook_timeout
-    if run.kernel_died is not None:
-        status, flags = STATUS_ERROR, flags + ["kernel_died"]
-    elif run.errors:
-        flags.append("cell_errors")
-        status = status if status != STATUS_GRADED else STATUS_ERROR
+    flags = list(submission.notes and ["nbformat_upgraded"]) + run_flags(run)
     if run.probe_error:
         flags.append("probe_failed")
     if not any(e.get("event") == "fit" for e in run.events):
         flags.append("no_training")
+    conditions = {
+        STATUS_OUT_OF_MEMORY: run.out_of_memory,
+        STATUS_KERNEL_DIED: run.kernel_died is not None,
+        STATUS_TIMEOUT: bool(run.timed_out) or run.notebook_timeout,
+        STATUS_STDIN: bool(run.stdin_requested),
+        STATUS_ERROR: bool(run.errors),
+        STATUS_TRUNCATED: bool(run.truncated),
+        STATUS_GRADED: True,
+    }
+    status = next(s for s in PRECEDENCE if conditions[s])
     message = "; ".join(run.messages)
     if not message and run.errors:
         first = run.errors[0]
@@ -156,7 +163,26 @@ def assemble(
         graded_at=_now(),
         cell_times=run.cell_times,
         training=training_phases(run.events),
+        peak_memory_mb=run.peak_memory_mb,
+        model=next(
+            (e["model"] for e in reversed(run.events) if e.get("event") == "fit" and "model" in e),
+            None,
+        ),
     )
+
+
+def run_flags(run: Execution) -> list[str]:
+    """One flag per condition the run hit (several may apply; the status names the worst)."""
+    named = {
+        "cell_timeout": bool(run.timed_out),
+        "notebook_timeout": run.notebook_timeout,
+        "kernel_died": run.kernel_died is not None,
+        "out_of_memory": run.out_of_memory,
+        "stdin_requested": bool(run.stdin_requested),
+        "cell_errors": bool(run.errors),
+        "output_truncated": bool(run.truncated),
+    }
+    return [flag for flag, hit in named.items() if hit]
 
 
 def training_phases(events: list[dict]) -> list[dict]:

@@ -2,13 +2,16 @@
 
 Pages are rendered with Jinja2 from ``grader/templates`` with autoescaping on for
 every template, so all student-controlled text (ids, messages, code, tracebacks,
-flags) is HTML-escaped. Pages are self-contained: inline CSS, no scripts, no
-external assets, and a Content-Security-Policy that forbids scripts anyway.
+flags) is HTML-escaped. Pages are self-contained: inline CSS and SVG, no external
+assets, and a Content-Security-Policy that forbids every script but the class page's
+own table sorter (allowed by its hash; it reads no student text as code).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import math
 import re
 import unicodedata
@@ -19,7 +22,9 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from grader.charts import bar_chart, curve_series, histogram, line_chart
 from grader.export import atomic_write_text
+from grader.highlight import highlight_python
 from grader.results import STATUSES, SubmissionResult
 
 TEMPLATE_PACKAGE = "grader"
@@ -42,10 +47,45 @@ WINDOWS_RESERVED = frozenset(
 )
 
 ACCURACY_LABELS = {
-    "self_reported": "Self-reported",
     "measured": "Measured",
     "reference": "Reference",
+    "self_reported": "Self-reported",
 }
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], col = th.cellIndex;
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    th.closest("tr").querySelectorAll("th").forEach(function (other) {
+      other.removeAttribute("aria-sort");
+    });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var key = function (row) {
+      var cell = row.cells[col];
+      return cell.hasAttribute("data-value") ? cell.getAttribute("data-value") : cell.textContent;
+    };
+    Array.from(body.rows).sort(function (a, b) {
+      var x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
+      var order = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
+      return ascending ? order : -order;
+    }).forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+"""Sorts the students table in the browser; allowed by its hash in the page's CSP."""
+CODE_ITEMS = {
+    "include_top_false": "The code that loads MobileNetV2 without its top classification layers",
+    "base_frozen": "The code that makes the base model non-trainable for feature extraction",
+    "augmentation": "The data augmentation layers defined in the model",
+    "pooling_head": "The new classifier layers added on top of the base model",
+}
+"""The exercise's "show the code" items, by the check whose evidence answers them."""
+ROUTINE_FLAGS = frozenset({"review_suggested", "nbformat_upgraded"})
+"""Flags that alone do not put a submission on the class page's flagged list."""
+CURVES = (
+    ("Accuracy per epoch", ("accuracy", "val_accuracy"), True),
+    ("Loss per epoch", ("loss", "val_loss"), False),
+)
 NOT_AVAILABLE = "—"
 
 
@@ -61,6 +101,7 @@ def _environment() -> Environment:
     )
     env.filters["points"] = format_points
     env.filters["percent"] = format_percent
+    env.filters["python"] = highlight_python
     return env
 
 
@@ -147,20 +188,83 @@ def _cell_time_rows(cell_times: list[float | None]) -> list[tuple[int, str]]:
     ]
 
 
-def render_report(result: SubmissionResult, reference_accuracy: float | None = None) -> str:
+def render_report(
+    result: SubmissionResult,
+    reference_accuracy: float | None = None,
+    reference_history: list[dict[str, Any]] | None = None,
+) -> str:
     """One self-contained HTML page for one submission.
 
-    ``reference_accuracy`` is shown as the reference when ``result.accuracy`` has none.
+    ``reference_accuracy`` is shown as the reference when ``result.accuracy`` has none;
+    ``reference_history`` (the reference's training phases) is drawn beside the curves.
     """
     template = _environment().get_template(REPORT_TEMPLATE)
     total_time = sum(t for t in result.cell_times if _is_number(t))
     return template.render(
         r=result,
         accuracy_rows=_accuracy_rows(result.accuracy, reference_accuracy),
+        accuracy_chart=_accuracy_chart(result.accuracy, reference_accuracy),
+        curves=_curves(result.training, reference_history),
+        model_rows=model_rows(result.model),
+        code_items=_code_items(result),
         training_rows=_training_rows(result.training),
         cell_time_rows=_cell_time_rows(result.cell_times),
         total_cell_time=f"{total_time:.2f}",
     )
+
+
+def _curves(training: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> list[str]:
+    """SVG charts of accuracy and loss per epoch; empty when nothing was trained."""
+    charts = []
+    for title, metrics, unit in CURVES:
+        svg = line_chart(title, curve_series(training, metrics, reference), metrics[0], unit)
+        if svg:
+            charts.append(svg)
+    return charts
+
+
+def _accuracy_chart(accuracy: dict[str, Any], reference_accuracy: float | None) -> str:
+    figures = {
+        **{"reference": reference_accuracy},
+        **{k: v for k, v in accuracy.items() if v is not None},
+    }
+    bars = [
+        (label, figures[key] if _is_number(figures.get(key)) else None)
+        for key, label in ACCURACY_LABELS.items()
+    ]
+    return bar_chart("Accuracy: measured, reference, self-reported", bars)
+
+
+def _code_items(result: SubmissionResult) -> list[dict[str, Any]]:
+    """The exercise's four "show the code" items, with the code each check found."""
+    checks = {c.id: c for c in result.checks if not c.hidden}
+    items = []
+    for check_id, title in CODE_ITEMS.items():
+        if check_id in checks:
+            code = [e for e in checks[check_id].evidence if e.kind == "code" and e.cell is not None]
+            items.append({"title": title, "code": code})
+    return items
+
+
+def model_rows(tree: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The model's top-level layers; a nested model (the base) lists its layers too."""
+    if not isinstance(tree, dict):
+        return []
+    rows = []
+    for layer in tree.get("layers", []) or [tree]:
+        children = [_layer_row(c) for c in layer.get("layers", []) if isinstance(c, dict)]
+        rows.append({**_layer_row(layer), "children": children})
+    return rows
+
+
+def _layer_row(layer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": str(layer.get("name", "")),
+        "cls": str(layer.get("class", "")),
+        "trainable": bool(layer.get("trainable")),
+        "trainable_params": f"{int(layer.get('params_trainable') or 0):,}",
+        "frozen_params": f"{int(layer.get('params_non_trainable') or 0):,}",
+    }
 
 
 def report_filename(student: str) -> str:
@@ -210,6 +314,9 @@ def _check_rates(results: list[SubmissionResult], check_ids: list[str]) -> list[
         passed = sum(1 for c in found if c.passed)
         title = next((c.title for c in found if c.title), "")
         rate = format_percent(passed / total) if total else NOT_AVAILABLE
+        if any(c.review for c in found):  # pre-scored answers: never "passed" by grader
+            mean = sum(c.score for c in found) / len(found)
+            passed, rate = "pre-scored", f"mean {mean:.2f} / {found[0].max_score:g}"
         rows.append({"id": check_id, "title": title, "passed": passed, "rate": rate})
     return rows
 
@@ -244,8 +351,23 @@ def render_index(results: list[SubmissionResult], check_ids: list[str]) -> str:
             max_score=format_points(best_max),
             check_rates=_check_rates(results, list(check_ids)),
             rows=rows,
+            flagged=[row for row in rows if _flagged(row["r"])],
+            histogram=histogram("Score distribution", scores, best_max),
+            sort_script=SORT_SCRIPT,
+            sort_script_hash=script_hash(SORT_SCRIPT),
         )
     )
+
+
+def _flagged(result: SubmissionResult) -> bool:
+    """Worth a look: not graded cleanly, or a flag beyond the routine ones."""
+    return result.status != "graded" or bool(set(result.flags) - ROUTINE_FLAGS)
+
+
+def script_hash(script: str) -> str:
+    """The Content-Security-Policy source allowing exactly this inline script."""
+    digest = hashlib.sha256(script.encode()).digest()
+    return "sha256-" + base64.b64encode(digest).decode()
 
 
 def write_reports(
@@ -253,6 +375,7 @@ def write_reports(
     out_dir: Path,
     check_ids: list[str],
     reference_accuracy: float | None = None,
+    reference_history: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Write ``out_dir/reports/<name>.html`` per result and ``out_dir/index.html``.
 
@@ -262,7 +385,7 @@ def write_reports(
     paths = []
     for result, name in zip(results, _report_names(results), strict=True):
         path = out_dir / REPORTS_DIR / name
-        atomic_write_text(path, render_report(result, reference_accuracy))
+        atomic_write_text(path, render_report(result, reference_accuracy, reference_history))
         paths.append(path)
     index = out_dir / INDEX_FILE
     atomic_write_text(index, render_index(results, check_ids))

@@ -14,7 +14,30 @@ STATUS_GRADED = "graded"
 STATUS_ERROR = "error"
 STATUS_TIMEOUT = "timeout"
 STATUS_INVALID = "invalid"
-STATUSES = (STATUS_GRADED, STATUS_ERROR, STATUS_TIMEOUT, STATUS_INVALID)
+STATUS_KERNEL_DIED = "kernel_died"
+STATUS_OUT_OF_MEMORY = "out_of_memory"
+STATUS_STDIN = "stdin_requested"
+STATUS_TRUNCATED = "output_truncated"
+STATUSES = (
+    STATUS_GRADED,
+    STATUS_ERROR,
+    STATUS_TIMEOUT,
+    STATUS_INVALID,
+    STATUS_KERNEL_DIED,
+    STATUS_OUT_OF_MEMORY,
+    STATUS_STDIN,
+    STATUS_TRUNCATED,
+)
+"""Every status. A run that hit several conditions gets the first of :data:`PRECEDENCE`."""
+PRECEDENCE = (
+    STATUS_OUT_OF_MEMORY,
+    STATUS_KERNEL_DIED,
+    STATUS_TIMEOUT,
+    STATUS_STDIN,
+    STATUS_ERROR,
+    STATUS_TRUNCATED,
+    STATUS_GRADED,
+)
 
 SOURCE_MEASURED = "measured"
 SOURCE_RUNTIME = "runtime"
@@ -58,6 +81,16 @@ class CheckResult:
     """The rubric's hint; shown when the check did not pass."""
     evidence: list[Evidence] = field(default_factory=list)
     """What proved the verdict (code lines or facts)."""
+    hidden: bool = False
+    """A hidden check: run only in batch grading; student pages show its score only."""
+    review: bool = False
+    """A pre-score (a written answer): flagged ``review_suggested`` until an override."""
+    reviewed: bool = False
+    """An instructor set this check's points (``overrides.csv``)."""
+    auto_score: float | None = None
+    """The automatic points, kept when an override replaced ``score``."""
+    comment: str = ""
+    """The instructor's comment from ``overrides.csv``."""
 
 
 @dataclass
@@ -72,6 +105,24 @@ class CellError:
     """The exception's message."""
     traceback: str = ""
     """The traceback as plain text (ANSI codes removed)."""
+    advice: str = ""
+    """The fix, when the error is a known Keras 2 to 3 or Colab pitfall."""
+
+
+@dataclass
+class Note:
+    """A habit (``!pip``, Drive) or Keras 2 pitfall found in the code, and what to do."""
+
+    cell: int
+    """Index of the notebook cell (0-based, as in the file)."""
+    line: int
+    """Line within the cell (1-based)."""
+    kind: str
+    """``colab`` (a habit grader neutralised) or ``keras2`` (code to change for Keras 3)."""
+    text: str
+    """The explanation, in words a student understands."""
+    code: str = ""
+    """The line in question."""
 
 
 @dataclass
@@ -85,7 +136,8 @@ class SubmissionResult:
     sha256: str
     """SHA-256 of the submitted bytes."""
     status: str
-    """``graded`` | ``error`` | ``timeout`` | ``invalid``."""
+    """``graded``, or what went wrong: ``invalid``, ``out_of_memory``, ``kernel_died``,
+    ``timeout``, ``stdin_requested``, ``error`` (a cell raised), ``output_truncated``."""
     score: float = 0.0
     """Points earned over all checks."""
     max_score: float = 0.0
@@ -110,6 +162,17 @@ class SubmissionResult:
     """Accuracy figures: ``self_reported``, ``reference`` (and ``measured`` when known)."""
     training: list[dict[str, Any]] = field(default_factory=list)
     """One entry per training phase: epochs run, optimizer, learning rate, history."""
+    model: dict[str, Any] | None = None
+    """The layer tree of the last model trained (class, name, trainable, parameter counts,
+    nested models), as the probe recorded it when that training started."""
+    notes: list[Note] = field(default_factory=list)
+    """Colab/Jupyter habits and Keras 2 pitfalls found in the code."""
+    peak_memory_mb: int | None = None
+    """Most memory the notebook's kernel used (None where no memory cgroup measures it)."""
+    auto_score: float | None = None
+    """The automatic total before overrides and late penalty (``score`` is the final one)."""
+    late: dict[str, Any] = field(default_factory=dict)
+    """``submitted_at``, ``source`` (file_name, zip or file_time), ``days_late``, ``penalty``."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object written to ``results.jsonl``."""
@@ -130,6 +193,7 @@ class SubmissionResult:
             for c in record.get("checks", [])
         ]
         data["errors"] = [CellError(**e) for e in record.get("errors", [])]
+        data["notes"] = [Note(**n) for n in record.get("notes", [])]
         return cls(**data)
 
     @classmethod

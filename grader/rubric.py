@@ -7,6 +7,7 @@ rubric are relative to the rubric file.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KNOWN_CHECKS = ("include_top_false", "base_frozen", "augmentation", "pooling_head", "accuracy")
-SECTIONS = {"assignment", "limits", "quick", "reference", "data", "checks"}
+PUBLISHED_KEYS = {"quick": "quick_accuracy", "full": "full_accuracy"}
+SECTIONS = {"assignment", "limits", "quick", "reference", "data", "checks", "late"}
+KIND_CODE, KIND_WRITTEN = "code", "written"
 NUMBER = (int, float)
 
 
@@ -49,16 +52,50 @@ class CheckSpec:
     """accuracy: whether a self-reported figure earns credit when the model cannot be measured."""
     model_variable: str = ""
     """accuracy: the notebook variable holding the model to measure (default: last trained)."""
+    kind: str = "code"
+    """``code`` (a structural or accuracy check) or ``written`` (a free-text answer)."""
+    question: str = ""
+    """written: the heading or question the answer follows (matched tolerantly)."""
+    concepts: tuple[tuple[str, ...], ...] = ()
+    """written: the concepts a good answer covers, each as its phrasings or synonyms."""
+    aliases: tuple[str, ...] = ()
+    """written: other headings the answer may sit under (e.g. ``Freezing``)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Time limits for one notebook."""
+    """Time and resource limits for one notebook."""
 
     cell_timeout_s: float = 240.0
     """Seconds one cell may run before it is interrupted."""
     notebook_timeout_s: float = 900.0
     """Seconds all cells of one notebook may run together."""
+    memory_mb: int = 4096
+    """Memory for the kernel and everything it starts (cgroup, or an RSS watchdog)."""
+    max_processes: int = 512
+    """Processes and threads the kernel may have at once (TensorFlow needs ~100)."""
+    max_file_mb: int = 1024
+    """Largest file the kernel may write."""
+    max_output_kb: int = 4096
+    """Output kept per cell; the rest is dropped behind a visible marker."""
+
+
+@dataclass(frozen=True)
+class LatePolicy:
+    """When a submission is due and what lateness costs."""
+
+    due: _dt.datetime | None = None
+    """The deadline (timezone-aware; a time without a zone is read as UTC)."""
+    grace_minutes: float = 0.0
+    """Minutes after ``due`` that still count as on time."""
+    penalty_per_day: float = 0.1
+    """Share of the maximum score lost per started day late."""
+    max_penalty: float = 1.0
+    """The largest share of the maximum score lateness can cost."""
+    name_time_pattern: str = r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})"
+    """Where an LMS file name carries the submission time (a regex with a ``time`` group)."""
+    name_time_format: str = "%Y-%m-%d-%H-%M-%S"
+    """How that time is written (``strptime``), read as UTC."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +132,11 @@ class Rubric:
     """Hidden holdout images (class sub-folders); None means the kit's."""
     digest: str = ""
     """SHA-256 of the rubric file's bytes (part of cache keys)."""
+    late: LatePolicy | None = None
+    """The deadline and late penalty (``[late]``); None: no penalty."""
+    published_accuracy: dict[str, float] = field(default_factory=dict)
+    """The reference's accuracy per mode, published for students who have no reference
+    notebook (``[reference] quick_accuracy`` / ``full_accuracy``)."""
 
     @property
     def check_ids(self) -> list[str]:
@@ -122,7 +164,7 @@ def load_rubric(path: str | Path) -> Rubric:
     section = _table(name, raw, "assignment")
     _no_unknown(name, "assignment", section, {"title"})
     reference = _table(name, raw, "reference")
-    _no_unknown(name, "reference", reference, {"notebook"})
+    _no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
     data = _table(name, raw, "data")
     _no_unknown(name, "data", data, {"keras_home", "holdout"})
     reference_notebook = _path(name, base, "reference.notebook", reference.get("notebook"))
@@ -138,7 +180,19 @@ def load_rubric(path: str | Path) -> Rubric:
         keras_home=_path(name, base, "data.keras_home", data.get("keras_home")),
         holdout=_path(name, base, "data.holdout", data.get("holdout")),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
+        late=_late(name, raw),
+        published_accuracy={
+            mode: _fraction(name, f"reference.{key}", reference[key])
+            for mode, key in PUBLISHED_KEYS.items()
+            if key in reference
+        },
     )
+
+
+def _fraction(name: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise RubricError(name, key, f"expected an accuracy between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def _table(name: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -193,6 +247,14 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
             raise RubricError(name, where, f"expected a [[checks]] table, got {table!r}")
         _no_unknown(name, where, table, allowed)
         check_id = _get(name, f"{where}.id", table, "id", str, None)
+        kind = _get(name, f"{where}.kind", table, "kind", str, KIND_CODE)
+        if kind not in (KIND_CODE, KIND_WRITTEN):
+            raise RubricError(name, f"{where}.kind", f"expected 'code' or 'written', got {kind!r}")
+        if kind == KIND_WRITTEN:
+            if check_id in {c.id for c in checks} or check_id in KNOWN_CHECKS:
+                raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
+            checks.append(_written(name, where, table, check_id))
+            continue
         if check_id not in KNOWN_CHECKS:
             raise RubricError(
                 name,
@@ -227,6 +289,81 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
             )
         )
     return tuple(checks)
+
+
+def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckSpec:
+    """A free-text answer check: its question and the concepts a good answer covers."""
+    question = _get(name, f"{where}.question", table, "question", str, None)
+    concepts = table.get("concepts")
+    valid = (
+        isinstance(concepts, list)
+        and concepts
+        and all(
+            isinstance(c, list) and c and all(isinstance(p, str) and p.strip() for p in c)
+            for c in concepts
+        )
+    )
+    if not valid:
+        raise RubricError(
+            name, f"{where}.concepts", "expected a list of concepts, each a list of phrasings"
+        )
+    points = _get(name, f"{where}.points", table, "points", NUMBER, None)
+    if points < 0 or not question.strip():
+        raise RubricError(name, where, "a written check needs a question and points >= 0")
+    return CheckSpec(
+        id=check_id,
+        title=_get(name, f"{where}.title", table, "title", str, question),
+        points=float(points),
+        hint=_get(name, f"{where}.hint", table, "hint", str, ""),
+        hidden=_get(name, f"{where}.hidden", table, "hidden", bool, False),
+        kind=KIND_WRITTEN,
+        question=question,
+        concepts=tuple(tuple(p.strip() for p in c) for c in concepts),
+        aliases=tuple(_strings(name, f"{where}.aliases", table.get("aliases", []))),
+    )
+
+
+def _strings(name: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise RubricError(name, key, f"expected a list of strings, got {value!r}")
+    return value
+
+
+def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
+    table = _table(name, raw, "late")
+    if not table:
+        return None
+    _no_unknown(name, "late", table, set(LatePolicy.__dataclass_fields__))
+    due = table.get("due")
+    if isinstance(due, str):
+        try:
+            due = _dt.datetime.fromisoformat(due)
+        except ValueError as exc:
+            raise RubricError(name, "late.due", f"not an ISO date and time: {due!r}") from exc
+    if not isinstance(due, _dt.datetime):
+        raise RubricError(name, "late.due", "expected a date and time, e.g. 2026-11-20T23:59:00Z")
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=_dt.timezone.utc)
+    policy = LatePolicy(
+        due=due,
+        grace_minutes=float(_get(name, "late.grace_minutes", table, "grace_minutes", NUMBER, 0.0)),
+        penalty_per_day=float(
+            _get(name, "late.penalty_per_day", table, "penalty_per_day", NUMBER, 0.1)
+        ),
+        max_penalty=float(_get(name, "late.max_penalty", table, "max_penalty", NUMBER, 1.0)),
+        name_time_pattern=_get(
+            name, "late.name_time_pattern", table, "name_time_pattern", str,
+            LatePolicy.name_time_pattern,
+        ),
+        name_time_format=_get(
+            name, "late.name_time_format", table, "name_time_format", str,
+            LatePolicy.name_time_format,
+        ),
+    )  # fmt: skip
+    for key in ("grace_minutes", "penalty_per_day", "max_penalty"):
+        if getattr(policy, key) < 0:
+            raise RubricError(name, f"late.{key}", "must not be negative")
+    return policy
 
 
 def _path(name: str, base: Path, key: str, value: Any) -> Path | None:

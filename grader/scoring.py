@@ -14,9 +14,9 @@ from typing import Any
 
 import nbformat
 
-from grader.checks import ACCURACY_KEYS, Facts, scored_verdict
+from grader.checks import ACCURACY_KEYS, CHECKS, Facts, scored_verdict
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
-from grader.rubric import CheckSpec
+from grader.rubric import KIND_WRITTEN, CheckSpec
 
 FLAG_MISMATCH = "accuracy_mismatch"
 FLAG_UNVERIFIED = "accuracy_unverified"
@@ -160,3 +160,15 @@ def _accuracy_evidence(facts: Facts) -> list[Evidence]:
     if facts.printed is not None:
         lines.append(f"printed by the notebook: {facts.printed:.4f}")
     return [Evidence(kind="fact", text=line) for line in lines]
+
+
+def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
+    """The verdict of one rubric check (marked hidden when the rubric hides it)."""
+    if spec.kind == KIND_WRITTEN:
+        from grader.written import check_written
+
+        return check_written(spec, facts.notebook)
+    check = check_accuracy if spec.id == "accuracy" else CHECKS[spec.id]
+    result = check(spec, facts)
+    result.hidden = spec.hidden
+    return result

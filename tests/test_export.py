@@ -142,6 +142,7 @@ def test_grades_table_columns_and_values() -> None:
         *CHECK_IDS,
         "score",
         "max_score",
+        "late_penalty",
         "status",
         "flags",
     ]
@@ -220,10 +221,11 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "head_added",
         "score",
         "max_score",
+        "late_penalty",
         "status",
         "flags",
     ]
-    assert rows[1] == ["'\tstudent", "'-2+3", "", "", "0.0", "0.0", "invalid", ""]
+    assert rows[1] == ["'\tstudent", "'-2+3", "", "", "0.0", "0.0", "0.0", "invalid", ""]
     assert rows[2] == [
         "'" + FORMULA_STUDENT,
         "'@SUM(1).ipynb",
@@ -231,6 +233,7 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "",
         "-1.0",
         "2.0",
+        "0.0",
         "graded",
         "'+cmd;x",
     ]
@@ -249,6 +252,7 @@ def test_csv_plain_values(tmp_path: Path) -> None:
         "1.5",
         "5.5",
         "6.0",
+        "0.0",
         "graded",
         "",
     ]

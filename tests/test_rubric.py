@@ -23,8 +23,17 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_course_rubric_loads_with_every_check() -> None:
     rubric = load_rubric(COURSE)
-    assert rubric.check_ids == list(KNOWN_CHECKS)
-    assert rubric.max_score == 10
+    code = [c.id for c in rubric.checks if c.kind == "code"]
+    written = [c for c in rubric.checks if c.kind == "written"]
+    assert code == list(KNOWN_CHECKS)
+    assert [c.id for c in written] == [
+        "q1_transfer_learning",
+        "q2_fine_tuning",
+        "q3_freezing",
+        "q4_augmentation",
+    ]
+    assert all(len(c.concepts) == 4 and c.question and c.aliases for c in written)
+    assert rubric.max_score == 14
     assert rubric.reference_notebook is not None and rubric.reference_notebook.exists()
     assert all(c.hint and c.title for c in rubric.checks)
     assert rubric.keras_home is None  # the offline kit by default

@@ -1,7 +1,7 @@
 """The sample class end to end: real kernels, real TensorFlow, the real CLI.
 
-One batch (the 13 sample notebooks plus the bad-input fixtures) is graded once per
-session; the verdicts are compared whole with ``tests/expected/sample_class.json``.
+One batch (see ``conftest.py``) is graded once per session; the verdicts are compared
+whole with ``tests/expected/sample_class.json``.
 Set ``GRADER_UPDATE_EXPECTED=1`` to rewrite that file after a deliberate change.
 """
 
@@ -10,9 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,8 @@ import pytest
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = Path(__file__).parent / "expected" / "sample_class.json"
-RUBRIC = FIXTURES / "rubric_fast.toml"
+WRITTEN = ("q1_transfer_learning", "q2_fine_tuning", "q3_freezing", "q4_augmentation")
 CONTRACT_KEYS = {
     "student",
     "file",
@@ -37,36 +33,6 @@ CONTRACT_KEYS = {
     "duration_s",
     "flags",
 }
-
-
-@pytest.fixture(scope="session")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    submissions = tmp_path_factory.mktemp("class")
-    fixtures = [*(FIXTURES / "bad_inputs").iterdir(), *(FIXTURES / "extra_students").iterdir()]
-    for path in [*(ROOT / "submissions").glob("*.ipynb"), *fixtures]:
-        shutil.copy(path, submissions / path.name)
-    shutil.copy(
-        ROOT / "reference_solution" / "transfer_learning.ipynb",
-        submissions / "reference_as_student.ipynb",
-    )
-    out = tmp_path_factory.mktemp("out")
-    command = [
-        sys.executable,
-        "-m",
-        "grader",
-        "grade",
-        str(submissions),
-        "--rubric",
-        str(RUBRIC),
-        "--out",
-        str(out),
-        "--quick",
-        "--workers",
-        "3",  # 3 kernels on 2 cores: one is often starting, sleeping or waiting
-    ]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return out, proc.stdout
 
 
 def records(out: Path) -> list[dict[str, Any]]:
@@ -93,10 +59,11 @@ def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
     out, stdout = graded
     results = records(out)
-    assert len(results) == 22  # 13 students, the reference, 8 fixtures: no row lost
+    # 13 students, the reference, 8 fixtures, 11 hostile notebooks: no row lost
+    assert len(results) == 33
     for record in results:
         assert CONTRACT_KEYS <= set(record)
-        assert record["max_score"] == 10
+        assert record["max_score"] == 14  # 5 code checks x 2 points, 4 written answers x 1
         assert (out / "reports" / f"{record['student']}.html").exists()
     with open(out / "grades.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -141,7 +108,7 @@ def test_crash_and_hang_are_results_naming_the_cell(graded: tuple[Path, str]) ->
     )
     hung = by_student["s1011_tanaka"]
     assert hung["status"] == "timeout"
-    assert "ran longer than 240 s and was interrupted" in hung["message"]
+    assert "ran longer than 200 s and was interrupted" in hung["message"]
     cells = nbformat.read(ROOT / "submissions" / "s1011_tanaka.ipynb", as_version=4).cells
     hanging = next(i for i, c in enumerate(cells) if "while True" in c.source)
     assert f"cell {hanging + 1} ran longer" in hung["message"]
@@ -163,7 +130,8 @@ def test_the_reference_graded_as_a_student_measures_the_same_and_gets_full_credi
     assert accuracy["source"] == "measured" and accuracy["passed"]
     # a second, separate run of the same notebook (seeded) measures exactly the same
     assert record["accuracy"]["measured"] == pytest.approx(record["accuracy"]["reference"])
-    assert record["score"] == record["max_score"]
+    code = [c for c in record["checks"] if not c["id"].startswith("q")]
+    assert all(c["passed"] for c in code)  # every code check; its written answers are absent
 
 
 def test_accuracy_comes_from_measurement(graded: tuple[Path, str]) -> None:
@@ -186,11 +154,52 @@ def test_printing_099_without_training_earns_nothing_and_is_flagged(
 
 
 @pytest.mark.parametrize("student", ["no_preprocess_input", "unfrozen_high_lr"])
-def test_known_accuracy_mistakes_measure_clearly_below_the_reference(
+def test_known_accuracy_mistakes_measure_clearly_below_the_reference_for_partial_credit(
     graded: tuple[Path, str], student: str
 ) -> None:
     record = next(r for r in records(graded[0]) if r["student"] == student)
     accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
     figures = record["accuracy"]
-    assert figures["measured"] < figures["reference"] - 0.05
-    assert accuracy["source"] == "measured" and accuracy["score"] < accuracy["max_score"]
+    assert 0.5 < figures["measured"] < figures["reference"] - 0.05
+    assert accuracy["source"] == "measured"
+    assert 0 < accuracy["score"] < accuracy["max_score"]
+    assert f"{figures['measured']:.1%}" in accuracy["message"]  # both figures and the band
+    assert (
+        f"{figures['reference']:.1%}" in accuracy["message"]
+        and "full points" in accuracy["message"]
+    )
+
+
+def test_written_answers_are_pre_scored_and_flagged_for_review(graded: tuple[Path, str]) -> None:
+    by_student = {r["student"]: r for r in records(graded[0])}
+
+    def item(student: str, check_id: str) -> dict[str, Any]:
+        return next(c for c in by_student[student]["checks"] if c["id"] == check_id)
+
+    assert all(item("s1001_nguyen", q)["score"] == 1 for q in WRITTEN)  # a good set
+    assert item("s1005_patel", "q3_freezing")["score"] <= 0.25  # thin
+    missing = item("s1009_rossi", "q3_freezing")
+    assert missing["score"] == 0 and missing["message"].startswith("No answer found")
+    with open(graded[0] / "grades.csv", newline="") as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    assert set(WRITTEN) <= set(rows["s1001_nguyen"])
+    assert "review_suggested" in rows["s1001_nguyen"]["flags"]
+    assert float(rows["s1009_rossi"]["q3_freezing"]) == 0.0
+
+
+def test_pages_and_exports_of_the_batch(graded: tuple[Path, str]) -> None:
+    out = graded[0]
+    for name in ("grades.xlsx", "canvas.csv", "reference.json", "index.html"):
+        assert (out / name).exists(), name
+    canvas = list(csv.reader((out / "canvas.csv").read_text().splitlines()))
+    assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    assert canvas[1][0] == "Points Possible" and canvas[1][5] == "14"
+    assert len(canvas) == 2 + 33
+    gradescope = json.loads((out / "gradescope" / "s1001_nguyen" / "results.json").read_text())
+    assert gradescope["score"] == by_score(out, "s1001_nguyen")
+    page = (out / "reports" / "s1001_nguyen.html").read_text()
+    assert 'id="curves"' in page and 'id="model"' in page and 'id="show-the-code"' in page
+
+
+def by_score(out: Path, student: str) -> float:
+    return next(r["score"] for r in records(out) if r["student"] == student)

@@ -1,0 +1,70 @@
+"""Self-check from inside a notebook: one line in a cell, the checklist shown inline.
+
+    from grader.notebook import check_here; check_here("week6.ipynb")
+
+It runs ``grader check`` on the notebook *as saved on disk* (save first) in a separate
+process, so the student's kernel imports nothing heavy and keeps its state. Without a
+path it uses the notebook's own (Jupyter tells the kernel through ``__session__``).
+Left in a submitted notebook it does nothing: while grading it only prints a note.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+GRADING_VARIABLE = "GRADER_GRADING"
+"""Set in every grading kernel's environment (see :mod:`grader.execute`)."""
+MSG_WHILE_GRADING = "[grader] check_here() does nothing while the notebook is being graded."
+MSG_NO_PATH = "check_here() needs the notebook's file name, e.g. check_here('week6.ipynb')."
+
+
+def check_here(
+    path: str | os.PathLike[str] | None = None,
+    static: bool = False,
+    full: bool = False,
+    rubric: str | os.PathLike[str] | None = None,
+) -> int:
+    """Check the saved notebook and show the checklist in the cell; returns the exit code."""
+    if os.environ.get(GRADING_VARIABLE):
+        print(MSG_WHILE_GRADING)
+        return 0
+    notebook = path or _own_notebook()
+    if not notebook:
+        print(MSG_NO_PATH)
+        return 2
+    command = [sys.executable, "-m", "grader", "check", str(notebook)]
+    command += ["--static"] * static + ["--full"] * full
+    command += ["--rubric", str(rubric)] if rubric else []
+    proc = subprocess.run(command, capture_output=True, text=True)
+    _show(proc.stdout + proc.stderr, proc.returncode)
+    return proc.returncode
+
+
+def _own_notebook() -> str | None:
+    main = sys.modules.get("__main__")
+    session = getattr(main, "__session__", None)
+    return session if isinstance(session, str) and session.endswith(".ipynb") else None
+
+
+def _show(text: str, code: int) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        get_ipython = None  # noqa: N806 - no IPython here
+    if get_ipython is None or get_ipython() is None:  # a plain Python session
+        print(text)
+        return
+    colour = "#116329" if code == 0 else "#b3261e"
+    report = next((line[8:] for line in text.splitlines() if line.startswith("Report: ")), None)
+    link = (
+        f'<p><a href="{html.escape(Path(report).name)}">Open the report</a></p>' if report else ""
+    )
+    body = html.escape(text)
+    display(
+        HTML(f'<pre style="border-left:4px solid {colour};padding-left:8px">{body}</pre>{link}')
+    )
