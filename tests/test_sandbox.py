@@ -101,7 +101,8 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     code = (
         "import os, socket, json\n"
         f"hidden = {str(secret)!r}\n"
-        "out = {'uid': os.getuid(), 'secret': os.listdir(hidden) if os.path.exists(hidden) else []}\n"
+        "seen = os.listdir(hidden) if os.path.exists(hidden) else []\n"
+        "out = {'uid': os.getuid(), 'secret': seen}\n"
         "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2); out['net'] = 'open'\n"
         "except OSError as exc:\n    out['net'] = exc.errno\n"
         "try:\n    open('big', 'wb').write(b'0' * 2**21); out['big'] = 'written'\n"
