@@ -13,7 +13,7 @@ markup. Templates insert the result with ``|safe``: it is grader's own markup.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 480, 220
@@ -43,7 +43,6 @@ class Frame:
     y_max: float
     width: int = WIDTH
     height: int = HEIGHT
-    notes: list[str] = field(default_factory=list)
 
     def x(self, value: float) -> float:
         span = (self.x_max - self.x_min) or 1.0

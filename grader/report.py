@@ -25,7 +25,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from grader.charts import bar_chart, curve_series, histogram, line_chart
 from grader.export import atomic_write_text
 from grader.highlight import highlight_python
-from grader.results import STATUSES, SubmissionResult
+from grader.results import STATUS_GRADED, STATUSES, SubmissionResult
+from grader.review import FLAG_REVIEW
 
 TEMPLATE_PACKAGE = "grader"
 TEMPLATE_FOLDER = "templates"
@@ -80,7 +81,7 @@ CODE_ITEMS = {
     "pooling_head": "The new classifier layers added on top of the base model",
 }
 """The exercise's "show the code" items, by the check whose evidence answers them."""
-ROUTINE_FLAGS = frozenset({"review_suggested", "nbformat_upgraded"})
+ROUTINE_FLAGS = frozenset({FLAG_REVIEW, "nbformat_upgraded"})
 """Flags that alone do not put a submission on the class page's flagged list."""
 CURVES = (
     ("Accuracy per epoch", ("accuracy", "val_accuracy"), True),
@@ -361,7 +362,7 @@ def render_index(results: list[SubmissionResult], check_ids: list[str]) -> str:
 
 def _flagged(result: SubmissionResult) -> bool:
     """Worth a look: not graded cleanly, or a flag beyond the routine ones."""
-    return result.status != "graded" or bool(set(result.flags) - ROUTINE_FLAGS)
+    return result.status != STATUS_GRADED or bool(set(result.flags) - ROUTINE_FLAGS)
 
 
 def script_hash(script: str) -> str:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from grader.pipeline import GradingContext
 
 ACCURACY = "accuracy"
+MODE_STATIC = "static"
+"""Status and mode of a ``--static`` result: nothing ran."""
 MSG_NOT_STATIC = "Not checked without running the notebook (run `grader check` without --static)."
 MSG_HIDDEN = "{n} hidden check(s) not run here: your instructor runs them when grading."
 MSG_ALL_PASSED = "All {n} checks passed."
@@ -97,11 +99,11 @@ def check_static(path: Path, rubric: Rubric) -> SelfCheck:
         student=submission.student,
         file=path.name,
         sha256=submission.sha256,
-        status="static",
+        status=MODE_STATIC,
         score=sum(c.score for c in checks),
         max_score=sum(c.max_score for c in checks),
         checks=checks,
-        mode="static",
+        mode=MODE_STATIC,
         notes=find_notes(submission.nb),
     )
     result.duration_s = round(time.monotonic() - start, 3)

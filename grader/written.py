@@ -23,7 +23,6 @@ import nbformat
 from grader.results import SOURCE_STATIC, CheckResult, Evidence
 from grader.rubric import CheckSpec
 
-FLAG_REVIEW = "review_suggested"
 MATCH_THRESHOLD = 0.5
 """Share of the question's content words a heading must contain to be its answer."""
 THIN_WORDS = 25
