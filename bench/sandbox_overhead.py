@@ -46,7 +46,9 @@ def quick_probe(folder: Path) -> probe.ProbeConfig:
     return probe.ProbeConfig(dir=folder, quick=True, max_epochs=1, max_steps=10)
 
 
-def run_plain(nb: nbformat.NotebookNode, kit: Kit) -> float:
+def run_plain(
+    nb: nbformat.NotebookNode, kit: Kit, config: probe.ProbeConfig | None = None
+) -> float:
     """Plain nbclient: TCP kernel of this interpreter, no launcher, no limits."""
     root = Path(tempfile.mkdtemp(prefix="bench-plain-"))
     try:
@@ -60,7 +62,9 @@ def run_plain(nb: nbformat.NotebookNode, kit: Kit) -> float:
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         specs = KernelSpecManager(kernel_dirs=[str(root / "kernels")], ensure_native_kernel=False)
         km = AsyncKernelManager(kernel_name="plain", kernel_spec_manager=specs)
-        running = probe.inject(clear_outputs(nb), quick_probe(root / "probe"))
+        config = config or quick_probe(Path("."))
+        config = probe.ProbeConfig(**{**config.__dict__, "dir": root / "probe"})
+        running = probe.inject(clear_outputs(nb), config)
         env = {**KERNEL_ENV, "KERAS_HOME": str(keras_home), "HOME": str(root / "work")}
         env["PATH"] = str(Path(sys.executable).parent) + ":/usr/bin:/bin"
         client = NotebookClient(running, km=km, allow_errors=True, timeout=600)

@@ -6,28 +6,19 @@ Modules that pull in nbclient or pandas are imported inside the commands that us
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from grader import __version__
-from grader.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
+from grader.assets import default_cache_dir, ensure_kit
 from grader.errors import GraderError, SubmissionError, UsageError
-from grader.intake import find_submissions
-from grader.probe import ProbeConfig
-from grader.results import SubmissionResult
 from grader.rubric import Rubric, load_rubric
-from grader.sandbox import capabilities, not_enforced_warning, paths_to_hide
-
-if TYPE_CHECKING:
-    from grader.execute import RunSettings
+from grader.sandbox import capabilities, not_enforced_warning
 
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
-MODE_QUICK, MODE_FULL = "quick", "full"
 
 roster_option = click.option(
     "--roster",
@@ -69,44 +60,6 @@ def main() -> None:
     """
 
 
-def _settings(
-    rubric: Rubric, quick: bool, cache: Path | None, workers: int, *inputs: Path
-) -> tuple:
-    from grader.execute import RunSettings
-
-    kit = (
-        course_kit(rubric.keras_home, rubric.holdout)
-        if rubric.keras_home
-        else ensure_kit(cache, progress=click.echo)
-    )
-    q = rubric.quick
-    probe = ProbeConfig(
-        dir=Path("."),
-        quick=quick,
-        max_epochs=q.max_epochs,
-        max_steps=q.max_steps_per_epoch,
-        max_validation_steps=q.max_validation_steps,
-        model_variable=next((c.model_variable for c in rubric.checks if c.model_variable), None),
-    )
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    settings = RunSettings(
-        kit=kit,
-        limits=rubric.limits,
-        hide=paths_to_hide(
-            Path.home(),
-            Path.cwd(),
-            cache or default_cache_dir(),
-            rubric.path,
-            rubric.reference_notebook,
-            rubric.holdout,
-            *inputs,
-        ),
-        probe=probe,
-        threads=threads,
-    )
-    return settings, kit_digest(kit)
-
-
 def _warn_unenforced() -> None:
     """Say once, before any notebook runs, which sandbox limits this machine cannot enforce."""
     try:
@@ -126,15 +79,22 @@ def _warn_unenforced() -> None:
     type=click.Path(path_type=Path),
     default=Path("out"),
     show_default=True,
-    help="Output folder.",
+    help="Output folder (also holds the results store, results.sqlite, and grader.log).",
 )
 @quick_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Notebooks graded at once.",
+    default=None,
+    help="Notebooks graded at once [default: 1.5 per core, as memory allows (4 GB each)].",
+)
+@click.option("--force", is_flag=True, help="Grade again what the results store already has.")
+@click.option(
+    "--dask",
+    "dask_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Send each submission to this Dask scheduler (e.g. tcp://10.0.0.5:8786).",
 )
 @cache_option
 @roster_option
@@ -143,83 +103,50 @@ def grade(
     rubric_path: Path,
     out: Path,
     quick: bool,
-    workers: int,
+    workers: int | None,
+    force: bool,
+    dask_address: str | None,
     cache: Path | None,
     roster: Path | None,
 ) -> None:
-    """Grade every notebook in SUBMISSIONS (a folder or one .ipynb).
+    """Grade every notebook in SUBMISSIONS: a folder, one .ipynb, or an LMS .zip.
 
-    Writes results.jsonl, grades.csv, grades.xlsx, canvas.csv, gradescope/<student>/
-    results.json, reports/<student>.html, index.html and executed/<student>.ipynb under
+    Canvas and Moodle bulk-download names give the student ids. Each finished
+    submission is kept in OUT/results.sqlite: run the same command again after an
+    interruption and only what is missing is graded. Writes results.jsonl, grades.csv,
+    grades.xlsx, canvas.csv, gradescope/, reports/, index.html and executed/ under
     --out. Exit 0 when the batch completed.
 
-    Example: grader grade submissions/ --rubric rubrics/transfer_learning.toml --out out --quick
+    Example: grader grade submissions.zip --rubric rubrics/transfer_learning.toml --out out --quick
     """
-    from grader.outputs import ClassInfo, write_outputs
-    from grader.pipeline import GradingContext, grade_batch
-    from grader.reference import load_or_run
+    from grader.grading import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
 
     _warn_unenforced()
+    start = time.monotonic()
+    mode = MODE_QUICK if quick else MODE_FULL
+    request = GradeRequest(
+        submissions=submissions,
+        rubric=rubric_path,
+        out=out,
+        mode=mode,
+        workers=workers,
+        force=force,
+        dask=dask_address,
+        cache=cache,
+        roster=roster,
+    )
     try:
-        rubric = load_rubric(rubric_path)
-        paths = [
-            p
-            for p in find_submissions(submissions)
-            if not p.resolve().is_relative_to(out.resolve())
-        ]
-        if not paths:
-            raise UsageError(f"{submissions}: no .ipynb notebooks found")
-        mode = MODE_QUICK if quick else MODE_FULL
-        settings, digest = _settings(rubric, quick, cache, workers, submissions, out)
-        click.echo(f"Running the reference solution ({mode} mode) unless its figures are cached")
-        figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode)
-        click.echo(f"Reference accuracy: {figures.accuracy:.3f}")
-        ctx = GradingContext(
-            rubric=rubric,
-            settings=settings,
-            reference_accuracy=figures.accuracy,
-            out=out,
-            mode=mode,
-        )
-        click.echo(f"Grading {len(paths)} notebook(s) with {workers} worker(s)")
-        start = time.monotonic()
-        results = grade_batch(paths, ctx, workers=workers, on_result=_echo_result)
-        _review(results, rubric, out)
-        info = ClassInfo(
-            check_ids=rubric.check_ids,
-            assignment=rubric.title,
-            reference_accuracy=figures.accuracy,
-            reference_history=figures.history,
-            roster=roster,
-        )
-        written = write_outputs(results, info, out)
+        outcome = grade_class(request, say=click.echo, warn=lambda m: click.echo(m, err=True))
     except GraderError as exc:
         _fail(exc)
         return
-    click.echo(f"Done in {time.monotonic() - start:.0f} s. Class page: {written['index']}")
+    if not outcome.written:
+        click.echo(f"Nothing changed: the outputs in {out} are up to date.")
+        return
+    written = outcome.written
+    click.echo(f"Done in {time.monotonic() - start:.1f} s. Class page: {written['index']}")
     click.echo(f"Spreadsheets: {written['grades']}, {written['xlsx']}, {written['canvas']}")
     click.echo(f"Results: {written['results']}  Gradescope: {written['gradescope']}")
-
-
-def _review(results: list[SubmissionResult], rubric: Rubric, out: Path) -> None:
-    """Apply ``OUT/overrides.csv`` when there is one, then each final score and late penalty."""
-    from grader.review import OVERRIDES_FILE, apply_overrides, finalize, read_overrides
-
-    path = out / OVERRIDES_FILE
-    if path.exists():
-        apply_overrides(results, read_overrides(path), path)
-        click.echo(f"Applied {path}")
-    for result in results:
-        if result.checks:
-            finalize(result, rubric.late)
-
-
-def _echo_result(result: SubmissionResult) -> None:
-    note = f" ({result.message})" if result.message else ""
-    click.echo(
-        f"  {result.student}: {result.score:g}/{result.max_score:g} {result.status} "
-        f"in {result.duration_s:.0f} s{note}"
-    )
 
 
 @main.command()
@@ -279,16 +206,21 @@ def check(
 def _run_check(
     notebook: Path, rubric: Rubric, full: bool, out: Path | None, cache: Path | None
 ) -> tuple:
+    from grader.grading import MODE_CHECK, MODE_FULL, reference_figures, run_settings
     from grader.pipeline import GradingContext
     from grader.report import render_report
     from grader.selfcheck import check_notebook, visible_rubric
 
     visible, hidden = visible_rubric(rubric)
-    mode = MODE_FULL if full else MODE_QUICK
-    settings, digest = _settings(visible, not full, cache, 1, notebook, *filter(None, [out]))
+    mode = MODE_FULL if full else MODE_CHECK
+    inputs = [notebook, *filter(None, [out])]
+    settings, digest = run_settings(visible, mode, cache, 1, click.echo, *inputs)
     reference_accuracy = None
     if any(c.id == "accuracy" for c in visible.checks):
-        reference_accuracy = _reference_accuracy(visible, settings, cache, digest, mode)
+        if visible.reference_notebook is not None:
+            click.echo(f"Reference solution ({mode} mode): stored figures, or running it once")
+        figures = reference_figures(visible, settings, cache, digest, mode, lambda _: None)
+        reference_accuracy = figures.accuracy
     ctx = GradingContext(
         rubric=visible,
         settings=settings,
@@ -304,18 +236,6 @@ def _run_check(
     return outcome, report
 
 
-def _reference_accuracy(
-    rubric: Rubric, settings: RunSettings, cache: Path | None, digest: str, mode: str
-) -> float | None:
-    """The stored or freshly run reference figure; else the rubric's published one."""
-    from grader.reference import load_or_run
-
-    if rubric.reference_notebook is not None:
-        click.echo(f"Reference solution ({mode} mode): stored figures, or running it once now")
-        return load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode).accuracy
-    return rubric.published_accuracy.get(mode)
-
-
 @main.command()
 @rubric_option
 @quick_option
@@ -326,13 +246,14 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --quick
     """
+    from grader.grading import MODE_FULL, MODE_QUICK, run_settings
     from grader.reference import load_or_run
 
     _warn_unenforced()
     try:
         rubric = load_rubric(rubric_path)
-        settings, digest = _settings(rubric, quick, cache, 1)
         mode = MODE_QUICK if quick else MODE_FULL
+        settings, digest = run_settings(rubric, mode, cache, 1, click.echo)
         figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode, force)
     except GraderError as exc:
         _fail(exc)
@@ -353,6 +274,7 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
     Example: grader report out --rubric rubrics/transfer_learning.toml --roster roster.csv
     """
     from grader.export import RESULTS_FILE, read_results_jsonl
+    from grader.grading import apply_review
     from grader.outputs import ClassInfo, write_outputs
 
     try:
@@ -361,7 +283,7 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
         if not path.exists():
             raise UsageError(f"{path}: no results to report on (run `grader grade` first)")
         results = read_results_jsonl(path)
-        _review(results, rubric, out)
+        apply_review(results, rubric, out, click.echo)
         reference_accuracy = next(
             (
                 r.accuracy.get("reference")

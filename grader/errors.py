@@ -8,13 +8,15 @@ One root class; everything grader raises on purpose derives from it::
     │   └── SubmissionsError  a submissions path that does not exist or cannot be read
     ├── AssetKitError         the offline asset kit could not be built or is incomplete
     ├── ReferenceRunError     the reference solution did not produce its figures
+    ├── StoreError            the output folder's results store cannot be opened or written
+    ├── ClusterError          the Dask scheduler cannot be reached or lacks what grading needs
     └── SubmissionError       one student's notebook cannot be graded; it becomes a result
         └── InvalidNotebook   not JSON, not a notebook, no cells, another language
 
 A :class:`SubmissionError` never stops a batch: the pipeline turns it into a
 :class:`grader.results.SubmissionResult` with a status and the message. Errors from
-dependencies (nbformat, json, tomllib) are mapped to these classes where they are
-caught, with ``raise ... from exc``.
+dependencies (nbformat, json, tomllib, sqlite3, distributed) are mapped to these
+classes where they are caught, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ class AssetKitError(GraderError):
 
 class ReferenceRunError(GraderError):
     """The reference solution ran but did not yield the figures grading needs."""
+
+
+class StoreError(GraderError):
+    """The results store (SQLite in the output folder) cannot be opened or written."""
+
+
+class ClusterError(GraderError):
+    """The Dask scheduler cannot be reached, or its workers cannot grade."""
 
 
 class SubmissionError(GraderError):

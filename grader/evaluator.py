@@ -1,10 +1,18 @@
 """The trusted evaluator: measures a saved model on the hidden holdout split.
 
-Runs in its own process (it imports TensorFlow; the orchestrator never does):
-``python -m grader.evaluator HOLDOUT MODEL.keras`` prints one JSON object. The model
-is loaded with ``safe_mode=True``, so a Lambda layer or any other serialized code in
-a student's file is refused rather than run; nothing is unpickled. The holdout folder
-is never visible to a student's kernel.
+Runs in its own process (it imports TensorFlow; the orchestrator never does). Two ways:
+
+* ``python -m grader.evaluator HOLDOUT MODEL.keras [HINT]`` prints one JSON object;
+* ``python -m grader.evaluator --serve HOLDOUT`` imports TensorFlow and decodes the
+  holdout once, then answers one JSON request per line on stdin until stdin closes.
+  :class:`EvaluatorProcess` drives it: it is started while the student's notebook is
+  still running, so TensorFlow's import and the holdout's decoding cost the student
+  nothing, and a batch worker keeps it for every student it grades.
+
+The model is loaded with ``safe_mode=True``, so a Lambda layer or any other serialized
+code in a student's file is refused rather than run; nothing is unpickled. Between
+models the Keras session is cleared. The holdout folder is never visible to a
+student's kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +25,11 @@ from typing import Any
 
 BATCH_SIZE = 32
 DEFAULT_SIDE = 160
+MAX_SIDE = 1024
+"""Larger model inputs are not measured: the holdout at that size would not fit in memory."""
+SERVE_FLAG = "--serve"
+ANSWER_PREFIX = "GRADER-EVALUATOR "
+"""Marks the answer line: anything else a library prints on stdout is ignored."""
 
 
 def _output_rule(model: Any, hint: str | None = None) -> str:
@@ -41,31 +54,65 @@ def _input_side(model: Any) -> tuple[int, int]:
     return (int(rows or DEFAULT_SIDE), int(cols or DEFAULT_SIDE))
 
 
-def measure(holdout: Path, model_path: Path, hint: str | None = None) -> dict[str, Any]:
-    """Accuracy of the model on the holdout images, or the reason it could not be measured."""
+class Holdout:
+    """The holdout images, decoded once per input size; the usual size is kept, another
+    only until a third is asked for (a student's model decides the size)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._images: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+    def batches(self, side: tuple[int, int], limit: int = 0) -> list[tuple[Any, Any]]:
+        """Batches of (images, labels); ``limit`` images spread evenly when not 0."""
+        import numpy as np
+
+        if side not in self._images:
+            import keras
+
+            for other in [s for s in self._images if s != (DEFAULT_SIDE, DEFAULT_SIDE)]:
+                del self._images[other]
+            data = keras.utils.image_dataset_from_directory(
+                self.folder, image_size=side, batch_size=BATCH_SIZE, shuffle=False, verbose=False
+            )
+            parts = [(images.numpy(), labels.numpy()) for images, labels in data]
+            self._images[side] = (
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+            )
+        images, labels = self._images[side]
+        if 0 < limit < len(labels):  # every k-th image: all classes keep their share
+            chosen = np.linspace(0, len(labels) - 1, limit).round().astype(int)
+            images, labels = images[chosen], labels[chosen]
+        return [
+            (images[i : i + BATCH_SIZE], labels[i : i + BATCH_SIZE])
+            for i in range(0, len(labels), BATCH_SIZE)
+        ]
+
+
+def measure(
+    holdout: Path | Holdout, model_path: Path, hint: str | None = None, limit: int = 0
+) -> dict[str, Any]:
+    """Accuracy of the model on the holdout images (``limit`` of them when not 0), or
+    the reason it could not be measured."""
     import keras
     import numpy as np
 
+    images_of = holdout if isinstance(holdout, Holdout) else Holdout(holdout)
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - any refusal is reported, never raised
         return {"accuracy": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    data = keras.utils.image_dataset_from_directory(
-        holdout,
-        image_size=_input_side(model),
-        batch_size=BATCH_SIZE,
-        shuffle=False,
-        verbose=False,
-    )
-    rule = _output_rule(model, hint)
+    rule, side = _output_rule(model, hint), _input_side(model)
+    if max(side) > MAX_SIDE:
+        return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
     correct = total = 0
-    for images, labels in data:
+    for images, labels in images_of.batches(side, limit):
         outputs = np.asarray(model(images, training=False))
         if rule == "argmax":
             predicted = outputs.argmax(axis=-1)
         else:
             predicted = outputs.reshape(-1) > (0.5 if rule == "probability" else 0.0)
-        correct += int((predicted.astype(int) == labels.numpy()).sum())
+        correct += int((predicted.astype(int) == labels).sum())
         total += int(labels.shape[0])
     return {
         "accuracy": correct / total if total else None,
@@ -75,54 +122,36 @@ def measure(holdout: Path, model_path: Path, hint: str | None = None) -> dict[st
     }
 
 
+def serve(holdout_folder: Path) -> int:
+    """Answer ``{"model": PATH, "hint": ..., "limit": N}`` lines until stdin closes."""
+    import keras
+
+    holdout = Holdout(holdout_folder)
+    holdout.batches((DEFAULT_SIDE, DEFAULT_SIDE))  # the usual size, decoded while waiting
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            answer = measure(
+                holdout, Path(request["model"]), request.get("hint"), request.get("limit", 0)
+            )
+        except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
+            answer = {"accuracy": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        finally:
+            keras.backend.clear_session()
+        sys.stdout.write("\n" + ANSWER_PREFIX + json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if argv and argv[0] == SERVE_FLAG:
+        return serve(Path(argv[1]))
     holdout, model_path = Path(argv[0]), Path(argv[1])
     result = measure(holdout, model_path, argv[2] if len(argv) > 2 else None)
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.write("\n" + ANSWER_PREFIX + json.dumps(result) + "\n")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-
-
-# --- orchestrator side (no TensorFlow imported here) ---------------------------------
-
-MSG_NO_HOLDOUT = "no holdout split configured"
-MSG_EVALUATOR_FAILED = "the evaluator failed: {detail}"
-
-
-def evaluate_in_subprocess(
-    model_path: Path, holdout: Path | None, timeout_s: float = 300.0, hint: str | None = None
-) -> dict[str, Any]:
-    """Run :func:`measure` in a fresh trusted process; never raises for a bad model."""
-    import subprocess
-
-    if holdout is None or not holdout.is_dir():
-        return {"accuracy": None, "error": MSG_NO_HOLDOUT}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_")}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""})
-    command = [sys.executable, "-m", "grader.evaluator", str(holdout), str(model_path)]
-    command += [hint] if hint else []
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail="timed out")}
-    lines = proc.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
-
-
-def output_hint(events: list[dict[str, Any]]) -> str | None:
-    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it."""
-    for event in reversed(events):
-        if event.get("event") == "compile":
-            from_logits = (event.get("loss") or {}).get("from_logits")
-            if from_logits is None:
-                return None
-            return "logit" if from_logits else "probability"
-    return None

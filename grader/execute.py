@@ -35,7 +35,7 @@ from grader.assets import Kit, prepare_keras_home
 from grader.capture import CappedClient
 from grader.results import CellError
 from grader.rubric import Limits
-from grader.sandbox import KernelSandbox
+from grader.sandbox import RUN_PREFIX, KernelSandbox
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
@@ -81,6 +81,9 @@ class RunSettings:
     """Probe caps and seed (its ``dir`` is filled in per run)."""
     threads: int | None = None
     """TensorFlow/OpenMP threads for the kernel (None: TensorFlow decides)."""
+    holdout_images: int = 0
+    """The evaluator measures this many holdout images, spread evenly over the split
+    (0: all of them). The self-check's quick answer uses a part."""
 
 
 @dataclass
@@ -130,7 +133,7 @@ class Execution:
 
 def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
     """Execute ``nb`` (not modified) in a fresh kernel inside its own sandbox."""
-    root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    root = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     work, probe_dir, ipc = root / "work", root / "probe", root / "ipc"
     for folder in (work, probe_dir, ipc):
         folder.mkdir()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,10 +31,12 @@ ENCODING = "utf-8"
 FLAG_SEPARATOR = ";"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet read a cell as a formula."""
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+"""Not allowed in an XLSX cell (openpyxl refuses them); tab, LF and CR are."""
 FORMULA_ESCAPE = "'"
 
 LEADING_COLUMNS = ("student", "file")
-TRAILING_COLUMNS = ("score", "max_score", "late_penalty", "status", "flags")
+TRAILING_COLUMNS = ("score", "max_score", "late_penalty", "status", "flags", "remarks")
 
 MSG_MALFORMED_JSON = "{path}, line {line}: malformed JSON ({detail})"
 MSG_NOT_OBJECT = "{path}, line {line}: expected a JSON object, got {kind}"
@@ -128,6 +131,7 @@ def _grades_row(result: SubmissionResult, check_ids: list[str]) -> dict[str, Any
     row["late_penalty"] = result.late.get("penalty", 0.0)
     row["status"] = result.status
     row["flags"] = FLAG_SEPARATOR.join(result.flags)
+    row["remarks"] = FLAG_SEPARATOR.join(result.remarks)
     return row
 
 
@@ -136,7 +140,7 @@ def grades_table(results: list[SubmissionResult], check_ids: list[str]) -> pd.Da
 
     Columns: ``student``, ``file``, one per check id (points earned; blank/NaN when
     the check is absent from that result), ``score``, ``max_score``, ``status`` and
-    ``flags`` (joined with ``;``).
+    ``flags`` and ``remarks`` (each joined with ``;``).
     """
     check_ids = list(check_ids)
     _check_columns(check_ids)
@@ -152,11 +156,13 @@ def neutralise_cell(value: Any) -> Any:
     """A cell value a spreadsheet will not evaluate as a formula.
 
     Strings starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return get a
-    leading ``'``; anything else (numbers included) is returned unchanged.
+    leading ``'``; control characters a spreadsheet cannot hold become ``?``; anything
+    else (numbers included) is returned unchanged.
     """
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return FORMULA_ESCAPE + value
-    return value
+    if not isinstance(value, str):
+        return value
+    value = CONTROL_CHARACTERS.sub("?", value)
+    return FORMULA_ESCAPE + value if value.startswith(FORMULA_PREFIXES) else value
 
 
 def neutralise_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,16 +1,16 @@
 """The pipeline: intake -> static analysis -> execution -> checks -> scores -> outputs.
 
 :func:`grade_one` reads as that line. A submission that cannot be graded becomes a
-result with a status and a message; :func:`grade_batch` never loses a row.
+result with a status and a message; :func:`grade_guarded` never raises, so a batch
+(:mod:`grader.batch`) never loses a row.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import nbformat
 
 from grader.checks import Facts
 from grader.errors import SubmissionError
-from grader.evaluator import evaluate_in_subprocess, output_hint
+from grader.evaluation import measure_model, prestart
 from grader.execute import Execution, RunSettings, run_notebook
 from grader.habits import advise, find_notes
 from grader.intake import Submission, file_digest, load_submission, student_id
@@ -45,6 +45,8 @@ from grader.scoring import (
 from grader.static import analyze_notebook
 
 EXECUTED_DIR = "executed"
+FLAG_GRADER_FAILED = "grader_failed"
+"""grader itself failed on this submission: the result is not stored, the next run retries."""
 MSG_INTERNAL = "grader failed on this submission (a grader bug, please report): {error}"
 MSG_CELL_ERROR = "cell {cell} raised {ename}: {evalue}"
 
@@ -60,16 +62,21 @@ class GradingContext:
     mode: str
 
 
-def grade_one(path: Path, ctx: GradingContext) -> SubmissionResult:
-    """Grade one notebook file: load, analyse, execute, check, score, write."""
+def grade_one(path: Path, ctx: GradingContext, student: str | None = None) -> SubmissionResult:
+    """Grade one notebook file: load, analyse, execute, check, score, write.
+
+    ``student`` is the id intake gave the file (an LMS name); by default, the file name.
+    """
     start = time.monotonic()
     try:
-        submission = load_submission(path)
+        submission = load_submission(path, student)
     except SubmissionError as exc:
         result = _without_results(path, exc.status, str(exc), start, ctx.mode)
         result.max_score = ctx.rubric.max_score
+        result.student = student or result.student
         return result
     facts = Facts(static=analyze_notebook(submission.nb), notebook=submission.nb)
+    prestart(ctx.settings.kit.holdout, ctx.settings.threads)
     run = run_notebook(submission.nb, path.name, ctx.settings)
     try:
         gather_runtime(facts, run, ctx)
@@ -101,9 +108,7 @@ def gather_runtime(facts: Facts, run: Execution, ctx: GradingContext) -> None:
     facts.reported = self_reported_accuracy(run.events)
     facts.printed = printed_accuracy(run.nb)
     if run.model_path is not None:
-        facts.measured = evaluate_in_subprocess(
-            run.model_path, ctx.settings.kit.holdout, hint=output_hint(run.events)
-        )
+        facts.measured = measure_model(run.model_path, run.events, ctx.settings)
 
 
 def flags_for(rubric: Rubric, facts: Facts) -> list[str]:
@@ -213,56 +218,36 @@ def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
 
     path = out / EXECUTED_DIR / f"{report_filename(student)}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
+    partial = path.with_name(f".{path.name}.part")
+    nbformat.write(nb, partial)
+    os.replace(partial, path)  # a batch killed mid-write leaves the old file or the new one
     return path
 
 
-def grade_batch(
-    paths: list[Path],
-    ctx: GradingContext,
-    workers: int = 1,
-    on_result: Callable[[SubmissionResult], None] | None = None,
-) -> list[SubmissionResult]:
-    """Grade every path; a crash inside grader becomes an ``error`` result for that student."""
-    results: list[SubmissionResult] = []
-    if workers <= 1:
-        for path in paths:
-            results.append(_guarded(path, ctx))
-            if on_result:
-                on_result(results[-1])
-        return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_guarded, path, ctx): path for path in paths}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                detail = f"{type(exc).__name__}: {exc}"
-                result = _without_results(
-                    futures[future],
-                    STATUS_ERROR,
-                    MSG_INTERNAL.format(error=detail),
-                    time.monotonic(),
-                    ctx.mode,
-                )
-                result.max_score = ctx.rubric.max_score
-            results.append(result)
-            if on_result:
-                on_result(result)
-    return sorted(results, key=lambda r: (r.student, r.file))
-
-
-def _guarded(path: Path, ctx: GradingContext) -> SubmissionResult:
+def grade_guarded(path: Path, ctx: GradingContext, student: str | None = None) -> SubmissionResult:
+    """:func:`grade_one`, with a crash inside grader turned into that student's result."""
     start = time.monotonic()
     try:
-        return grade_one(path, ctx)
+        return grade_one(path, ctx, student)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
         detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-        result = _without_results(
-            path, STATUS_ERROR, MSG_INTERNAL.format(error=detail), start, ctx.mode
-        )
-        result.max_score = ctx.rubric.max_score
-        return result
+        return internal_error(path, ctx, MSG_INTERNAL.format(error=detail), student, start)
+
+
+def internal_error(
+    path: Path,
+    ctx: GradingContext,
+    message: str,
+    student: str | None = None,
+    start: float | None = None,
+    flag: str = FLAG_GRADER_FAILED,
+) -> SubmissionResult:
+    """An ``error`` result for a submission grader itself failed on (flagged ``flag``)."""
+    result = _without_results(path, STATUS_ERROR, message, start or time.monotonic(), ctx.mode)
+    result.max_score = ctx.rubric.max_score
+    result.student = student or result.student
+    result.flags.append(flag)
+    return result
 
 
 def _without_results(

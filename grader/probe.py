@@ -36,7 +36,7 @@ def _grader_probe_install(cfg):
     random.seed(cfg["seed"]); np.random.seed(cfg["seed"])
     keras.utils.set_random_seed(cfg["seed"])
     events = os.path.join(cfg["dir"], "events.jsonl")
-    state = {"fitting": False}
+    state = {"fitting": False, "fits": 0}
 
     def weights_count(weights):
         return int(sum(int(np.prod(w.shape)) for w in weights))
@@ -120,19 +120,31 @@ def _grader_probe_install(cfg):
         bound = fit_sig.bind(self, *args, **kwargs)
         bound.apply_defaults()
         requested = bound.arguments.get("epochs")
+        eager = False
         if cfg["quick"]:
+            steps = cfg["later_steps"] if state["fits"] and cfg["later_steps"] else cfg["max_steps"]
             cap(bound, "epochs", cfg["max_epochs"], bound.arguments.get("initial_epoch") or 0)
-            cap_steps(bound, "steps_per_epoch", bound.arguments.get("x"), cfg["max_steps"])
+            cap_steps(bound, "steps_per_epoch", bound.arguments.get("x"), steps)
             val = bound.arguments.get("validation_data")
             if val is not None:
                 cap_steps(bound, "validation_steps", val, cfg["max_validation_steps"])
+            state["validation_steps"] = bound.arguments.get("validation_steps")
+            capped = bound.arguments.get("steps_per_epoch")
+            eager = (capped is not None and capped <= cfg["eager_steps"] and not self.run_eagerly
+                     and getattr(self, "train_function", 1) is None)
+        state["fits"] += 1
         record("fit", self, epochs_requested=requested, epochs=bound.arguments.get("epochs"),
                initial_epoch=bound.arguments.get("initial_epoch") or 0)
         state["fitting"] = True
+        if eager:  # a step or two: tracing the step would cost more than it saves
+            self.run_eagerly = True
         try:
             history = orig_fit(*bound.args, **bound.kwargs)
         finally:
             state["fitting"] = False
+            if eager:  # as the student left it: later calls trace as usual
+                self.run_eagerly = False
+                self.train_function = self.test_function = self.predict_function = None
         hist = {k: floats(v) for k, v in getattr(history, "history", {}).items()}
         target = os.path.join(cfg["dir"], "last_model.keras")
         try:  # write beside, then rename: an interrupted save never leaves half a file
@@ -145,15 +157,27 @@ def _grader_probe_install(cfg):
                saved=saved)
         return history
 
+    def run_few(model, call, steps):
+        """Run an evaluation of a step or two eagerly, then leave the model as it was."""
+        if not (cfg["quick"] and steps and steps <= cfg["eager_steps"]) or model.run_eagerly:
+            return call()
+        traced, model.test_function, model.run_eagerly = model.test_function, None, True
+        try:
+            return call()
+        finally:  # as it was: the traced function, if any, is used again
+            model.run_eagerly, model.test_function = False, traced
+
     @functools.wraps(orig_evaluate)
     def evaluate(self, *args, **kwargs):
         if state["fitting"]:  # the validation pass inside fit: fit records it
-            return orig_evaluate(self, *args, **kwargs)
+            return run_few(self, lambda: orig_evaluate(self, *args, **kwargs),
+                           state.get("validation_steps"))
         bound = eval_sig.bind(self, *args, **kwargs)
         bound.apply_defaults()
         if cfg["quick"]:
             cap_steps(bound, "steps", bound.arguments.get("x"), cfg["max_validation_steps"])
-        result = orig_evaluate(*bound.args, **bound.kwargs)
+        result = run_few(self, lambda: orig_evaluate(*bound.args, **bound.kwargs),
+                         bound.arguments.get("steps"))
         try:
             values = self.get_metrics_result()
             metrics = dict(zip(values, floats(values.values())))
@@ -241,6 +265,10 @@ class ProbeConfig:
     max_epochs: int = 2
     max_steps: int = 10
     max_validation_steps: int = 3
+    later_steps: int = 0
+    """Steps per epoch from the second ``fit`` on (0: ``max_steps``)."""
+    eager_steps: int = 0
+    """Run a ``fit`` capped at this many steps or fewer eagerly (0: never)."""
     seed: int = SEED
     model_variable: str | None = None
     """Measure the model in this notebook variable instead of the last one trained."""
@@ -254,6 +282,8 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
         "max_epochs": config.max_epochs,
         "max_steps": config.max_steps,
         "max_validation_steps": config.max_validation_steps,
+        "later_steps": config.later_steps,
+        "eager_steps": config.eager_steps,
         "seed": config.seed,
     }
     source = PROBE_SOURCE.replace("__GRADER_CONFIG__", repr(cfg)).strip()

@@ -16,7 +16,7 @@ import nbformat
 
 from grader import __version__
 from grader.errors import ReferenceRunError
-from grader.evaluator import evaluate_in_subprocess, output_hint
+from grader.evaluation import close_shared, measure_model, prestart
 from grader.execute import Execution, RunSettings, run_notebook
 from grader.probe import PROBE_SOURCE
 from grader.rubric import Rubric
@@ -36,8 +36,9 @@ class ReferenceFigures:
 
     key: str
     """The cache key these figures belong to."""
-    accuracy: float
-    """The figure students are scored against: measured on the holdout when there is one."""
+    accuracy: float | None
+    """The figure students are scored against: measured on the holdout when there is one
+    (None only for a rubric without a reference notebook or a published figure)."""
     self_reported: float | None
     """The reference notebook's own evaluate figure."""
     measured: float | None
@@ -48,7 +49,7 @@ class ReferenceFigures:
     """Training history per phase, for reports."""
 
 
-def reference_key(rubric: Rubric, kit_digest: str, mode: str) -> str:
+def reference_key(rubric: Rubric, kit_digest: str, mode: str, caps: str = "") -> str:
     if rubric.reference_notebook is None:
         raise ReferenceRunError(MSG_NO_NOTEBOOK)
     notebook = rubric.reference_notebook.read_bytes()
@@ -57,10 +58,22 @@ def reference_key(rubric: Rubric, kit_digest: str, mode: str) -> str:
         rubric.digest,
         kit_digest,
         mode,
+        caps,
         __version__,
         _measuring_code_digest(),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def caps_text(settings: RunSettings) -> str:
+    """The probe's caps as text: figures measured under other caps are someone else's."""
+    probe = settings.probe
+    if not probe.quick:
+        return ""
+    return (
+        f"{probe.max_epochs},{probe.max_steps},{probe.max_validation_steps},"
+        f"{probe.later_steps},{probe.eager_steps},{settings.holdout_images}"
+    )
 
 
 def _measuring_code_digest() -> str:
@@ -79,7 +92,7 @@ def load_or_run(
     force: bool = False,
 ) -> ReferenceFigures:
     """Stored figures when fresh, else run the reference now and store them."""
-    key = reference_key(rubric, kit_digest, mode)
+    key = reference_key(rubric, kit_digest, mode, caps_text(settings))
     stored = cache / REFERENCE_DIR / f"{key}.json"
     if stored.exists() and not force:
         try:
@@ -98,6 +111,7 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
     """Run the reference notebook and measure its model like a student's."""
     assert rubric.reference_notebook is not None
     nb = nbformat.read(rubric.reference_notebook, as_version=4)
+    prestart(settings.kit.holdout, settings.threads)
     run = run_notebook(nb, rubric.reference_notebook.name, settings)
     try:
         problems = run.messages + [f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors]
@@ -107,9 +121,7 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
         reported = self_reported_accuracy(run.events)
         measured: dict = {"accuracy": None, "error": "no saved model"}
         if run.model_path is not None:
-            measured = evaluate_in_subprocess(
-                run.model_path, settings.kit.holdout, hint=output_hint(run.events)
-            )
+            measured = measure_model(run.model_path, run.events, settings)
         accuracy = measured.get("accuracy")
         if accuracy is None:
             accuracy = reported if settings.kit.holdout is None else None
@@ -128,6 +140,7 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
         )
     finally:
         run.cleanup()
+        close_shared()  # the reference is run once: its evaluator is not kept
 
 
 def _failure(run: Execution, measured: dict) -> str:

@@ -173,6 +173,9 @@ class SubmissionResult:
     """The automatic total before overrides and late penalty (``score`` is the final one)."""
     late: dict[str, Any] = field(default_factory=dict)
     """``submitted_at``, ``source`` (file_name, zip or file_time), ``days_late``, ``penalty``."""
+    remarks: list[str] = field(default_factory=list)
+    """What the batch noticed beyond this run, for the instructor: several files from the
+    student (which one was graded), a possible copy (the other student named)."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object written to ``results.jsonl``."""

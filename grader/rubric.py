@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grader.errors import RubricError
+from grader.similarity import DEFAULT_THRESHOLD
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,8 +24,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KNOWN_CHECKS = ("include_top_false", "base_frozen", "augmentation", "pooling_head", "accuracy")
-PUBLISHED_KEYS = {"quick": "quick_accuracy", "full": "full_accuracy"}
-SECTIONS = {"assignment", "limits", "quick", "reference", "data", "checks", "late"}
+PUBLISHED_KEYS = {"quick": "quick_accuracy", "full": "full_accuracy", "check": "check_accuracy"}
+SECTIONS = {
+    "assignment",
+    "limits",
+    "quick",
+    "check",
+    "reference",
+    "data",
+    "checks",
+    "late",
+    "intake",
+}
 KIND_CODE, KIND_WRITTEN = "code", "written"
 NUMBER = (int, float)
 
@@ -108,6 +120,35 @@ class QuickMode:
     """Training batches per epoch."""
     max_validation_steps: int = 3
     """Batches per validation pass and per ``evaluate``."""
+    later_fit_steps: int = 0
+    """Training batches per epoch in the second and later ``fit`` calls (fine-tuning);
+    0: ``max_steps_per_epoch``."""
+    eager_steps: int = 0
+    """A ``fit`` capped at this many steps or fewer runs eagerly: for a couple of steps,
+    tracing the training step costs more than it saves. 0: never."""
+    holdout_images: int = 0
+    """The evaluator measures this many holdout images, spread evenly (0: all)."""
+
+
+SELF_CHECK_CAPS = QuickMode(
+    max_epochs=1, max_steps_per_epoch=10, max_validation_steps=1, eager_steps=1, holdout_images=128
+)
+"""``grader check``'s caps (``[check]``): one epoch of 10 steps per ``fit``, one-batch
+validations run eagerly, 128 holdout images. Fewer training steps leave the reference
+at chance (0.50 measured with 10 + 2 or 3 + 10 steps), which would tell a student nothing."""
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """How submissions from an LMS are identified and compared (``[intake]``)."""
+
+    patterns: tuple[str, ...] = ()
+    """Regexes with a named group ``student``, matched (``re.search``) against each
+    file's path relative to the submissions folder or archive, ``/``-separated; tried
+    before the built-in Canvas and Moodle patterns."""
+    copy_threshold: float = DEFAULT_THRESHOLD
+    """Code similarity (above 0, at most 1) from which two students' notebooks are
+    flagged as a possible copy; byte-identical files always are."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +164,9 @@ class Rubric:
     limits: Limits = field(default_factory=Limits)
     """Time limits."""
     quick: QuickMode = field(default_factory=QuickMode)
-    """Quick-mode caps."""
+    """``--quick`` caps (``[quick]``)."""
+    selfcheck: QuickMode = SELF_CHECK_CAPS
+    """The student self-check's caps (``[check]``)."""
     reference_notebook: Path | None = None
     """The reference solution, resolved against the rubric's folder."""
     keras_home: Path | None = None
@@ -137,6 +180,8 @@ class Rubric:
     published_accuracy: dict[str, float] = field(default_factory=dict)
     """The reference's accuracy per mode, published for students who have no reference
     notebook (``[reference] quick_accuracy`` / ``full_accuracy``)."""
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    """Student-id patterns and the copy threshold (``[intake]``)."""
 
     @property
     def check_ids(self) -> list[str]:
@@ -176,6 +221,7 @@ def load_rubric(path: str | Path) -> Rubric:
         checks=_checks(name, raw.get("checks")),
         limits=_dataclass_from(name, raw, "limits", Limits),
         quick=_dataclass_from(name, raw, "quick", QuickMode),
+        selfcheck=_dataclass_from(name, raw, "check", QuickMode, SELF_CHECK_CAPS),
         reference_notebook=reference_notebook,
         keras_home=_path(name, base, "data.keras_home", data.get("keras_home")),
         holdout=_path(name, base, "data.holdout", data.get("holdout")),
@@ -186,6 +232,7 @@ def load_rubric(path: str | Path) -> Rubric:
             for mode, key in PUBLISHED_KEYS.items()
             if key in reference
         },
+        intake=_intake(name, raw),
     )
 
 
@@ -220,9 +267,11 @@ def _get(name: str, full: str, table: dict[str, Any], key: str, kind: Any, defau
     return value
 
 
-def _dataclass_from(name: str, raw: dict[str, Any], key: str, cls: type) -> Any:
+def _dataclass_from(
+    name: str, raw: dict[str, Any], key: str, cls: type, defaults: Any = None
+) -> Any:
     table = _table(name, raw, key)
-    defaults = cls()
+    defaults = defaults if defaults is not None else cls()
     allowed = set(cls.__dataclass_fields__)
     _no_unknown(name, key, table, allowed)
     values = {}
@@ -230,7 +279,7 @@ def _dataclass_from(name: str, raw: dict[str, Any], key: str, cls: type) -> Any:
         default = getattr(defaults, field_name)
         kind = int if isinstance(default, int) else NUMBER
         value = _get(name, f"{key}.{field_name}", table, field_name, kind, default)
-        if value <= 0:
+        if value < 0 or (value == 0 and getattr(cls(), field_name) != 0):
             raise RubricError(name, f"{key}.{field_name}", f"must be positive, got {value!r}")
         values[field_name] = value
     return cls(**values)
@@ -364,6 +413,28 @@ def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
         if getattr(policy, key) < 0:
             raise RubricError(name, f"late.{key}", "must not be negative")
     return policy
+
+
+def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
+    """The ``[intake]`` section: student-id patterns and the copy threshold."""
+    table = _table(name, raw, "intake")
+    _no_unknown(name, "intake", table, set(IntakeConfig.__dataclass_fields__))
+    patterns = _strings(name, "intake.patterns", table.get("patterns", []))
+    for i, pattern in enumerate(patterns):
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise RubricError(name, f"intake.patterns[{i}]", f"not a valid regex ({exc})") from exc
+        if "student" not in regex.groupindex:
+            raise RubricError(name, f"intake.patterns[{i}]", "needs a named group (?P<student>...)")
+    threshold = _get(
+        name, "intake.copy_threshold", table, "copy_threshold", NUMBER, DEFAULT_THRESHOLD
+    )
+    if not 0 < threshold <= 1:
+        raise RubricError(
+            name, "intake.copy_threshold", f"must be above 0 and at most 1, got {threshold!r}"
+        )
+    return IntakeConfig(patterns=tuple(patterns), copy_threshold=float(threshold))
 
 
 def _path(name: str, base: Path, key: str, value: Any) -> Path | None:

@@ -28,9 +28,11 @@ import functools
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +48,10 @@ RUNS_PER_PROCESS = 512
 _run_numbers = itertools.count()
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "grader"
+RUN_PREFIX = "grader-run-"
+"""A kernel's run folder (and cgroup) name starts with this."""
+OWNER_FILE = "owner.pid"
+"""In the run folder: the grading process that owns it (a dead owner's folder is stale)."""
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
 WATCHDOG_PERIOD_S = 0.25
@@ -188,6 +194,7 @@ class KernelSandbox:
             os.chmod(self.root, 0o711)
             for path in writable:
                 _chown_tree(path, self.uid)
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         if self.caps.cgroup:
             self.cgroups = _make_cgroups(self.caps.cgroup, self.root.name, self.limits)
         policy = self.root / "sandbox.json"
@@ -270,6 +277,32 @@ class KernelSandbox:
             pids |= _pids_of_session(kernel_pid)
         pids.discard(os.getpid())
         return pids
+
+
+def sweep_stale(tmp: Path | None = None) -> int:
+    """Remove what a killed grader left behind: run folders whose owning process is gone,
+    with their cgroups and any process still in them. Returns how many were removed."""
+    removed = 0
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # its grader is alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        for cgroup in _cgroups_named(folder.name):
+            _kill_all(_read_pids(cgroup / "cgroup.procs"))
+            _remove_cgroup(cgroup)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _cgroups_named(name: str) -> list[Path]:
+    places = [CGROUP_V1 / "memory", CGROUP_V1 / "pids", CGROUP_V1]
+    return [p / CGROUP_PARENT / name for p in places if (p / CGROUP_PARENT / name).is_dir()]
 
 
 def sandbox_uid(pid: int, run: int) -> int:

@@ -40,6 +40,7 @@ MSG_HIDDEN = "{n} hidden check(s) not run here: your instructor runs them when g
 MSG_ALL_PASSED = "All {n} checks passed."
 MSG_SOME_FAILED = "{failed} of {n} checks not passed."
 MSG_NOT_ALL_RUN = "{passed} of {n} checks passed; {skipped} not run here."
+MSG_RAN_PASSED = "The {n} automatic checks passed."
 MSG_NOTHING = "No check could be run on this notebook."
 MSG_PRE_SCORED = "{n} written answer(s) pre-scored: your instructor reviews them."
 PASS_MARK, FAIL_MARK, SKIP_MARK, REVIEW_MARK = "PASS", "FAIL", "----", "NOTE"
@@ -161,6 +162,8 @@ def summary(check: SelfCheck) -> str:
         text = MSG_SOME_FAILED.format(failed=len(check.failed), n=n)
     elif n == 0:
         text = MSG_NOTHING
+    elif skipped == 0:
+        text = MSG_RAN_PASSED.format(n=n)
     else:
         text = MSG_NOT_ALL_RUN.format(passed=n - skipped, n=n, skipped=skipped)
     if check.pre_scored:

@@ -9,7 +9,7 @@ import pytest
 
 from grader.assets import Kit, course_kit, prepare_keras_home
 from grader.errors import AssetKitError
-from grader.evaluator import MSG_NO_HOLDOUT, evaluate_in_subprocess
+from grader.evaluation import MSG_NO_HOLDOUT, evaluate
 from grader.execute import collect_errors, strip_ansi
 
 
@@ -43,7 +43,7 @@ def test_a_course_cache_without_models_or_datasets_is_refused(tmp_path: Path) ->
 
 
 def test_evaluation_without_a_holdout_says_so(tmp_path: Path) -> None:
-    assert evaluate_in_subprocess(tmp_path / "m.keras", None)["error"] == MSG_NO_HOLDOUT
+    assert evaluate(tmp_path / "m.keras", None)["error"] == MSG_NO_HOLDOUT
 
 
 def test_cell_errors_are_collected_with_readable_tracebacks() -> None:

@@ -145,6 +145,7 @@ def test_grades_table_columns_and_values() -> None:
         "late_penalty",
         "status",
         "flags",
+        "remarks",
     ]
     assert list(table["student"]) == ["s1001_nguyễn", "s1002_broken", "s1003_zoe"]
     first, broken, zoe = table.to_dict("records")
@@ -175,6 +176,8 @@ def test_grades_table_rejects_clashing_check_ids() -> None:
         ("\tx", "'\tx"),
         ("\rx", "'\rx"),
         ("plain", "plain"),
+        ("a\x1b[31mb\x00", "a?[31mb?"),
+        ("\x07=1", "?=1"),
         ("", ""),
         (-2.5, -2.5),
         (3, 3),
@@ -209,6 +212,7 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
             )
         ],
         flags=["+cmd", "x"],
+        remarks=['=HYPERLINK("http://x")'],
     )
     tabbed = SubmissionResult.without_results("\tstudent", "-2+3", "e" * 64, STATUS_INVALID, "m")
     path = tmp_path / GRADES_FILE
@@ -224,8 +228,9 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "late_penalty",
         "status",
         "flags",
+        "remarks",
     ]
-    assert rows[1] == ["'\tstudent", "'-2+3", "", "", "0.0", "0.0", "0.0", "invalid", ""]
+    assert rows[1] == ["'\tstudent", "'-2+3", "", "", "0.0", "0.0", "0.0", "invalid", "", ""]
     assert rows[2] == [
         "'" + FORMULA_STUDENT,
         "'@SUM(1).ipynb",
@@ -236,6 +241,7 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "0.0",
         "graded",
         "'+cmd;x",
+        '\'=HYPERLINK("http://x")',
     ]
 
 
@@ -255,6 +261,7 @@ def test_csv_plain_values(tmp_path: Path) -> None:
         "0.0",
         "graded",
         "",
+        "",
     ]
     assert rows[2][2:5] == ["", "", ""]
-    assert rows[3][-1] == "no_training;cell_timeout"
+    assert rows[3][-2] == "no_training;cell_timeout"

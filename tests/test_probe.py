@@ -21,6 +21,8 @@ def test_probe_cell_is_valid_python_with_its_config() -> None:
         "max_epochs": 3,
         "max_steps": 10,
         "max_validation_steps": 3,
+        "later_steps": 0,
+        "eager_steps": 0,
         "seed": 1234,
     }
 

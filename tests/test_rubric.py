@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from grader.errors import RubricError
-from grader.rubric import KNOWN_CHECKS, load_rubric
+from grader.rubric import KNOWN_CHECKS, SELF_CHECK_CAPS, load_rubric
 
 COURSE = Path(__file__).parent.parent / "rubrics" / "transfer_learning.toml"
 MINIMAL = """
@@ -106,3 +106,15 @@ def test_more_invalid_rubrics(tmp_path: Path, text: str, key: str, problem: str)
     with pytest.raises(RubricError) as info:
         load_rubric(write(tmp_path, text))
     assert info.value.key == key and problem in str(info.value)
+
+
+def test_self_check_caps_default_and_override(tmp_path: Path) -> None:
+    rubric = load_rubric(write(tmp_path, "[check]\nmax_steps_per_epoch = 5\n" + MINIMAL))
+    assert rubric.selfcheck.max_steps_per_epoch == 5
+    assert (rubric.selfcheck.eager_steps, rubric.selfcheck.holdout_images) == (
+        SELF_CHECK_CAPS.eager_steps,
+        SELF_CHECK_CAPS.holdout_images,
+    )
+    assert rubric.quick.eager_steps == 0 and rubric.quick.holdout_images == 0
+    with pytest.raises(RubricError, match="check.eager_steps: must be positive"):
+        load_rubric(write(tmp_path, "[check]\neager_steps = -1\n" + MINIMAL))

@@ -1,0 +1,244 @@
+"""A batch killed with SIGKILL resumes without redoing work; a zip from Canvas with a
+malicious entry; the same class graded on a Dask cluster (real kernels throughout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.conftest import RUBRIC
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).parent.parent
+FAST_RUBRIC = """
+[assignment]
+title = "Resume test"
+
+[limits]
+cell_timeout_s = 60
+notebook_timeout_s = 120
+
+[[checks]]
+id = "include_top_false"
+points = 1
+"""
+STUDENTS = {"11111": "ann", "22222": "bob", "33333": "cat", "44444": "dan"}
+
+
+def small_notebook(seconds: float, marker: str) -> str:
+    """Builds MobileNetV2 without weights, then sleeps: a few seconds of a real kernel."""
+    code = (
+        "import time\n"
+        "import tensorflow as tf\n"
+        "base = tf.keras.applications.MobileNetV2(input_shape=(96, 96, 3), "
+        "include_top=False, weights=None)\n"
+        f"time.sleep({seconds})\n"
+        f"print({marker!r})\n"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    return nbformat.writes(nb)
+
+
+def canvas_zip(path: Path, students: dict[str, str]) -> Path:
+    """A Canvas bulk download, plus entries that try to escape the extraction folder."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        for number, (sid, login) in enumerate(students.items()):
+            name = f"{login}_{sid}_{700000 + number}_week6.ipynb"
+            bundle.writestr(name, small_notebook(3, f"student {sid}"))
+        bundle.writestr("../escaped.ipynb", small_notebook(0, "escaped"))
+        bundle.writestr("/tmp/absolute_escape.ipynb", small_notebook(0, "absolute"))
+    return path
+
+
+def grade_command(source: Path, out: Path, rubric: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "grader", "grade", str(source),
+        "--rubric", str(rubric), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def stored(out: Path) -> dict[str, str]:
+    """student -> when its row was stored (nothing while the store is being created)."""
+    db = sqlite3.connect(out / "results.sqlite")
+    try:
+        return dict(db.execute("SELECT student, stored_at FROM results").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def wait_for_rows(out: Path, count: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the batch ended before it could be killed"
+        if (out / "results.sqlite").exists() and len(stored(out)) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} results stored in {timeout} s")
+
+
+def test_sigkill_then_resume_grades_only_what_is_missing(tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(FAST_RUBRIC)
+    archive = canvas_zip(tmp_path / "submissions.zip", STUDENTS)
+    out = tmp_path / "out"
+    command = grade_command(archive, out, rubric, "--quick", "--workers", "1")
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    wait_for_rows(out, 2, proc, timeout=240)
+    os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and its worker, mid-notebook
+    proc.wait()
+    before = stored(out)
+    assert len(before) in (2, 3)  # whole rows only: nothing half-written
+    assert not (out / "results.jsonl").exists()  # the batch never got to its outputs
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"{len(before)} of 4 already graded" in second.stdout
+    after = stored(out)
+    assert sorted(after) == sorted(STUDENTS)
+    assert {s: after[s] for s in before} == before  # finished rows were not re-run
+    log = (out / "grader.log").read_text()
+    second_run = log[log.rindex("already graded") :]
+    assert all(f"started {s}" not in second_run for s in before)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["student"] for r in records) == sorted(STUDENTS)
+    assert all(r["status"] == "graded" and r["score"] == 1 for r in records)
+
+    if os.geteuid() == 0:  # own uids per kernel: none may outlive the killed batch
+        assert not sandbox_processes()
+
+    # the zip's escaping entries were refused, named, and nothing landed outside
+    assert "escaped.ipynb" in second.stderr and "rejected" in second.stderr
+    assert not (tmp_path / "escaped.ipynb").exists() and not (out / "escaped.ipynb").exists()
+    assert not Path("/tmp/absolute_escape.ipynb").exists()
+
+    third = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0 and "4 of 4 already graded" in third.stdout
+    assert stored(out) == after
+
+    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 0 and "already graded" not in forced.stdout
+    assert all(stored(out)[s] > after[s] for s in STUDENTS)
+
+
+def test_a_dask_cluster_grades_like_local_workers(
+    graded: tuple[Path, str], class_dir: Path, tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    local_out, _ = graded
+    chosen = ["s1001_nguyen", "s1010_ivanova", "not_json"]
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    for name in chosen:
+        shutil.copy(class_dir / f"{name}.ipynb", submissions)
+    out = tmp_path / "out"
+    with distributed.LocalCluster(  # two threads per worker: a shared evaluator, taking turns
+        n_workers=2, threads_per_worker=2, processes=True, memory_limit=0, dashboard_address=None
+    ) as cluster:
+        proc = subprocess.run(
+            grade_command(
+                submissions,
+                out,
+                RUBRIC,
+                "--quick",
+                "--workers",
+                "3",
+                "--dask",
+                cluster.scheduler_address,
+            ),  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    remote = _by_student(out)
+    local = _by_student(local_out)
+    assert sorted(remote) == sorted(chosen)
+    for student in chosen:
+        assert _verdict(remote[student]) == _verdict(local[student]), student
+
+
+def test_a_worker_killed_mid_batch_costs_nobody_a_grade(tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(FAST_RUBRIC)
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    for name in ("s1", "s2", "s3"):
+        (submissions / f"{name}.ipynb").write_text(small_notebook(8, name))
+    out = tmp_path / "out"
+    command = grade_command(submissions, out, rubric, "--quick", "--workers", "2")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = _a_grading_worker(time.monotonic() + 120, proc)
+    os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    records = {r["student"]: r for r in map(json.loads, (out / "results.jsonl").open())}
+    assert sorted(records) == ["s1", "s2", "s3"]
+    assert all(r["status"] == "graded" for r in records.values()), records
+
+
+def _a_grading_worker(deadline: float, proc: subprocess.Popen) -> int:
+    """The pid of a worker process that is running a kernel now."""
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the batch ended before a worker could be killed"
+        for owner in Path(tempfile.gettempdir()).glob("grader-run-*/owner.pid"):
+            try:
+                pid = int(owner.read_text())
+            except (OSError, ValueError):
+                continue
+            if _parent(pid) == proc.pid:  # a worker of this batch, nothing else
+                return pid
+        time.sleep(0.2)
+    raise AssertionError("no worker started a kernel")
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def sandbox_processes() -> list[int]:
+    from grader.sandbox import UID_BASE
+
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid >= UID_BASE:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _by_student(out: Path) -> dict[str, dict]:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return {r["student"]: r for r in map(json.loads, lines)}
+
+
+def _verdict(record: dict) -> dict:
+    return {
+        "status": record["status"],
+        "score": record["score"],
+        "checks": [(c["id"], c["score"], c["source"]) for c in record["checks"]],
+        "measured": record["accuracy"].get("measured"),
+    }
