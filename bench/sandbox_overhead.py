@@ -29,6 +29,7 @@ from pathlib import Path
 import nbformat
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from grader import probe
@@ -69,7 +70,10 @@ def run_plain(
         env["PATH"] = str(Path(sys.executable).parent) + ":/usr/bin:/bin"
         client = NotebookClient(running, km=km, allow_errors=True, timeout=600)
         start = time.monotonic()
-        client.execute(cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL)
+        try:
+            client.execute(cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL)
+        finally:  # a km passed in is not shut down by nbclient: an idle kernel left
+            run_sync(km.shutdown_kernel)(now=True)  # running would slow every later one
         return time.monotonic() - start
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -4,7 +4,7 @@ The same class (the first ``--notebooks`` sample notebooks, default 6) is graded
 ``grader grade --quick`` with the test caps (``tests/fixtures/rubric_fast.toml``) and
 ``--workers`` 1, 2, 3, ... into a fresh output folder each time; the reference's figures
 are stored first. Reported: wall time per worker count and its throughput relative to
-one worker. ``grader.batch.WORKERS_PER_CPU`` comes from this measurement.
+one worker. ``bench/batch_speed.py --workers 2 3`` gives the same comparison with a baseline.
 
 Example: python bench/workers.py --notebooks 6 --counts 1 2 3
 """

@@ -33,8 +33,9 @@ from grader.progress import Progress
 from grader.results import SubmissionResult
 from grader.store import BatchKey, ResultsStore
 
-WORKERS_PER_CPU = 1.5
-"""Workers per core by default: measured with ``bench/workers.py`` (see the README)."""
+WORKERS_PER_CPU = 1.0
+"""Workers per core by default. Measured (``bench/batch_speed.py``, 10 notebooks, 2 cores):
+2 and 3 workers both took 467 s against 619 s serial; 2 uses less memory."""
 WORKER_MEMORY_MB = 4096
 """A worker's peak: a training kernel (up to 2.4 GB measured) plus its evaluator."""
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"

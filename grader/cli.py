@@ -86,7 +86,7 @@ def _warn_unenforced() -> None:
     "--workers",
     type=click.IntRange(1, 64),
     default=None,
-    help="Notebooks graded at once [default: 1.5 per core, as memory allows (4 GB each)].",
+    help="Notebooks graded at once [default: 1 per core, as memory allows (4 GB each)].",
 )
 @click.option("--force", is_flag=True, help="Grade again what the results store already has.")
 @click.option(

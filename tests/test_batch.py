@@ -131,8 +131,8 @@ def test_eta_text() -> None:
 
 
 def test_default_workers_follows_cores_and_memory() -> None:
-    assert default_workers(cpus=2, memory_mb=24_000) == 3
-    assert default_workers(cpus=16, memory_mb=128_000) == 24
+    assert default_workers(cpus=2, memory_mb=24_000) == 2
+    assert default_workers(cpus=16, memory_mb=128_000) == 16
     assert default_workers(cpus=16, memory_mb=16_000) == 3  # 4 GB per worker
     assert default_workers(cpus=1, memory_mb=1_000) == 1
 
