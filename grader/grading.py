@@ -39,6 +39,7 @@ OUTPUTS_META = "outputs"
 """The results store's record of what the outputs were last written from."""
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
+MSG_OUT = "{out}: cannot write the output folder ({detail})"
 LOCK_FILE = ".grader.lock"
 FLAG_MULTIPLE_FILES = "multiple_files"
 MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
@@ -146,8 +147,12 @@ def _batch_key(
 @contextlib.contextmanager
 def _output_lock(out: Path) -> Iterator[None]:
     """One grader at a time per output folder: a second one is refused, not interleaved."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_FILE, "a+", encoding="ascii") as lock:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK_FILE, "a+", encoding="ascii")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(MSG_OUT.format(out=out, detail=exc.strerror or exc)) from exc
+    with handle as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -172,3 +173,15 @@ def test_plan_jobs_maps_lms_names_and_notes_resubmissions(tmp_path: Path) -> Non
     note_intake(results, jobs)
     assert FLAG_MULTIPLE_FILES in results[0].flags
     assert results[0].remarks == jobs[0].notes
+
+
+def test_one_grader_per_output_folder(tmp_path: Path) -> None:
+    from grader.errors import UsageError
+    from grader.grading import _output_lock
+
+    with _output_lock(tmp_path / "out"):
+        with pytest.raises(UsageError, match=f"another grader is writing.*pid {os.getpid()}"):
+            with _output_lock(tmp_path / "out"):
+                pass
+    with _output_lock(tmp_path / "out"):  # free again once the first is done
+        pass

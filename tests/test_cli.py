@@ -63,3 +63,17 @@ def test_a_folder_without_notebooks_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["grade", str(tmp_path / "empty"), "--rubric", str(rubric)])
     assert result.exit_code == 2
     assert "no .ipynb notebooks found" in result.output
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "a.ipynb").write_text("{}")
+    (tmp_path / "out").write_text("not a folder")
+    rubric = tmp_path / "r.toml"
+    rubric.write_text("[[checks]]\nid = 'base_frozen'\npoints = 1\n")
+    result = CliRunner().invoke(
+        main,
+        ["grade", str(tmp_path / "class"), "--rubric", str(rubric), "--out", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 2
+    assert "cannot write the output folder" in result.output
