@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from grader.errors import SubmissionsError
 from grader.intake import file_digest
 from grader.lms import Intake
 from grader.pipeline import FLAG_GRADER_FAILED, GradingContext, grade_guarded, internal_error
@@ -38,7 +37,6 @@ WORKERS_PER_CPU = 1.0
 2 and 3 workers both took 467 s against 619 s serial; 2 uses less memory."""
 WORKER_MEMORY_MB = 4096
 """A worker's peak: a training kernel (up to 2.4 GB measured) plus its evaluator."""
-MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_WORKER_DIED = "the grading worker died while grading this notebook alone ({detail})"
 MSG_RUNNER_FAILED = "grading this notebook failed outside grader's own code ({detail})"
 FLAG_WORKER_DIED = "worker_died"
@@ -159,7 +157,7 @@ def _memory_mb() -> int:
     return WORKER_MEMORY_MB
 
 
-def plan_jobs(intake: Intake, source: Path, key: BatchKey) -> list[Job]:
+def plan_jobs(intake: Intake, key: BatchKey) -> list[Job]:
     """One job per student intake found, with its results-store key."""
     jobs = []
     for entry in intake.entries:
@@ -169,8 +167,6 @@ def plan_jobs(intake: Intake, source: Path, key: BatchKey) -> list[Job]:
             digest = ""  # unreadable: graded (as an error) every time
         file_key = key.for_submission(entry.student, entry.path.name, digest)
         jobs.append(Job(entry.path, entry.student, file_key, list(entry.notes)))
-    if not jobs:
-        raise SubmissionsError(MSG_NO_NOTEBOOKS.format(source=source))
     return jobs
 
 

@@ -1,13 +1,12 @@
 """The trusted evaluator: measures a saved model on the hidden holdout split.
 
-Runs in its own process (it imports TensorFlow; the orchestrator never does). Two ways:
-
-* ``python -m grader.evaluator HOLDOUT MODEL.keras [HINT]`` prints one JSON object;
-* ``python -m grader.evaluator --serve HOLDOUT`` imports TensorFlow and decodes the
-  holdout once, then answers one JSON request per line on stdin until stdin closes.
-  :class:`EvaluatorProcess` drives it: it is started while the student's notebook is
-  still running, so TensorFlow's import and the holdout's decoding cost the student
-  nothing, and a batch worker keeps it for every student it grades.
+Runs in its own process (it imports TensorFlow; the orchestrator never does):
+``python -m grader.evaluator --serve HOLDOUT`` imports TensorFlow and decodes the
+holdout once, then answers one JSON request per line on stdin until stdin closes.
+:class:`grader.evaluation.EvaluatorProcess` drives it: it is started while the
+student's notebook is still running, so TensorFlow's import and the holdout's
+decoding cost the student nothing, and a batch worker keeps it for every student it
+grades.
 
 The model is loaded with ``safe_mode=True``, so a Lambda layer or any other serialized
 code in a student's file is refused rather than run; nothing is unpickled. Between
@@ -145,12 +144,10 @@ def serve(holdout_folder: Path) -> int:
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if argv and argv[0] == SERVE_FLAG:
-        return serve(Path(argv[1]))
-    holdout, model_path = Path(argv[0]), Path(argv[1])
-    result = measure(holdout, model_path, argv[2] if len(argv) > 2 else None)
-    sys.stdout.write("\n" + ANSWER_PREFIX + json.dumps(result) + "\n")
-    return 0
+    if len(argv) != 2 or argv[0] != SERVE_FLAG:
+        sys.stderr.write(f"usage: python -m grader.evaluator {SERVE_FLAG} HOLDOUT\n")
+        return 2
+    return serve(Path(argv[1]))
 
 
 if __name__ == "__main__":

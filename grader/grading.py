@@ -104,7 +104,7 @@ def grade_class(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out
         )
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
-        jobs = plan_jobs(intake, request.submissions, _batch_key(rubric, figures, digest, request))
+        jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
         ctx = GradingContext(
             rubric=rubric,
             settings=settings,

@@ -165,7 +165,7 @@ def test_plan_jobs_maps_lms_names_and_notes_resubmissions(tmp_path: Path) -> Non
     out = source / "out"
     (out / "executed").mkdir(parents=True)
     (out / "executed" / "12345.ipynb").write_bytes(notebook)  # grader's own output
-    jobs = plan_jobs(gather(source, out), source, KEY)
+    jobs = plan_jobs(gather(source, out), KEY)
     assert [job.student for job in jobs] == ["12345"]
     assert "2 files from this student" in jobs[0].notes[0]
     assert len(jobs[0].key) == 64
