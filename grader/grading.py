@@ -92,13 +92,14 @@ def grade_class(
     """Grade a class: intake, reference, jobs, store and workers, then the outputs."""
     warn = warn or say
     with _output_lock(request.out), ResultsStore(request.out / STORE_FILE) as store:
-        stale = sweep_stale()
-        if stale:
-            warn(MSG_STALE.format(n=stale))
         rubric = load_rubric(request.rubric)
         intake = gather(request.submissions, request.out, rubric.intake.patterns)
         if not intake.entries:
             raise UsageError(MSG_NO_NOTEBOOKS.format(source=request.submissions))
+        # Only once the request is known to be good: a usage error is its one line.
+        stale = sweep_stale()
+        if stale:
+            warn(MSG_STALE.format(n=stale))
         workers = request.workers or default_workers()
         settings, digest = run_settings(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -7,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
+from grader.sandbox import OWNER_FILE, RUN_PREFIX
 
 
 def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -40,6 +45,27 @@ def test_missing_rubric_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output.count("\n") == 1
     assert "none.toml: cannot read the rubric" in result.output
+
+
+@pytest.fixture
+def stale_run_folder() -> Iterator[Path]:
+    """A kernel folder left by a grader that was killed (its owner pid is gone)."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    (folder / OWNER_FILE).write_text(str(dead.pid))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_usage_error_is_one_line_even_after_a_killed_grader(
+    tmp_path: Path, stale_run_folder: Path
+) -> None:
+    args = ["grade", str(tmp_path), "--rubric", str(tmp_path / "none.toml")]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert stale_run_folder.is_dir()  # left for the next run that grades
 
 
 def test_unreadable_submissions_is_a_usage_error(tmp_path: Path) -> None:
