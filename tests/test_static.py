@@ -6,13 +6,8 @@ import textwrap
 
 import pytest
 
-from grader.static import (
-    CodeRef,
-    StaticFacts,
-    analyze_notebook,
-    analyze_sources,
-    neutralise_magics,
-)
+from grader.magics import neutralise_magics
+from grader.static import CodeRef, StaticFacts, analyze_notebook, analyze_sources
 
 TF = "import tensorflow as tf\n"
 BASE = TF + "base = tf.keras.applications.MobileNetV2(include_top=False)\n"

@@ -1,0 +1,402 @@
+r"""A notebook's statements and name bindings, read for static analysis.
+
+The notebook is one program: each statement becomes a :class:`Site` with its execution
+order (cell, line, column) and the function it sits in. :class:`Scope` binds names over
+all of them (imports, assignments, ``def``\ s, walrus targets, ``obj["key"] = ...``
+items, ``model.add(...)`` calls) and resolves an expression to the dotted name or the
+constant it stands for, looking a name up as Python would at that point.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+KERAS_ROOTS = frozenset({"tensorflow", "keras", "tf_keras", "keras_core", "keras_cv"})
+IMPLICIT_ALIASES = {"tf": "tensorflow"}
+TRAINABLE = "trainable"
+MAX_DEPTH = 25
+BODY_FIELDS = ("body", "orelse", "finalbody")
+BLOCK_FIELDS = ("handlers", "cases")
+COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+UNARY_OPS = {ast.USub: lambda v: -v, ast.UAdd: lambda v: +v}
+BINARY_OPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
+
+MODULE, EXPR, DEF, OPAQUE = "module", "expr", "def", "opaque"
+"""Binding kinds (see :class:`Binding`)."""
+UNKNOWN = object()
+"""A value static analysis cannot know."""
+ABSENT = object()
+"""An argument not passed at all."""
+
+
+@dataclass(eq=False)
+class Site:
+    """One statement, with its execution order and its own (non-body) child nodes."""
+
+    order: tuple[int, int, int]
+    cell: int
+    node: ast.stmt
+    func: str | None
+    exprs: list[ast.AST]
+
+
+@dataclass(eq=False)
+class Binding:
+    """``kind`` is module (value: dotted name), expr (value: the ast), def or opaque."""
+
+    site: Site
+    kind: str
+    value: Any
+    scope: str | None
+
+
+def own_nodes(stmt: ast.stmt) -> list[ast.AST]:
+    """A statement's child nodes other than its nested statement blocks."""
+    nodes: list[ast.AST] = []
+    for name, value in ast.iter_fields(stmt):
+        if name not in BODY_FIELDS and name not in BLOCK_FIELDS:
+            items = value if isinstance(value, list) else [value]
+            nodes.extend(item for item in items if isinstance(item, ast.AST))
+    return nodes
+
+
+def live_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
+    """Child statement lists, without the dead branch of ``if False:`` / ``while 0:``."""
+    if isinstance(stmt, (ast.If, ast.While)) and isinstance(stmt.test, ast.Constant):
+        return [stmt.body] if stmt.test.value else [stmt.orelse]
+    blocks = [getattr(stmt, name, []) for name in BODY_FIELDS]
+    for name in BLOCK_FIELDS:
+        blocks.extend(block.body for block in getattr(stmt, name, []))
+    return blocks
+
+
+def collect(stmts: list[ast.stmt], order: int, cell: int, func: str | None, out: list) -> None:
+    for stmt in stmts:
+        out.append(Site((order, stmt.lineno, stmt.col_offset), cell, stmt, func, own_nodes(stmt)))
+        inner = func
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            inner = func or stmt.name
+        for block in live_blocks(stmt):
+            collect(block, order, cell, inner, out)
+
+
+def dotted(expr: ast.AST) -> str | None:
+    """``a`` or ``a.b.c`` for a name or an attribute chain of names, else None."""
+    attrs: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        attrs.append(expr.attr)
+        expr = expr.value
+    return ".".join([expr.id, *reversed(attrs)]) if isinstance(expr, ast.Name) else None
+
+
+def bound_names(node: ast.AST) -> set[str]:
+    """Names a lambda or comprehension binds for its inner nodes."""
+    if isinstance(node, ast.Lambda):
+        args = node.args
+        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+        return {arg.arg for arg in every if arg is not None}
+    if isinstance(node, COMPREHENSIONS):
+        return {
+            n.id for gen in node.generators for n in ast.walk(gen.target) if isinstance(n, ast.Name)
+        }
+    return set()
+
+
+def scoped_nodes(roots: list[ast.AST]) -> Iterator[tuple[ast.AST, frozenset[str]]]:
+    """Every node under ``roots`` in source order, with the lambda/comprehension names around it."""
+    stack = [(root, frozenset()) for root in reversed(roots)]
+    while stack:
+        node, bound = stack.pop()
+        yield node, bound
+        inner = bound | bound_names(node)
+        stack.extend((child, inner) for child in reversed(list(ast.iter_child_nodes(node))))
+
+
+def is_keras(parts: list[str]) -> bool:
+    return parts[0] in KERAS_ROOTS and any(p.startswith("keras") or p == "tf_keras" for p in parts)
+
+
+def apply_op(op: Any, *values: Any) -> Any:
+    """``op(*values)`` when every value is a number, else ``UNKNOWN``."""
+    if not all(isinstance(v, (int, float)) for v in values):
+        return UNKNOWN
+    try:
+        return op(*values)
+    except (ArithmeticError, TypeError):
+        return UNKNOWN
+
+
+def setattr_trainable(expr: ast.AST) -> tuple[ast.expr, ast.expr] | None:
+    if (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Name)
+        and expr.func.id == "setattr"
+        and len(expr.args) == 3
+        and isinstance(expr.args[1], ast.Constant)
+        and expr.args[1].value == TRAINABLE
+    ):
+        return expr.args[0], expr.args[2]
+    return None
+
+
+def trainable_sets(stmt: ast.stmt) -> list[tuple[ast.expr, ast.expr]]:
+    """(object, value) for each ``obj.trainable = value`` / ``setattr`` in one statement."""
+    if isinstance(stmt, ast.Expr):
+        pair = setattr_trainable(stmt.value)
+        return [pair] if pair else []
+    if isinstance(stmt, ast.Assign):
+        targets, value = stmt.targets, stmt.value
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets, value = [stmt.target], stmt.value
+    else:
+        return []
+    return [
+        (t.value, value) for t in targets if isinstance(t, ast.Attribute) and t.attr == TRAINABLE
+    ]
+
+
+class Scope:
+    """Name bindings over the whole notebook, and what an expression resolves to."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        self.sites = sites
+        self.bindings: dict[str, list[Binding]] = {}
+        self.items: dict[tuple[str, str], list[Binding]] = {}
+        self.stars: list[tuple[Site, str]] = []
+        self.value_binding: dict[ast.AST, Binding] = {}
+        self.added: dict[Binding, list[tuple[ast.expr, Site]]] = {}
+        self.calls: dict[str, list[Site]] = {}
+        self.defs: dict[str, Site] = {}
+        self.times: dict[str, tuple] = {}
+        for site in sites:
+            self._bind(site)
+        for site in sites:
+            self._index_calls(site)
+
+    # bindings
+
+    def _add(self, key: str, site: Site, kind: str, value: Any, scope: str | None) -> None:
+        binding = Binding(site, kind, value, scope)
+        self.bindings.setdefault(key, []).append(binding)
+        if kind == EXPR:
+            self.value_binding[value] = binding
+
+    def _bind(self, site: Site) -> None:
+        node, scope = site.node, site.func
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                self._add(name, site, MODULE, alias.name if alias.asname else name, scope)
+        elif isinstance(node, ast.ImportFrom):
+            module = None if node.level else node.module
+            for alias in node.names:
+                if alias.name == "*" and module:
+                    self.stars.append((site, module))
+                elif alias.name != "*":
+                    kind = MODULE if module else OPAQUE
+                    self._add(
+                        alias.asname or alias.name, site, kind, f"{module}.{alias.name}", scope
+                    )
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                self._bind_target(target, node.value, site)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+            value = node.value if isinstance(node, ast.AnnAssign) else None
+            self._bind_target(node.target, value, site)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    self._bind_target(item.optional_vars, None, site)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self._bind_def(node, site)
+        for expr in site.exprs:
+            for sub in ast.walk(expr):
+                if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+                    self._add(sub.target.id, site, EXPR, sub.value, scope)
+
+    def _bind_def(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, site: Site
+    ) -> None:
+        self._add(node.name, site, DEF, node, site.func)
+        if isinstance(node, ast.ClassDef):
+            return
+        self.defs.setdefault(node.name, site)
+        args = node.args
+        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+        for arg in (a for a in every if a is not None):
+            self._add(arg.arg, site, OPAQUE, None, site.func or node.name)
+
+    def _bind_target(self, target: ast.AST, value: ast.expr | None, site: Site) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            values: list[ast.expr | None] = [None] * len(target.elts)
+            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(values):
+                values = list(value.elts)
+            for sub, sub_value in zip(target.elts, values, strict=True):
+                self._bind_target(sub, sub_value, site)
+        elif isinstance(target, ast.Subscript):
+            owner, index = dotted(target.value), target.slice
+            if owner and value is not None and isinstance(index, ast.Constant):
+                binding = Binding(site, EXPR, value, site.func)
+                self.items.setdefault((owner, str(index.value)), []).append(binding)
+        elif isinstance(target, ast.Starred):
+            self._bind_target(target.value, None, site)
+        elif key := dotted(target):
+            self._add(key, site, OPAQUE if value is None else EXPR, value, site.func)
+
+    def _index_calls(self, site: Site) -> None:
+        for expr in site.exprs:
+            for node in ast.walk(expr):
+                if not isinstance(node, ast.Call):
+                    continue
+                if isinstance(node.func, ast.Name):
+                    self.calls.setdefault(node.func.id, []).append(site)
+                elif isinstance(node.func, ast.Attribute) and node.func.attr == "add" and node.args:
+                    owner = dotted(node.func.value)
+                    binding = self._lookup(owner, site) if owner else None
+                    if binding is not None:
+                        self.added.setdefault(binding, []).append((node.args[0], site))
+
+    def _lookup(self, key: str, site: Site) -> Binding | None:
+        """The binding of ``key`` seen from ``site``: function locals first, then globals."""
+        found = self.bindings.get(key, [])
+        scopes = [site.func, None] if site.func else [None]
+        for scope in scopes:
+            candidates = [b for b in found if b.scope == scope]
+            before = [b for b in candidates if b.site.order < site.order]
+            if before:
+                return before[-1]
+            if candidates and site.func:
+                return candidates[0]
+        return None
+
+    # resolution
+
+    # resolution
+
+    def _resolve(self, expr: ast.AST, site: Site, depth: int = 0) -> str | None:
+        """Dotted name an expression stands for (``tf.keras`` -> ``tensorflow.keras``)."""
+        if depth > MAX_DEPTH:
+            return None
+        if isinstance(expr, ast.Attribute):
+            owner = self._resolve(expr.value, site, depth + 1)
+            return f"{owner}.{expr.attr}" if owner else None
+        if not isinstance(expr, ast.Name):
+            return None
+        binding = self._lookup(expr.id, site)
+        if binding is None:
+            stars = [m for s, m in self.stars if s.order < site.order and is_keras(m.split("."))]
+            return f"{stars[-1]}.{expr.id}" if stars else IMPLICIT_ALIASES.get(expr.id, expr.id)
+        if binding.kind == MODULE:
+            return binding.value
+        if binding.kind == EXPR:
+            return self._resolve(binding.value, binding.site, depth + 1)
+        return None
+
+    def _keras_parts(self, expr: ast.AST, site: Site) -> list[str] | None:
+        path = self._resolve(expr, site)
+        parts = path.split(".") if path else None
+        return parts if parts and is_keras(parts) else None
+
+    def _class_name(self, expr: ast.AST, site: Site) -> str | None:
+        parts = self._keras_parts(expr, site)
+        return parts[-1] if parts else None
+
+    def _const(self, expr: ast.AST, site: Site, depth: int = 0) -> Any:
+        """The constant value of an expression, or ``UNKNOWN``."""
+        if depth > MAX_DEPTH:
+            return UNKNOWN
+        if isinstance(expr, ast.Constant):
+            return expr.value
+        if isinstance(expr, ast.Name):
+            binding = self._lookup(expr.id, site)
+            if binding is None or binding.kind != EXPR:
+                return UNKNOWN
+            return self._const(binding.value, binding.site, depth + 1)
+        if isinstance(expr, ast.UnaryOp):
+            value = self._const(expr.operand, site, depth + 1)
+            if isinstance(expr.op, ast.Not):
+                return UNKNOWN if value is UNKNOWN else not value
+            op = UNARY_OPS.get(type(expr.op))
+            return UNKNOWN if op is None else apply_op(op, value)
+        if isinstance(expr, ast.BinOp) and type(expr.op) in BINARY_OPS:
+            left = self._const(expr.left, site, depth + 1)
+            right = self._const(expr.right, site, depth + 1)
+            return apply_op(BINARY_OPS[type(expr.op)], left, right)
+        return UNKNOWN
+
+    # what a name holds
+
+    def _bound_value(self, expr: ast.AST, site: Site) -> Binding | None:
+        key = dotted(expr)
+        binding = self._lookup(key, site) if key else None
+        return binding if binding is not None and binding.kind == EXPR else None
+
+    # call arguments
+
+    def _argument(self, call: ast.Call, site: Site, name: str, positional: tuple[str, ...]) -> Any:
+        """Constant passed as ``name`` to ``call`` (whose positional parameters are
+        ``positional``), ``UNKNOWN`` or ``ABSENT``; ``**options`` dicts are read too."""
+        index = positional.index(name)
+        for i, arg in enumerate(call.args):
+            if isinstance(arg, ast.Starred):
+                return UNKNOWN
+            if i == index:
+                return self._const(arg, site)
+        explicit = [k.value for k in call.keywords if k.arg == name]
+        if explicit:
+            return self._const(explicit[0], site)
+        for keyword in call.keywords:
+            value = ABSENT if keyword.arg else self._dict_entry(keyword.value, site, name)
+            if value is not ABSENT:
+                return value
+        return ABSENT
+
+    def _dict_entry(self, expr: ast.AST, site: Site, name: str, depth: int = 0) -> Any:
+        """Entry ``name`` of a dict literal, ``dict(...)`` call or name bound to one."""
+        if isinstance(expr, ast.Dict):
+            for key, value in zip(expr.keys, expr.values, strict=True):
+                if key is not None and self._const(key, site) == name:
+                    return self._const(value, site)
+            return UNKNOWN if None in expr.keys else ABSENT
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+            if expr.func.id != "dict" or self._lookup("dict", site) is not None:
+                return UNKNOWN
+            for keyword in expr.keywords:
+                if keyword.arg == name:
+                    return self._const(keyword.value, site)
+            opaque = expr.args or any(k.arg is None for k in expr.keywords)
+            return UNKNOWN if opaque else ABSENT
+        key, binding = dotted(expr), self._bound_value(expr, site)
+        if binding is None or depth > MAX_DEPTH:
+            return UNKNOWN
+        updates = [
+            u
+            for u in self.items.get((key, name), [])
+            if binding.site.order < u.site.order < site.order
+        ]
+        if updates:
+            return self._const(updates[-1].value, updates[-1].site)
+        return self._dict_entry(binding.value, binding.site, name, depth + 1)
+
+    # when a statement runs
+
+    def _time(self, site: Site) -> tuple:
+        """When a statement runs: a function body runs at the first call of the function."""
+        return (self._func_time(site.func) if site.func else site.order, site.order)
+
+    def _func_time(self, name: str) -> tuple:
+        definition = self.defs[name]
+        if name not in self.times:
+            self.times[name] = definition.order  # also what a recursive cycle sees
+            callers = [s for s in self.calls.get(name, []) if s.order > definition.order]
+            times = [self._func_time(s.func) if s.func else s.order for s in callers]
+            self.times[name] = min(times, default=definition.order)
+        return self.times[name]
