@@ -17,6 +17,16 @@ from typing import Any
 
 from grader.errors import RubricError
 from grader.similarity import DEFAULT_THRESHOLD
+from grader.tomlfields import (
+    NUMBER,
+    dataclass_from,
+    fraction,
+    no_unknown,
+    path_value,
+    strings,
+    subtable,
+    value_of,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,7 +47,6 @@ SECTIONS = {
     "intake",
 }
 KIND_CODE, KIND_WRITTEN = "code", "written"
-NUMBER = (int, float)
 
 
 @dataclass(frozen=True)
@@ -204,85 +213,36 @@ def load_rubric(path: str | Path) -> Rubric:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RubricError(name, "", f"not valid TOML ({exc})") from exc
-    _no_unknown(name, "", raw, SECTIONS)
+    no_unknown(name, "", raw, SECTIONS)
     base = path.parent
-    section = _table(name, raw, "assignment")
-    _no_unknown(name, "assignment", section, {"title"})
-    reference = _table(name, raw, "reference")
-    _no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
-    data = _table(name, raw, "data")
-    _no_unknown(name, "data", data, {"keras_home", "holdout"})
-    reference_notebook = _path(name, base, "reference.notebook", reference.get("notebook"))
+    section = subtable(name, raw, "assignment")
+    no_unknown(name, "assignment", section, {"title"})
+    reference = subtable(name, raw, "reference")
+    no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
+    data = subtable(name, raw, "data")
+    no_unknown(name, "data", data, {"keras_home", "holdout"})
+    reference_notebook = path_value(name, base, "reference.notebook", reference.get("notebook"))
     if reference_notebook is not None and not reference_notebook.is_file():
         raise RubricError(name, "reference.notebook", f"no such notebook: {reference_notebook}")
     return Rubric(
         path=path,
-        title=_get(name, "assignment.title", section, "title", str, "Assignment"),
+        title=value_of(name, "assignment.title", section, "title", str, "Assignment"),
         checks=_checks(name, raw.get("checks")),
-        limits=_dataclass_from(name, raw, "limits", Limits),
-        quick=_dataclass_from(name, raw, "quick", QuickMode),
-        selfcheck=_dataclass_from(name, raw, "check", QuickMode, SELF_CHECK_CAPS),
+        limits=dataclass_from(name, raw, "limits", Limits),
+        quick=dataclass_from(name, raw, "quick", QuickMode),
+        selfcheck=dataclass_from(name, raw, "check", QuickMode, SELF_CHECK_CAPS),
         reference_notebook=reference_notebook,
-        keras_home=_path(name, base, "data.keras_home", data.get("keras_home")),
-        holdout=_path(name, base, "data.holdout", data.get("holdout")),
+        keras_home=path_value(name, base, "data.keras_home", data.get("keras_home")),
+        holdout=path_value(name, base, "data.holdout", data.get("holdout")),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
         late=_late(name, raw),
         published_accuracy={
-            mode: _fraction(name, f"reference.{key}", reference[key])
+            mode: fraction(name, f"reference.{key}", reference[key])
             for mode, key in PUBLISHED_KEYS.items()
             if key in reference
         },
         intake=_intake(name, raw),
     )
-
-
-def _fraction(name: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise RubricError(name, key, f"expected an accuracy between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _table(name: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise RubricError(name, key, f"expected a table, got {value!r}")
-    return value
-
-
-def _no_unknown(name: str, where: str, table: dict[str, Any], allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            full = f"{where}.{key}" if where else key
-            raise RubricError(
-                name, full, f"unknown key (expected one of: {', '.join(sorted(allowed))})"
-            )
-
-
-def _get(name: str, full: str, table: dict[str, Any], key: str, kind: Any, default: Any) -> Any:
-    value = table.get(key, default)
-    bad_bool = kind in (NUMBER, int) and isinstance(value, bool)
-    if not isinstance(value, kind) or bad_bool:
-        expected = {str: "a string", bool: "true or false", int: "an integer"}.get(kind, "a number")
-        raise RubricError(name, full, f"expected {expected}, got {value!r}")
-    return value
-
-
-def _dataclass_from(
-    name: str, raw: dict[str, Any], key: str, cls: type, defaults: Any = None
-) -> Any:
-    table = _table(name, raw, key)
-    defaults = defaults if defaults is not None else cls()
-    allowed = set(cls.__dataclass_fields__)
-    _no_unknown(name, key, table, allowed)
-    values = {}
-    for field_name in allowed:
-        default = getattr(defaults, field_name)
-        kind = int if isinstance(default, int) else NUMBER
-        value = _get(name, f"{key}.{field_name}", table, field_name, kind, default)
-        if value < 0 or (value == 0 and getattr(cls(), field_name) != 0):
-            raise RubricError(name, f"{key}.{field_name}", f"must be positive, got {value!r}")
-        values[field_name] = value
-    return cls(**values)
 
 
 def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
@@ -294,9 +254,9 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
         where = f"checks[{i}]"
         if not isinstance(table, dict):
             raise RubricError(name, where, f"expected a [[checks]] table, got {table!r}")
-        _no_unknown(name, where, table, allowed)
-        check_id = _get(name, f"{where}.id", table, "id", str, None)
-        kind = _get(name, f"{where}.kind", table, "kind", str, KIND_CODE)
+        no_unknown(name, where, table, allowed)
+        check_id = value_of(name, f"{where}.id", table, "id", str, None)
+        kind = value_of(name, f"{where}.kind", table, "kind", str, KIND_CODE)
         if kind not in (KIND_CODE, KIND_WRITTEN):
             raise RubricError(name, f"{where}.kind", f"expected 'code' or 'written', got {kind!r}")
         if kind == KIND_WRITTEN:
@@ -316,23 +276,25 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
             value = table.get(key, 0.5)
             if isinstance(value, NUMBER) and not 0 <= value < 1:
                 raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
-        points = _get(name, f"{where}.points", table, "points", NUMBER, None)
+        points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
         if points < 0:
             raise RubricError(name, f"{where}.points", f"must not be negative, got {points!r}")
         checks.append(
             CheckSpec(
                 id=check_id,
-                title=_get(name, f"{where}.title", table, "title", str, check_id),
+                title=value_of(name, f"{where}.title", table, "title", str, check_id),
                 points=float(points),
-                hint=_get(name, f"{where}.hint", table, "hint", str, ""),
-                hidden=_get(name, f"{where}.hidden", table, "hidden", bool, False),
-                tolerance=float(_get(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)),
-                floor=float(_get(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
-                mismatch=float(_get(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.2)),
-                model_variable=_get(
+                hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
+                hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
+                tolerance=float(
+                    value_of(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)
+                ),
+                floor=float(value_of(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
+                mismatch=float(value_of(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.2)),
+                model_variable=value_of(
                     name, f"{where}.model_variable", table, "model_variable", str, ""
                 ),
-                unverified_credit=_get(
+                unverified_credit=value_of(
                     name, f"{where}.unverified_credit", table, "unverified_credit", bool, False
                 ),
             )
@@ -342,7 +304,7 @@ def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
 
 def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckSpec:
     """A free-text answer check: its question and the concepts a good answer covers."""
-    question = _get(name, f"{where}.question", table, "question", str, None)
+    question = value_of(name, f"{where}.question", table, "question", str, None)
     concepts = table.get("concepts")
     valid = (
         isinstance(concepts, list)
@@ -356,33 +318,27 @@ def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> Che
         raise RubricError(
             name, f"{where}.concepts", "expected a list of concepts, each a list of phrasings"
         )
-    points = _get(name, f"{where}.points", table, "points", NUMBER, None)
+    points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
     if points < 0 or not question.strip():
         raise RubricError(name, where, "a written check needs a question and points >= 0")
     return CheckSpec(
         id=check_id,
-        title=_get(name, f"{where}.title", table, "title", str, question),
+        title=value_of(name, f"{where}.title", table, "title", str, question),
         points=float(points),
-        hint=_get(name, f"{where}.hint", table, "hint", str, ""),
-        hidden=_get(name, f"{where}.hidden", table, "hidden", bool, False),
+        hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
+        hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
         kind=KIND_WRITTEN,
         question=question,
         concepts=tuple(tuple(p.strip() for p in c) for c in concepts),
-        aliases=tuple(_strings(name, f"{where}.aliases", table.get("aliases", []))),
+        aliases=tuple(strings(name, f"{where}.aliases", table.get("aliases", []))),
     )
 
 
-def _strings(name: str, key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise RubricError(name, key, f"expected a list of strings, got {value!r}")
-    return value
-
-
 def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
-    table = _table(name, raw, "late")
+    table = subtable(name, raw, "late")
     if not table:
         return None
-    _no_unknown(name, "late", table, set(LatePolicy.__dataclass_fields__))
+    no_unknown(name, "late", table, set(LatePolicy.__dataclass_fields__))
     due = table.get("due")
     if isinstance(due, str):
         try:
@@ -395,16 +351,18 @@ def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
         due = due.replace(tzinfo=_dt.timezone.utc)
     policy = LatePolicy(
         due=due,
-        grace_minutes=float(_get(name, "late.grace_minutes", table, "grace_minutes", NUMBER, 0.0)),
-        penalty_per_day=float(
-            _get(name, "late.penalty_per_day", table, "penalty_per_day", NUMBER, 0.1)
+        grace_minutes=float(
+            value_of(name, "late.grace_minutes", table, "grace_minutes", NUMBER, 0.0)
         ),
-        max_penalty=float(_get(name, "late.max_penalty", table, "max_penalty", NUMBER, 1.0)),
-        name_time_pattern=_get(
+        penalty_per_day=float(
+            value_of(name, "late.penalty_per_day", table, "penalty_per_day", NUMBER, 0.1)
+        ),
+        max_penalty=float(value_of(name, "late.max_penalty", table, "max_penalty", NUMBER, 1.0)),
+        name_time_pattern=value_of(
             name, "late.name_time_pattern", table, "name_time_pattern", str,
             LatePolicy.name_time_pattern,
         ),
-        name_time_format=_get(
+        name_time_format=value_of(
             name, "late.name_time_format", table, "name_time_format", str,
             LatePolicy.name_time_format,
         ),
@@ -417,9 +375,9 @@ def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
 
 def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
     """The ``[intake]`` section: student-id patterns and the copy threshold."""
-    table = _table(name, raw, "intake")
-    _no_unknown(name, "intake", table, set(IntakeConfig.__dataclass_fields__))
-    patterns = _strings(name, "intake.patterns", table.get("patterns", []))
+    table = subtable(name, raw, "intake")
+    no_unknown(name, "intake", table, set(IntakeConfig.__dataclass_fields__))
+    patterns = strings(name, "intake.patterns", table.get("patterns", []))
     for i, pattern in enumerate(patterns):
         try:
             regex = re.compile(pattern)
@@ -427,7 +385,7 @@ def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
             raise RubricError(name, f"intake.patterns[{i}]", f"not a valid regex ({exc})") from exc
         if "student" not in regex.groupindex:
             raise RubricError(name, f"intake.patterns[{i}]", "needs a named group (?P<student>...)")
-    threshold = _get(
+    threshold = value_of(
         name, "intake.copy_threshold", table, "copy_threshold", NUMBER, DEFAULT_THRESHOLD
     )
     if not 0 < threshold <= 1:
@@ -435,11 +393,3 @@ def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
             name, "intake.copy_threshold", f"must be above 0 and at most 1, got {threshold!r}"
         )
     return IntakeConfig(patterns=tuple(patterns), copy_threshold=float(threshold))
-
-
-def _path(name: str, base: Path, key: str, value: Any) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise RubricError(name, key, f"expected a path string, got {value!r}")
-    return (base / value).resolve()
