@@ -29,7 +29,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.cgroups import (
+    CGROUP_V1,
+    KILL_ROUNDS,
+    cgroups_named,
+    kill_all,
+    make_cgroups,
+    oom_killed,
+    peak_mb,
+    pids_of_session,
+    pids_of_uid,
+    read_pids,
+    remove_cgroup,
+    rss,
+)
 from grader.errors import UsageError
 from grader.rubric import Limits
 
@@ -46,8 +59,6 @@ UID_BASE = 1_500_000_000
 runs share a uid (a run's zombies, until reaped, count against its uid's process limit)."""
 RUNS_PER_PROCESS = 512
 _run_numbers = itertools.count()
-CGROUP_V1 = Path("/sys/fs/cgroup")
-CGROUP_PARENT = "grader"
 RUN_PREFIX = "grader-run-"
 """A kernel's run folder (and cgroup) name starts with this."""
 OWNER_FILE = "owner.pid"
@@ -55,7 +66,6 @@ OWNER_FILE = "owner.pid"
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
 WATCHDOG_PERIOD_S = 0.25
-KILL_ROUNDS = 50
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
 SKIP_VARIABLE = "GRADER_SANDBOX_SKIP"
 SKIPPABLE = ("namespaces", "user", "cgroup")
@@ -196,7 +206,7 @@ class KernelSandbox:
                 _chown_tree(path, self.uid)
         (self.root / OWNER_FILE).write_text(str(os.getpid()))
         if self.caps.cgroup:
-            self.cgroups = _make_cgroups(self.caps.cgroup, self.root.name, self.limits)
+            self.cgroups = make_cgroups(self.caps.cgroup, self.root.name, self.limits)
         policy = self.root / "sandbox.json"
         policy.write_text(json.dumps(self._policy()))
         os.chmod(policy, 0o600)
@@ -244,9 +254,9 @@ class KernelSandbox:
         def watch() -> None:
             while not self._stop.wait(WATCHDOG_PERIOD_S):
                 pids = self._pids(kernel_pid)
-                if pids and sum(_rss(p) for p in pids) > limit:
+                if pids and sum(rss(p) for p in pids) > limit:
                     self.out_of_memory = True
-                    _kill_all(pids)
+                    kill_all(pids)
 
         self._watchdog = threading.Thread(target=watch, daemon=True)
         self._watchdog.start()
@@ -258,23 +268,23 @@ class KernelSandbox:
             pids = self._pids(kernel_pid)
             if not pids:
                 break
-            _kill_all(pids)
+            kill_all(pids)
             time.sleep(0.05)
         for cgroup in self.cgroups:
-            self.out_of_memory |= _oom_killed(cgroup)
-            self.peak_memory_mb = max(self.peak_memory_mb or 0, _peak_mb(cgroup) or 0) or None
-            _remove_cgroup(cgroup)
+            self.out_of_memory |= oom_killed(cgroup)
+            self.peak_memory_mb = max(self.peak_memory_mb or 0, peak_mb(cgroup) or 0) or None
+            remove_cgroup(cgroup)
         if self.uid is not None:
             _chown_tree(self.root, 0)
 
     def _pids(self, kernel_pid: int | None) -> set[int]:
         pids: set[int] = set()
         for cgroup in self.cgroups:
-            pids |= _read_pids(cgroup / "cgroup.procs")
+            pids |= read_pids(cgroup / "cgroup.procs")
         if self.uid is not None:
-            pids |= _pids_of_uid(self.uid)
+            pids |= pids_of_uid(self.uid)
         if kernel_pid:
-            pids |= _pids_of_session(kernel_pid)
+            pids |= pids_of_session(kernel_pid)
         pids.discard(os.getpid())
         return pids
 
@@ -292,135 +302,17 @@ def sweep_stale(tmp: Path | None = None) -> int:
             pass
         except (OSError, ValueError):
             continue  # not ours to judge
-        for cgroup in _cgroups_named(folder.name):
-            _kill_all(_read_pids(cgroup / "cgroup.procs"))
-            _remove_cgroup(cgroup)
+        for cgroup in cgroups_named(folder.name):
+            kill_all(read_pids(cgroup / "cgroup.procs"))
+            remove_cgroup(cgroup)
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed
 
 
-def _cgroups_named(name: str) -> list[Path]:
-    places = [CGROUP_V1 / "memory", CGROUP_V1 / "pids", CGROUP_V1]
-    return [p / CGROUP_PARENT / name for p in places if (p / CGROUP_PARENT / name).is_dir()]
-
-
 def sandbox_uid(pid: int, run: int) -> int:
     """The uid of a grading process's ``run``-th kernel (below 2**31 for any pid)."""
     return UID_BASE + (pid % 2**20) * RUNS_PER_PROCESS + run % RUNS_PER_PROCESS
-
-
-def _make_cgroups(kind: str, name: str, limits: Limits) -> list[Path]:
-    memory = str(limits.memory_mb * 2**20)
-    if kind == "v1":
-        mem = CGROUP_V1 / "memory" / CGROUP_PARENT / name
-        pids = CGROUP_V1 / "pids" / CGROUP_PARENT / name
-        mem.mkdir(parents=True, exist_ok=True)
-        pids.mkdir(parents=True, exist_ok=True)
-        (mem / "memory.limit_in_bytes").write_text(memory)
-        swap = mem / "memory.memsw.limit_in_bytes"
-        if swap.exists():
-            swap.write_text(memory)
-        (pids / "pids.max").write_text(str(limits.max_processes))
-        return [mem, pids]
-    parent = CGROUP_V1 / CGROUP_PARENT
-    parent.mkdir(exist_ok=True)
-    (CGROUP_V1 / "cgroup.subtree_control").write_text("+memory +pids")
-    (parent / "cgroup.subtree_control").write_text("+memory +pids")
-    group = parent / name
-    group.mkdir(exist_ok=True)
-    (group / "memory.max").write_text(memory)
-    (group / "memory.swap.max").write_text("0")
-    (group / "pids.max").write_text(str(limits.max_processes))
-    return [group]
-
-
-def _remove_cgroup(cgroup: Path) -> None:
-    """Remove an emptied cgroup; a task still exiting keeps it busy for a moment."""
-    for _ in range(KILL_ROUNDS):
-        try:
-            cgroup.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            _kill_all(_read_pids(cgroup / "cgroup.procs"))
-            time.sleep(0.1)
-
-
-def _oom_killed(cgroup: Path) -> bool:
-    for name in ("memory.oom_control", "memory.events"):
-        path = cgroup / name
-        if path.exists():
-            for line in path.read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and value.strip() not in ("", "0"):
-                    return True
-    return False
-
-
-def _peak_mb(cgroup: Path) -> int | None:
-    for name in ("memory.max_usage_in_bytes", "memory.peak"):
-        path = cgroup / name
-        if path.exists():
-            return int(path.read_text().split()[0]) // 2**20
-    return None
-
-
-def _read_pids(path: Path) -> set[int]:
-    try:
-        return {int(p) for p in path.read_text().split()}
-    except OSError:
-        return set()
-
-
-def _proc_stat(pid: str) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _pids_of_session(sid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(entry)
-            if stat and int(stat[3]) == sid and stat[0] != "Z":  # field 6: session id
-                found.add(int(entry))
-    return found
-
-
-def _pids_of_uid(uid: int) -> set[int]:
-    """Live processes of ``uid`` (zombies are dead already: they wait for init to reap them)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid and not _is_zombie(entry):
-                    found.add(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def _is_zombie(pid: str) -> bool:
-    stat = _proc_stat(pid)
-    return stat is None or stat[0] == "Z"
-
-
-def _rss(pid: int) -> int:
-    stat = _proc_stat(str(pid))
-    return int(stat[21]) * os.sysconf("SC_PAGE_SIZE") if stat else 0  # field 24: rss pages
-
-
-def _kill_all(pids: set[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 def _chown_tree(path: Path, uid: int) -> None:

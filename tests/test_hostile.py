@@ -16,7 +16,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from grader.sandbox import CGROUP_PARENT, CGROUP_V1, UID_BASE, capabilities
+from grader.cgroups import CGROUP_PARENT, CGROUP_V1
+from grader.sandbox import UID_BASE, capabilities
 
 pytestmark = pytest.mark.kernel
 
