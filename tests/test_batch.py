@@ -17,7 +17,7 @@ from grader.lms import gather
 from grader.progress import Progress, close_log, eta_text, open_log, result_line
 from grader.results import CheckResult, SubmissionResult
 from grader.similarity import FLAG_POSSIBLE_COPY
-from grader.store import BatchKey, ResultsStore, grader_fingerprint
+from grader.store import BatchKey, ResultsStore, filesystem_type, grader_fingerprint
 
 ROOT = Path(__file__).parent.parent
 KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
@@ -62,6 +62,40 @@ def test_a_damaged_row_is_graded_again_not_trusted(tmp_path: Path) -> None:
     db.close()
     with ResultsStore(path) as store:
         assert store.finished(["k1"]) == {}
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+40 27 0:50 /export /srv/class rw,relatime - nfs4 fs:/export rw,vers=4.2
+41 40 0:51 / /srv/class/local\\040disk rw,relatime - ext4 /dev/sdb1 rw
+"""
+
+
+@pytest.mark.parametrize(
+    "path, kind",
+    [
+        ("/home/ta/out", "ext4"),
+        ("/srv/class", "nfs4"),
+        ("/srv/class/week6/out", "nfs4"),
+        ("/srv/classic/out", "ext4"),  # a longer name, not a folder inside the mount
+        ("/srv/class/local disk/out", "ext4"),  # a mount inside the mount, its space escaped
+    ],
+)
+def test_the_filesystem_under_a_path_is_its_longest_mount(path: str, kind: str) -> None:
+    assert filesystem_type(Path(path), MOUNTINFO) == kind
+
+
+def test_on_a_network_filesystem_the_store_needs_no_shared_memory(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path, exclusive=True) as store:
+        store.put("k1", result("s1", 1.5))
+        assert store._db.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive"
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert not (tmp_path / "results.sqlite-shm").exists()
+    with ResultsStore(path) as store:  # here, a local disk: shared as usual
+        assert store.finished(["k1"])["k1"].score == 1.5
+        assert store._db.execute("PRAGMA locking_mode").fetchone()[0] == "normal"
 
 
 def test_an_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
