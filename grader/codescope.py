@@ -279,8 +279,6 @@ class Scope:
 
     # resolution
 
-    # resolution
-
     def _resolve(self, expr: ast.AST, site: Site, depth: int = 0) -> str | None:
         """Dotted name an expression stands for (``tf.keras`` -> ``tensorflow.keras``)."""
         if depth > MAX_DEPTH:

@@ -96,14 +96,14 @@ def grade_class(
         intake = gather(request.submissions, request.out, rubric.intake.patterns)
         if not intake.entries:
             raise UsageError(MSG_NO_NOTEBOOKS.format(source=request.submissions))
-        # Only once the request is known to be good: a usage error is its one line.
-        stale = sweep_stale()
-        if stale:
-            warn(MSG_STALE.format(n=stale))
         workers = request.workers or default_workers()
         settings, digest = run_settings(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out
         )
+        # Only once the request is known to be good: a usage error is its one line.
+        stale = sweep_stale()
+        if stale:
+            warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
         jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
         ctx = GradingContext(

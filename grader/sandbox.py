@@ -19,7 +19,8 @@ leftovers         cgroup / uid / process group killed at the end  process group 
 
 :class:`KernelSandbox` is used by :mod:`grader.execute`: it writes the policy that
 :mod:`grader.sandbox_launch` applies inside the kernel's process, and after the run it
-kills whatever is left and says whether memory ran out.
+kills whatever is left and says whether memory ran out (cgroups and /proc are read and
+written by :mod:`grader.cgroups`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Typed reads of a parsed TOML file's tables, each failure a :class:`RubricError`.
 
 Every function takes the file's ``name`` (for the message) and the dotted key it reads,
-so a wrong value is reported as ``rubric.toml: limits.timeout_s: expected a number``.
+so a wrong value is reported as ``rubric.toml: limits.cell_timeout_s: expected a number``.
 """
 
 from __future__ import annotations
