@@ -96,6 +96,15 @@ def proc_stat(pid: str) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), None when no such process lives: a
+    pid and its start time name one process, even once the pid has been reused."""
+    stat = proc_stat(str(pid))
+    if stat is None or stat[0] in "ZX":
+        return None
+    return int(stat[19])  # field 22: starttime
+
+
 def pids_of_session(sid: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):

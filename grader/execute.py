@@ -18,7 +18,6 @@ import signal
 import site
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from grader.assets import Kit, prepare_keras_home
 from grader.capture import CappedClient
 from grader.results import CellError
 from grader.rubric import Limits
-from grader.sandbox import RUN_PREFIX, KernelSandbox
+from grader.sandbox import KernelSandbox, make_run_folder
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
@@ -133,7 +132,7 @@ class Execution:
 
 def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
     """Execute ``nb`` (not modified) in a fresh kernel inside its own sandbox."""
-    root = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    root = make_run_folder()
     work, probe_dir, ipc = root / "work", root / "probe", root / "ipc"
     for folder in (work, probe_dir, ipc):
         folder.mkdir()

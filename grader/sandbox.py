@@ -29,6 +29,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from grader.cgroups import (
     peak_mb,
     pids_of_session,
     pids_of_uid,
+    process_start,
     read_pids,
     remove_cgroup,
     rss,
@@ -61,9 +63,14 @@ runs share a uid (a run's zombies, until reaped, count against its uid's process
 RUNS_PER_PROCESS = 512
 _run_numbers = itertools.count()
 RUN_PREFIX = "grader-run-"
-"""A kernel's run folder (and cgroup) name starts with this."""
-OWNER_FILE = "owner.pid"
-"""In the run folder: the grading process that owns it (a dead owner's folder is stale)."""
+"""A kernel's run folder (and cgroup) name starts with this, then its owner's pid and
+start time: ``grader-run-PID-START-random``."""
+OWNER_PATTERN = re.compile(re.escape(RUN_PREFIX) + r"(\d+)-(\d+)-")
+LEGACY_OWNER_FILE = "owner.pid"
+"""Where earlier graders named a run folder's owner (its pid only), inside the folder."""
+UNOWNED_STALE_S = 600
+"""A run folder that names no owner is stale this long after its last change: only an
+older grader killed between making it and writing its owner file leaves one."""
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
 WATCHDOG_PERIOD_S = 0.25
@@ -205,7 +212,6 @@ class KernelSandbox:
             os.chmod(self.root, 0o711)
             for path in writable:
                 _chown_tree(path, self.uid)
-        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         if self.caps.cgroup:
             self.cgroups = make_cgroups(self.caps.cgroup, self.root.name, self.limits)
         policy = self.root / "sandbox.json"
@@ -290,19 +296,46 @@ class KernelSandbox:
         return pids
 
 
+def make_run_folder() -> Path:
+    """A new kernel run folder, named for this process (pid and start time) from the instant
+    it exists, so a later grader can tell it is stale even if this one is killed then."""
+    pid = os.getpid()
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{pid}-{process_start(pid) or 0}-"))
+
+
+def run_folder_owner(folder: Path) -> tuple[int, int | None] | None:
+    """The pid and start time of the process that made ``folder`` (start None when an older
+    grader named the pid only); None when the folder names no owner."""
+    named = OWNER_PATTERN.match(folder.name)
+    if named:
+        return int(named[1]), int(named[2])
+    try:
+        return int((folder / LEGACY_OWNER_FILE).read_text()), None
+    except (OSError, ValueError):
+        return None
+
+
+def is_stale(folder: Path, now: float | None = None) -> bool:
+    """True when the grader that made ``folder`` is gone (a pid reused since does not count)."""
+    owner = run_folder_owner(folder)
+    if owner is None:
+        try:
+            age = (now or time.time()) - folder.stat().st_mtime
+        except OSError:
+            return False
+        return age > UNOWNED_STALE_S
+    pid, start = owner
+    alive = process_start(pid)
+    return alive is None or (start is not None and alive != start)
+
+
 def sweep_stale(tmp: Path | None = None) -> int:
     """Remove what a killed grader left behind: run folders whose owning process is gone,
     with their cgroups and any process still in them. Returns how many were removed."""
     removed = 0
     for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
-        try:
-            owner = int((folder / OWNER_FILE).read_text())
-            os.kill(owner, 0)
-            continue  # its grader is alive
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
-            continue  # not ours to judge
+        if not folder.is_dir() or not is_stale(folder):
+            continue
         for cgroup in cgroups_named(folder.name):
             kill_all(read_pids(cgroup / "cgroup.procs"))
             remove_cgroup(cgroup)

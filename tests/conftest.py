@@ -7,12 +7,18 @@ graded exactly as when alone, whatever the hostile ones do.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from grader.sandbox import LEGACY_OWNER_FILE, RUN_PREFIX, UNOWNED_STALE_S
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,9 +40,48 @@ def class_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return submissions
 
 
+@dataclass
+class RunFolders:
+    """Kernel run folders in the temp dir before the batch started."""
+
+    existing: set[Path]
+    """Every run folder there (another grader's, or planted)."""
+    planted: list[Path]
+    """Folders a killed grader would leave, put there for the batch to sweep."""
+
+
+def dead_pid() -> int:
+    """A pid no process has now."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
 @pytest.fixture(scope="session")
-def graded(class_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The batch graded by the real CLI: (output folder, what the CLI printed)."""
+def run_folders_before() -> RunFolders:
+    """Plant what killed graders leave: a folder whose owner died, one whose owner's pid now
+    belongs to another process (this one, with another start time), and an old one that
+    names no owner (an older grader killed before writing it)."""
+    tmp = tempfile.gettempdir()
+    planted = [
+        Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{dead_pid()}-1-", dir=tmp)),
+        Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-1-", dir=tmp)),
+        Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=tmp)),
+    ]
+    long_ago = time.time() - 2 * UNOWNED_STALE_S
+    os.utime(planted[2], (long_ago, long_ago))
+    legacy = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=tmp))
+    (legacy / LEGACY_OWNER_FILE).write_text(str(dead_pid()))
+    planted.append(legacy)
+    return RunFolders(existing=set(Path(tmp).glob(f"{RUN_PREFIX}*")), planted=planted)
+
+
+@pytest.fixture(scope="session")
+def graded(
+    class_dir: Path, tmp_path_factory: pytest.TempPathFactory, run_folders_before: RunFolders
+) -> tuple[Path, str]:
+    """The batch graded by the real CLI: (output folder, what the CLI printed). Before it,
+    the temp dir holds run folders left by killed graders (``run_folders_before``)."""
     submissions = class_dir
     out = tmp_path_factory.mktemp("out")
     command = [

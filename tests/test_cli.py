@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -9,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.sandbox import MSG_NOT_ENFORCED, OWNER_FILE, RUN_PREFIX
+from grader.sandbox import MSG_NOT_ENFORCED, RUN_PREFIX
+from tests.conftest import dead_pid
 
 SANDBOX_WARNING = MSG_NOT_ENFORCED.split("{")[0]
 
@@ -57,14 +57,10 @@ def error_lines(output: str) -> list[str]:
 def stale_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A kernel folder left by a grader that was killed (its owner pid is gone), in a
     temporary folder of this test's own, where no other grader sweeps it first."""
-    dead = subprocess.Popen(["true"])
-    dead.wait()
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    folder = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
-    (folder / OWNER_FILE).write_text(str(dead.pid))
-    return folder
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{dead_pid()}-1-"))
 
 
 def test_a_usage_error_is_one_line_even_after_a_killed_grader(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import nbformat
 import pytest
 
 from grader.cgroups import CGROUP_PARENT, CGROUP_V1
-from grader.sandbox import UID_BASE, capabilities
+from grader.sandbox import RUN_PREFIX, UID_BASE, capabilities
+from tests.conftest import RunFolders
 
 pytestmark = pytest.mark.kernel
 
@@ -147,7 +149,7 @@ def test_removing_the_probe_earns_no_accuracy(by_student: dict) -> None:
     assert record["accuracy"]["printed"] == pytest.approx(0.99)
 
 
-def test_nothing_is_left_running_or_mounted(graded: tuple) -> None:
+def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: RunFolders) -> None:
     leftovers = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -163,4 +165,6 @@ def test_nothing_is_left_running_or_mounted(graded: tuple) -> None:
         parent = CGROUP_V1 / controller / CGROUP_PARENT
         if parent.is_dir():
             assert [p for p in parent.iterdir() if p.is_dir()] == []
-    assert list(Path("/tmp").glob("grader-run-*")) == []
+    left = set(Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"))
+    assert left - run_folders_before.existing == set()  # the batch removed its own
+    assert [p for p in run_folders_before.planted if p.exists()] == []  # and killed ones'

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader.sandbox import RUN_PREFIX, run_folder_owner
 from tests.conftest import RUBRIC
 
 pytestmark = pytest.mark.kernel
@@ -198,12 +199,9 @@ def _a_grading_worker(deadline: float, proc: subprocess.Popen) -> int:
     """The pid of a worker process that is running a kernel now."""
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the batch ended before a worker could be killed"
-        for owner in Path(tempfile.gettempdir()).glob("grader-run-*/owner.pid"):
-            try:
-                pid = int(owner.read_text())
-            except (OSError, ValueError):
-                continue
-            if _parent(pid) == proc.pid:  # a worker of this batch, nothing else
+        for folder in Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
+            pid, _ = run_folder_owner(folder) or (0, None)
+            if pid and _parent(pid) == proc.pid:  # a worker of this batch, nothing else
                 return pid
         time.sleep(0.2)
     raise AssertionError("no worker started a kernel")

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from grader import sandbox
+from grader.cgroups import process_start
 from grader.cli import main
 from grader.errors import UsageError
 from grader.sandbox import Capabilities, not_enforced_warning, paths_to_hide
+from tests.conftest import ROOT, dead_pid
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 
@@ -117,6 +121,51 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     seen = json.loads(proc.stdout)
     assert seen == {"uid": sandbox.UID_BASE + 7, "secret": [], "net": 101, "big": 27}
     assert (secret / "rubric_fast.toml").exists()  # hidden from the kernel only
+
+
+def test_a_run_folder_names_its_owner_from_the_instant_it_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = sandbox.make_run_folder()
+    assert sandbox.run_folder_owner(mine) == (os.getpid(), process_start(os.getpid()))
+    assert not sandbox.is_stale(mine)
+    code = "import os; from grader.sandbox import make_run_folder; make_run_folder(); os._exit(9)"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT)
+    assert killed.returncode == 9
+    (theirs,) = set(tmp_path.glob(f"{sandbox.RUN_PREFIX}*")) - {mine}
+    assert sandbox.is_stale(theirs)
+
+
+def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path: Path) -> None:
+    me, start = os.getpid(), process_start(os.getpid())
+
+    def folder(name: str, owner_file: str | None = None) -> Path:
+        path = tmp_path / f"{sandbox.RUN_PREFIX}{name}"
+        path.mkdir()
+        if owner_file is not None:
+            (path / sandbox.LEGACY_OWNER_FILE).write_text(owner_file)
+        return path
+
+    live = folder(f"{me}-{start}-a")
+    dead = folder(f"{dead_pid()}-{start}-b")
+    reused = folder(f"{me}-{(start or 0) + 1}-c")  # this pid, but another process's start
+    legacy_live, legacy_dead = folder("d", str(me)), folder("e", str(dead_pid()))
+    unowned, garbled = folder("f"), folder("g", "not a pid")
+    now = time.time()
+    assert [sandbox.is_stale(f, now) for f in (live, dead, reused)] == [False, True, True]
+    assert [sandbox.is_stale(f, now) for f in (legacy_live, legacy_dead)] == [False, True]
+    assert not sandbox.is_stale(unowned, now) and not sandbox.is_stale(garbled, now)
+    later = now + sandbox.UNOWNED_STALE_S + 1
+    assert sandbox.is_stale(unowned, later) and sandbox.is_stale(garbled, later)
+    assert sandbox.sweep_stale(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        live.name,
+        legacy_live.name,
+        unowned.name,
+        garbled.name,
+    ]
 
 
 @pytest.mark.kernel
