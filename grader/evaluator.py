@@ -24,6 +24,9 @@ from typing import Any
 
 BATCH_SIZE = 32
 DEFAULT_SIDE = 160
+TRACE_FROM_BATCHES = 3
+"""Measure with a traced step from this many batches on: tracing costs about a second
+more than one eager batch and saves about half a second on each later one."""
 MAX_SIDE = 1024
 """Larger model inputs are not measured: the holdout at that size would not fit in memory."""
 SERVE_FLAG = "--serve"
@@ -51,6 +54,32 @@ def _input_side(model: Any) -> tuple[int, int]:
     shape = model.inputs[0].shape
     rows, cols = shape[1], shape[2]
     return (int(rows or DEFAULT_SIDE), int(cols or DEFAULT_SIDE))
+
+
+def _predictor(model: Any, batches: int) -> Any:
+    """The model's inference step: traced once when there are enough batches to repay
+    the tracing (TensorFlow then fuses convolutions, batch norms and activations, about
+    twice as fast as eager); eager for a batch or two, or if the model cannot be traced."""
+
+    def eager(images: Any) -> Any:
+        return model(images, training=False)
+
+    if batches < TRACE_FROM_BATCHES:
+        return eager
+    import tensorflow as tf
+
+    traced = tf.function(eager, reduce_retracing=True)
+
+    def predict(images: Any) -> Any:
+        nonlocal traced
+        if traced is not None:
+            try:
+                return traced(images)
+            except Exception:  # noqa: BLE001 - measured eagerly instead
+                traced = None
+        return eager(images)
+
+    return predict
 
 
 class Holdout:
@@ -104,9 +133,11 @@ def measure(
     rule, side = _output_rule(model, hint), _input_side(model)
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
+    batches = images_of.batches(side, limit)
+    predict = _predictor(model, len(batches))
     correct = total = 0
-    for images, labels in images_of.batches(side, limit):
-        outputs = np.asarray(model(images, training=False))
+    for images, labels in batches:
+        outputs = np.asarray(predict(images))
         if rule == "argmax":
             predicted = outputs.argmax(axis=-1)
         else:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -65,3 +67,48 @@ def test_cell_errors_are_collected_with_readable_tracebacks() -> None:
     )
     assert collect_errors(nb, skip={1}) == []
     assert strip_ansi("\x1b[1;32mok\x1b[0m") == "ok"
+
+
+EAGER_ACCURACY = """
+import sys
+import keras
+import numpy as np
+holdout, target = sys.argv[1], sys.argv[2]
+keras.utils.set_random_seed(7)
+model = keras.Sequential([
+    keras.Input((160, 160, 3)),
+    keras.layers.Rescaling(1 / 127.5, offset=-1),
+    keras.layers.Conv2D(4, 3, activation="relu"),
+    keras.layers.BatchNormalization(),
+    keras.layers.GlobalAveragePooling2D(),
+    keras.layers.Dense(1),
+])
+model.save(target)
+data = keras.utils.image_dataset_from_directory(
+    holdout, image_size=(160, 160), batch_size=32, shuffle=False, verbose=False)
+logits = np.concatenate([np.asarray(model(x, training=False)).reshape(-1) for x, _ in data])
+labels = np.concatenate([y.numpy() for _, y in data])
+print((logits > 0).mean(), ((logits > 0) == labels).mean())
+"""
+
+
+@pytest.mark.kernel
+def test_the_evaluator_measures_what_an_eager_run_of_the_model_gives(tmp_path: Path) -> None:
+    """All the holdout: the evaluator traces its step (TensorFlow fuses layers there);
+    an independent plain eager run of the same model decides the expected figure."""
+    from grader.assets import ensure_kit
+    from grader.evaluation import EvaluatorProcess
+
+    holdout, model = ensure_kit(progress=lambda _: None).holdout, tmp_path / "m.keras"
+    script = [sys.executable, "-c", EAGER_ACCURACY, str(holdout), str(model)]
+    positive, expected = map(float, subprocess.check_output(script, text=True).split()[-2:])
+    assert 0 < positive < 1  # a model that does not answer one class for every image
+    evaluator = EvaluatorProcess(holdout)
+    try:
+        answer = evaluator.measure(model)
+        few = evaluator.measure(model, limit=40)  # two batches: measured eagerly
+    finally:
+        evaluator.close()
+    assert answer["error"] is None and answer["images"] == 320
+    assert answer["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert few["error"] is None and few["images"] == 40

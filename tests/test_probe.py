@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from grader.probe import PROBE_TAG, ProbeConfig, inject, is_probe, probe_cell, read_events, strip
 
@@ -49,3 +50,48 @@ def test_a_named_model_variable_adds_a_final_probe_cell() -> None:
     assert running.cells[-1].source == "_grader_save_named('final_model')"
     assert is_probe(running.cells[-1])
     assert strip(running).cells == nb.cells
+
+
+TRACE_COUNTING_CELLS = [
+    """import numpy as np
+import tensorflow as tf
+traced, eager_evaluations = [], []
+x = np.random.rand(64, 8).astype("float32")
+y = (x.sum(axis=1) > 4).astype("float32")
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(1)])
+model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+train_step, test_step = model.train_step, model.test_step
+def counting_train_step(batch):
+    traced.append(tf.executing_eagerly())
+    return train_step(batch)
+def noting_test_step(batch):
+    eager_evaluations.append(tf.executing_eagerly())
+    return test_step(batch)
+model.train_step, model.test_step = counting_train_step, noting_test_step""",
+    "model.fit(data, epochs=3, verbose=0)\nprint('train_step calls', traced)",
+    "model.evaluate(data.take(1), verbose=0)\nprint('eager', eager_evaluations)",
+]
+
+
+@pytest.mark.kernel
+def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly() -> None:
+    """Keras makes the optimizer's and metrics' variables inside the first trace unless
+    they exist already, and TensorFlow then traces the step twice; the probe makes them
+    first. An evaluation of one batch runs eagerly (tracing it costs more than it saves)."""
+    from grader.assets import ensure_kit
+    from grader.execute import RunSettings, run_notebook
+    from grader.sandbox import paths_to_hide
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in TRACE_COUNTING_CELLS]
+    )
+    config = ProbeConfig(dir=Path("."), quick=True, max_steps=4, eager_steps=1)
+    hide = paths_to_hide(Path.home(), Path.cwd())  # as grading does: Python is bound back
+    settings = RunSettings(kit=ensure_kit(progress=lambda _: None), probe=config, hide=hide)
+    run = run_notebook(nb, "counting.ipynb", settings)
+    run.cleanup()
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in run.nb.cells]
+    assert run.errors == [], run.errors
+    assert printed[1] == "train_step calls [False]\n"  # traced once, never eagerly
+    assert printed[2] == "eager [True]\n"
