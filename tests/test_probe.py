@@ -24,6 +24,7 @@ def test_probe_cell_is_valid_python_with_its_config() -> None:
         "max_validation_steps": 3,
         "later_steps": 0,
         "eager_steps": 0,
+        "build_first": True,
         "seed": 1234,
     }
 
@@ -75,10 +76,14 @@ model.train_step, model.test_step = counting_train_step, noting_test_step""",
 
 
 @pytest.mark.kernel
-def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly() -> None:
+@pytest.mark.parametrize(("build_first", "traces"), [(True, "[False]"), (False, "[False, False]")])
+def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly(
+    build_first: bool, traces: str
+) -> None:
     """Keras makes the optimizer's and metrics' variables inside the first trace unless
     they exist already, and TensorFlow then traces the step twice; the probe makes them
-    first. An evaluation of one batch runs eagerly (tracing it costs more than it saves)."""
+    first (``build_first=False``: Keras alone). An evaluation of one batch runs eagerly
+    (tracing it costs more than it saves)."""
     from grader.assets import ensure_kit
     from grader.execute import RunSettings, run_notebook
     from grader.sandbox import paths_to_hide
@@ -86,12 +91,14 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(source) for source in TRACE_COUNTING_CELLS]
     )
-    config = ProbeConfig(dir=Path("."), quick=True, max_steps=4, eager_steps=1)
+    config = ProbeConfig(
+        dir=Path("."), quick=True, max_steps=4, eager_steps=1, build_first=build_first
+    )
     hide = paths_to_hide(Path.home(), Path.cwd())  # as grading does: Python is bound back
     settings = RunSettings(kit=ensure_kit(progress=lambda _: None), probe=config, hide=hide)
     run = run_notebook(nb, "counting.ipynb", settings)
     run.cleanup()
     printed = ["".join(o.get("text", "") for o in c.outputs) for c in run.nb.cells]
     assert run.errors == [], run.errors
-    assert printed[1] == "train_step calls [False]\n"  # traced once, never eagerly
+    assert printed[1] == f"train_step calls {traces}\n"  # traced, never run eagerly
     assert printed[2] == "eager [True]\n"
