@@ -56,7 +56,7 @@ def _input_side(model: Any) -> tuple[int, int]:
     return (int(rows or DEFAULT_SIDE), int(cols or DEFAULT_SIDE))
 
 
-def _predictor(model: Any, batches: int) -> Any:
+def _predictor(model: Any, batches: list[tuple[Any, Any]]) -> Any:
     """The model's inference step: traced once when there are enough batches to repay
     the tracing (TensorFlow then fuses convolutions, batch norms and activations, about
     twice as fast as eager); eager for a batch or two, or if the model cannot be traced."""
@@ -64,11 +64,13 @@ def _predictor(model: Any, batches: int) -> Any:
     def eager(images: Any) -> Any:
         return model(images, training=False)
 
-    if batches < TRACE_FROM_BATCHES:
+    if len(batches) < TRACE_FROM_BATCHES:
         return eager
     import tensorflow as tf
 
-    traced = tf.function(eager, reduce_retracing=True)
+    images = batches[0][0]  # any batch size, so a short last batch is not traced again
+    signature = [tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))]
+    traced: Any = tf.function(eager, input_signature=signature)
 
     def predict(images: Any) -> Any:
         nonlocal traced
@@ -134,7 +136,7 @@ def measure(
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
     batches = images_of.batches(side, limit)
-    predict = _predictor(model, len(batches))
+    predict = _predictor(model, batches)
     correct = total = 0
     for images, labels in batches:
         outputs = np.asarray(predict(images))

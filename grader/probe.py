@@ -115,6 +115,8 @@ def _grader_probe_install(cfg):
         spec = getattr(data, "element_spec", None)
         if spec is None or model.run_eagerly or getattr(model, "train_function", 1) is not None:
             return
+        if getattr(model, "_distribute_strategy", None) is not None:
+            return  # Keras builds them itself, in the strategy's scope
         try:
             model._symbolic_build(data_batch=spec)
         except Exception:
@@ -156,9 +158,9 @@ def _grader_probe_install(cfg):
         state["fitting"] = True
         if eager:  # a step or two: tracing the step would cost more than it saves
             self.run_eagerly = True
-        elif cfg["build_first"]:
-            build_before_tracing(self, bound.arguments.get("x"))
         try:
+            if cfg["build_first"] and not eager:
+                build_before_tracing(self, bound.arguments.get("x"))
             history = orig_fit(*bound.args, **bound.kwargs)
         finally:
             state["fitting"] = False

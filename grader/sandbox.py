@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from grader.cgroups import (
     CGROUP_V1,
@@ -49,6 +50,7 @@ from grader.cgroups import (
     peak_mb,
     pids_of_session,
     pids_of_uid,
+    proc_stat,
     process_start,
     read_pids,
     remove_cgroup,
@@ -63,14 +65,17 @@ runs share a uid (a run's zombies, until reaped, count against its uid's process
 RUNS_PER_PROCESS = 512
 _run_numbers = itertools.count()
 RUN_PREFIX = "grader-run-"
-"""A kernel's run folder (and cgroup) name starts with this, then its owner's pid and
-start time: ``grader-run-PID-START-random``."""
-OWNER_PATTERN = re.compile(re.escape(RUN_PREFIX) + r"(\d+)-(\d+)-")
+"""A kernel's run folder (and cgroup) name starts with this, then its owner's pid, start
+time and pid namespace: ``grader-run-PID-START-NAMESPACE-random``."""
+OWNER_PATTERN = re.compile(re.escape(RUN_PREFIX) + r"(\d+)-(\d+)-(\d+)-")
 LEGACY_OWNER_FILE = "owner.pid"
 """Where earlier graders named a run folder's owner (its pid only), inside the folder."""
 UNOWNED_STALE_S = 600
 """A run folder that names no owner is stale this long after its last change: only an
 older grader killed between making it and writing its owner file leaves one."""
+FOREIGN_STALE_S = 24 * 3600
+"""A run folder made in another pid namespace (a container sharing this temp dir) is
+stale a day after its last change: far longer than a notebook's time limit in practice."""
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
 WATCHDOG_PERIOD_S = 0.25
@@ -296,37 +301,69 @@ class KernelSandbox:
         return pids
 
 
+class RunOwner(NamedTuple):
+    """The process that made a run folder, as its name says (0: not known)."""
+
+    pid: int
+    start: int
+    """When it started, in clock ticks after boot (/proc/PID/stat field 22)."""
+    namespace: int
+    """Its pid namespace's inode: another container's pids mean nothing here."""
+
+
+def pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def make_run_folder() -> Path:
-    """A new kernel run folder, named for this process (pid and start time) from the instant
-    it exists, so a later grader can tell it is stale even if this one is killed then."""
+    """A new kernel run folder, named for this process from the instant it exists, so a
+    later grader can tell it is stale even if this one is killed then."""
     pid = os.getpid()
-    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{pid}-{process_start(pid) or 0}-"))
+    owner = f"{pid}-{process_start(pid) or 0}-{pid_namespace()}"
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{owner}-"))
 
 
-def run_folder_owner(folder: Path) -> tuple[int, int | None] | None:
-    """The pid and start time of the process that made ``folder`` (start None when an older
-    grader named the pid only); None when the folder names no owner."""
+def run_folder_owner(folder: Path) -> RunOwner | None:
+    """Who made ``folder`` (an older grader named the pid only, in a file); None when the
+    folder names no owner."""
     named = OWNER_PATTERN.match(folder.name)
     if named:
-        return int(named[1]), int(named[2])
+        return RunOwner(int(named[1]), int(named[2]), int(named[3]))
     try:
-        return int((folder / LEGACY_OWNER_FILE).read_text()), None
+        return RunOwner(int((folder / LEGACY_OWNER_FILE).read_text()), 0, 0)
     except (OSError, ValueError):
         return None
 
 
 def is_stale(folder: Path, now: float | None = None) -> bool:
-    """True when the grader that made ``folder`` is gone (a pid reused since does not count)."""
+    """True when the grader that made ``folder`` is gone (a pid reused since does not
+    count); a folder naming no owner, or another pid namespace's, only once it is old."""
+    try:
+        age = (now or time.time()) - folder.stat().st_mtime
+    except OSError:
+        return False
     owner = run_folder_owner(folder)
     if owner is None:
-        try:
-            age = (now or time.time()) - folder.stat().st_mtime
-        except OSError:
-            return False
         return age > UNOWNED_STALE_S
-    pid, start = owner
-    alive = process_start(pid)
-    return alive is None or (start is not None and alive != start)
+    if owner.namespace not in (0, pid_namespace()):
+        return age > FOREIGN_STALE_S
+    return not _is_running(owner)
+
+
+def _is_running(owner: RunOwner) -> bool:
+    stat = proc_stat(str(owner.pid))
+    if stat is not None:
+        return stat[0] not in "ZX" and owner.start in (0, int(stat[19]))  # field 22: start
+    try:  # /proc hides it (hidepid) or has no entry
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user
+    return True
 
 
 def sweep_stale(tmp: Path | None = None) -> int:
@@ -334,13 +371,13 @@ def sweep_stale(tmp: Path | None = None) -> int:
     with their cgroups and any process still in them. Returns how many were removed."""
     removed = 0
     for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
-        if not folder.is_dir() or not is_stale(folder):
+        if folder.is_symlink() or not folder.is_dir() or not is_stale(folder):
             continue
         for cgroup in cgroups_named(folder.name):
             kill_all(read_pids(cgroup / "cgroup.procs"))
             remove_cgroup(cgroup)
         shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
+        removed += not folder.exists()
     return removed
 
 

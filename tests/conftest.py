@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import LEGACY_OWNER_FILE, RUN_PREFIX, UNOWNED_STALE_S
+from grader.sandbox import LEGACY_OWNER_FILE, RUN_PREFIX, UNOWNED_STALE_S, pid_namespace
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -50,6 +50,12 @@ class RunFolders:
     """Folders a killed grader would leave, put there for the batch to sweep."""
 
 
+def owned_prefix(pid: int, start: int = 1) -> str:
+    """A run folder name's start saying this machine's process ``pid`` (started at
+    ``start``) made it."""
+    return f"{RUN_PREFIX}{pid}-{start}-{pid_namespace()}-"
+
+
 def dead_pid() -> int:
     """A pid no process has now."""
     gone = subprocess.Popen(["true"])
@@ -64,8 +70,8 @@ def run_folders_before() -> RunFolders:
     names no owner (an older grader killed before writing it)."""
     tmp = tempfile.gettempdir()
     planted = [
-        Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{dead_pid()}-1-", dir=tmp)),
-        Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-1-", dir=tmp)),
+        Path(tempfile.mkdtemp(prefix=owned_prefix(dead_pid()), dir=tmp)),
+        Path(tempfile.mkdtemp(prefix=owned_prefix(os.getpid()), dir=tmp)),
         Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=tmp)),
     ]
     long_ago = time.time() - 2 * UNOWNED_STALE_S

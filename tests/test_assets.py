@@ -88,7 +88,9 @@ data = keras.utils.image_dataset_from_directory(
     holdout, image_size=(160, 160), batch_size=32, shuffle=False, verbose=False)
 logits = np.concatenate([np.asarray(model(x, training=False)).reshape(-1) for x, _ in data])
 labels = np.concatenate([y.numpy() for _, y in data])
-print((logits > 0).mean(), ((logits > 0) == labels).mean())
+right = (logits > 0) == labels
+chosen = np.linspace(0, len(labels) - 1, 100).round().astype(int)  # the evaluator's pick
+print((logits > 0).mean(), right.mean(), right[chosen].mean())
 """
 
 
@@ -101,14 +103,17 @@ def test_the_evaluator_measures_what_an_eager_run_of_the_model_gives(tmp_path: P
 
     holdout, model = ensure_kit(progress=lambda _: None).holdout, tmp_path / "m.keras"
     script = [sys.executable, "-c", EAGER_ACCURACY, str(holdout), str(model)]
-    positive, expected = map(float, subprocess.check_output(script, text=True).split()[-2:])
+    output = subprocess.check_output(script, text=True).split()[-3:]
+    positive, expected, expected_of_100 = map(float, output)
     assert 0 < positive < 1  # a model that does not answer one class for every image
     evaluator = EvaluatorProcess(holdout)
     try:
         answer = evaluator.measure(model)
+        short_last = evaluator.measure(model, limit=100)  # 32 + 32 + 32 + 4, traced
         few = evaluator.measure(model, limit=40)  # two batches: measured eagerly
     finally:
         evaluator.close()
     assert answer["error"] is None and answer["images"] == 320
     assert answer["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert short_last["accuracy"] == pytest.approx(expected_of_100, abs=1e-9)
     assert few["error"] is None and few["images"] == 40

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.sandbox import MSG_NOT_ENFORCED, RUN_PREFIX
-from tests.conftest import dead_pid
+from grader.sandbox import MSG_NOT_ENFORCED
+from tests.conftest import dead_pid, owned_prefix
 
 SANDBOX_WARNING = MSG_NOT_ENFORCED.split("{")[0]
 
@@ -60,7 +60,7 @@ def stale_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{dead_pid()}-1-"))
+    return Path(tempfile.mkdtemp(prefix=owned_prefix(dead_pid())))
 
 
 def test_a_usage_error_is_one_line_even_after_a_killed_grader(

@@ -200,9 +200,9 @@ def _a_grading_worker(deadline: float, proc: subprocess.Popen) -> int:
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the batch ended before a worker could be killed"
         for folder in Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
-            pid, _ = run_folder_owner(folder) or (0, None)
-            if pid and _parent(pid) == proc.pid:  # a worker of this batch, nothing else
-                return pid
+            owner = run_folder_owner(folder)
+            if owner and _parent(owner.pid) == proc.pid:  # a worker of this batch, nothing else
+                return owner.pid
         time.sleep(0.2)
     raise AssertionError("no worker started a kernel")
 

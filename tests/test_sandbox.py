@@ -128,7 +128,8 @@ def test_a_run_folder_names_its_owner_from_the_instant_it_exists(
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     mine = sandbox.make_run_folder()
-    assert sandbox.run_folder_owner(mine) == (os.getpid(), process_start(os.getpid()))
+    me = sandbox.RunOwner(os.getpid(), process_start(os.getpid()) or 0, sandbox.pid_namespace())
+    assert sandbox.run_folder_owner(mine) == me and me.start and me.namespace
     assert not sandbox.is_stale(mine)
     code = "import os; from grader.sandbox import make_run_folder; make_run_folder(); os._exit(9)"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
@@ -139,7 +140,7 @@ def test_a_run_folder_names_its_owner_from_the_instant_it_exists(
 
 
 def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path: Path) -> None:
-    me, start = os.getpid(), process_start(os.getpid())
+    me, start, here = os.getpid(), process_start(os.getpid()) or 0, sandbox.pid_namespace()
 
     def folder(name: str, owner_file: str | None = None) -> Path:
         path = tmp_path / f"{sandbox.RUN_PREFIX}{name}"
@@ -148,24 +149,28 @@ def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path
             (path / sandbox.LEGACY_OWNER_FILE).write_text(owner_file)
         return path
 
-    live = folder(f"{me}-{start}-a")
-    dead = folder(f"{dead_pid()}-{start}-b")
-    reused = folder(f"{me}-{(start or 0) + 1}-c")  # this pid, but another process's start
-    legacy_live, legacy_dead = folder("d", str(me)), folder("e", str(dead_pid()))
-    unowned, garbled = folder("f"), folder("g", "not a pid")
+    live, unknown_start = folder(f"{me}-{start}-{here}-a"), folder(f"{me}-0-{here}-b")
+    dead = folder(f"{dead_pid()}-{start}-{here}-c")
+    reused = folder(f"{me}-{start + 1}-{here}-d")  # this pid, but another process's start
+    foreign = folder(f"{dead_pid()}-{start}-{here + 1}-e")  # pids of another container
+    legacy_live, legacy_dead = folder("f", str(me)), folder("g", str(dead_pid()))
+    unowned, garbled = folder("h"), folder("i", "not a pid")
     now = time.time()
-    assert [sandbox.is_stale(f, now) for f in (live, dead, reused)] == [False, True, True]
+    assert [sandbox.is_stale(f, now) for f in (live, unknown_start, dead, reused)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
     assert [sandbox.is_stale(f, now) for f in (legacy_live, legacy_dead)] == [False, True]
-    assert not sandbox.is_stale(unowned, now) and not sandbox.is_stale(garbled, now)
+    assert not any(sandbox.is_stale(f, now) for f in (unowned, garbled, foreign))
     later = now + sandbox.UNOWNED_STALE_S + 1
     assert sandbox.is_stale(unowned, later) and sandbox.is_stale(garbled, later)
+    assert not sandbox.is_stale(foreign, later)
+    assert sandbox.is_stale(foreign, now + sandbox.FOREIGN_STALE_S + 1)
     assert sandbox.sweep_stale(tmp_path) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        live.name,
-        legacy_live.name,
-        unowned.name,
-        garbled.name,
-    ]
+    kept = [live, unknown_start, foreign, legacy_live, unowned, garbled]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
 @pytest.mark.kernel
