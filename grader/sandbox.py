@@ -318,12 +318,17 @@ def pid_namespace() -> int:
         return 0
 
 
+def run_folder_prefix(owner: RunOwner) -> str:
+    """The start of a run folder's name, saying who made it (read by ``OWNER_PATTERN``)."""
+    return f"{RUN_PREFIX}{owner.pid}-{owner.start}-{owner.namespace}-"
+
+
 def make_run_folder() -> Path:
     """A new kernel run folder, named for this process from the instant it exists, so a
     later grader can tell it is stale even if this one is killed then."""
     pid = os.getpid()
-    owner = f"{pid}-{process_start(pid) or 0}-{pid_namespace()}"
-    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{owner}-"))
+    me = RunOwner(pid, process_start(pid) or 0, pid_namespace())
+    return Path(tempfile.mkdtemp(prefix=run_folder_prefix(me)))
 
 
 def run_folder_owner(folder: Path) -> RunOwner | None:
@@ -354,9 +359,9 @@ def is_stale(folder: Path, now: float | None = None) -> bool:
 
 
 def _is_running(owner: RunOwner) -> bool:
-    stat = proc_stat(str(owner.pid))
-    if stat is not None:
-        return stat[0] not in "ZX" and owner.start in (0, int(stat[19]))  # field 22: start
+    if proc_stat(str(owner.pid)) is not None:
+        start = process_start(owner.pid)  # None for a zombie: it is gone
+        return start is not None and owner.start in (0, start)
     try:  # /proc hides it (hidepid) or has no entry
         os.kill(owner.pid, 0)
     except ProcessLookupError:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import LEGACY_OWNER_FILE, RUN_PREFIX, UNOWNED_STALE_S, pid_namespace
+from grader.sandbox import (
+    LEGACY_OWNER_FILE,
+    RUN_PREFIX,
+    UNOWNED_STALE_S,
+    RunOwner,
+    pid_namespace,
+    run_folder_prefix,
+)
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -53,7 +60,7 @@ class RunFolders:
 def owned_prefix(pid: int, start: int = 1) -> str:
     """A run folder name's start saying this machine's process ``pid`` (started at
     ``start``) made it."""
-    return f"{RUN_PREFIX}{pid}-{start}-{pid_namespace()}-"
+    return run_folder_prefix(RunOwner(pid, start, pid_namespace()))
 
 
 def dead_pid() -> int:
