@@ -35,10 +35,10 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_overhead import run_plain  # noqa: E402
 
-from grader import probe  # noqa: E402
-from grader.assets import ensure_kit  # noqa: E402
-from grader.batch import default_workers  # noqa: E402
-from grader.rubric import load_rubric  # noqa: E402
+from grader.batch.runners import default_workers  # noqa: E402
+from grader.kit.assets import ensure_kit  # noqa: E402
+from grader.rubric.schema import load_rubric  # noqa: E402
+from grader.run import probe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUBRIC = ROOT / "tests" / "fixtures" / "rubric_fast.toml"

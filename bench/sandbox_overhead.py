@@ -5,7 +5,7 @@ mode so both sides train the same capped amount) is executed alternately:
 
 * **plain**: nbclient's ``NotebookClient`` with a kernel of this interpreter over TCP,
   no sandbox: the way most notebook graders run student code;
-* **sandbox**: ``grader.execute.run_notebook``: launcher, namespaces, own uid, cgroups,
+* **sandbox**: ``grader.run.execute.run_notebook``: launcher, namespaces, own uid, cgroups,
   ipc transport, output cap, clean-up.
 
 Runs alternate (plain, sandbox, plain, ...) so drift on the machine hits both; the
@@ -32,11 +32,11 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-from grader import probe
-from grader.assets import Kit, ensure_kit, prepare_keras_home
-from grader.execute import KERNEL_ENV, RunSettings, clear_outputs, run_notebook
-from grader.rubric import Limits
-from grader.sandbox import capabilities
+from grader.kit.assets import Kit, ensure_kit, prepare_keras_home
+from grader.rubric.schema import Limits
+from grader.run import probe
+from grader.run.execute import KERNEL_ENV, RunSettings, clear_outputs, run_notebook
+from grader.run.sandbox import capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOK = ROOT / "reference_solution" / "transfer_learning.ipynb"

@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from grader import __version__
-from grader.assets import default_cache_dir, ensure_kit
 from grader.errors import GraderError, SubmissionError, UsageError
-from grader.rubric import Rubric, load_rubric
-from grader.sandbox import capabilities, not_enforced_warning
+from grader.kit.assets import default_cache_dir, ensure_kit
+from grader.rubric.schema import Rubric, load_rubric
+from grader.run.sandbox import capabilities, not_enforced_warning
 
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
 
@@ -119,7 +119,7 @@ def grade(
 
     Example: grader grade submissions.zip --rubric rubrics/transfer_learning.toml --out out --quick
     """
-    from grader.grading import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
+    from grader.batch.classrun import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
 
     _warn_unenforced()
     start = time.monotonic()
@@ -178,7 +178,7 @@ def check(
 
     Example: grader check my_week6.ipynb --static
     """
-    from grader.selfcheck import check_static, checklist
+    from grader.batch.selfcheck import check_static, checklist
 
     try:
         rubric = load_rubric(rubric_path)
@@ -206,10 +206,10 @@ def check(
 def _run_check(
     notebook: Path, rubric: Rubric, full: bool, out: Path | None, cache: Path | None
 ) -> tuple:
-    from grader.grading import MODE_CHECK, MODE_FULL, reference_figures, run_settings
-    from grader.pipeline import GradingContext
-    from grader.report import render_report
-    from grader.selfcheck import check_notebook, visible_rubric
+    from grader.batch.classrun import MODE_CHECK, MODE_FULL, reference_figures, run_settings
+    from grader.batch.pipeline import GradingContext
+    from grader.batch.selfcheck import check_notebook, visible_rubric
+    from grader.outputs.report import render_report
 
     visible, hidden = visible_rubric(rubric)
     mode = MODE_FULL if full else MODE_CHECK
@@ -246,8 +246,8 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --quick
     """
-    from grader.grading import MODE_FULL, MODE_QUICK, run_settings
-    from grader.reference import load_or_run
+    from grader.batch.classrun import MODE_FULL, MODE_QUICK, run_settings
+    from grader.measure.reference import load_or_run
 
     _warn_unenforced()
     try:
@@ -273,9 +273,9 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
 
     Example: grader report out --rubric rubrics/transfer_learning.toml --roster roster.csv
     """
-    from grader.export import RESULTS_FILE, read_results_jsonl
-    from grader.grading import apply_review
-    from grader.outputs import ClassInfo, write_outputs
+    from grader.batch.classrun import apply_review
+    from grader.outputs.records import RESULTS_FILE, read_results_jsonl
+    from grader.outputs.write import ClassInfo, write_outputs
 
     try:
         rubric = load_rubric(rubric_path)

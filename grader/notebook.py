@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 GRADING_VARIABLE = "GRADER_GRADING"
-"""Set in every grading kernel's environment (see :mod:`grader.execute`)."""
+"""Set in every grading kernel's environment (see :mod:`grader.run.execute`)."""
 MSG_WHILE_GRADING = "[grader] check_here() does nothing while the notebook is being graded."
 MSG_NO_PATH = "check_here() needs the notebook's file name, e.g. check_here('week6.ipynb')."
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import (
+from grader.run.sandbox import (
     LEGACY_OWNER_FILE,
     RUN_PREFIX,
     UNOWNED_STALE_S,

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.assets import Kit, course_kit, prepare_keras_home
 from grader.errors import AssetKitError
-from grader.evaluation import MSG_NO_HOLDOUT, evaluate
-from grader.execute import collect_errors, strip_ansi
+from grader.kit.assets import Kit, course_kit, prepare_keras_home
+from grader.measure.client import MSG_NO_HOLDOUT, evaluate
+from grader.run.execute import collect_errors, strip_ansi
 
 
 def fake_kit(tmp_path: Path) -> Kit:
@@ -98,8 +98,8 @@ print((logits > 0).mean(), right.mean(), right[chosen].mean())
 def test_the_evaluator_measures_what_an_eager_run_of_the_model_gives(tmp_path: Path) -> None:
     """All the holdout: the evaluator traces its step (TensorFlow fuses layers there);
     an independent plain eager run of the same model decides the expected figure."""
-    from grader.assets import ensure_kit
-    from grader.evaluation import EvaluatorProcess
+    from grader.kit.assets import ensure_kit
+    from grader.measure.client import EvaluatorProcess
 
     holdout, model = ensure_kit(progress=lambda _: None).holdout, tmp_path / "m.keras"
     script = [sys.executable, "-c", EAGER_ACCURACY, str(holdout), str(model)]

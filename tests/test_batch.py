@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from grader import __version__
-from grader.batch import Job, default_workers, plan_jobs
-from grader.grading import FLAG_MULTIPLE_FILES, flag_copies, note_intake
-from grader.lms import gather
-from grader.progress import Progress, close_log, eta_text, open_log, result_line
+from grader.batch.classrun import FLAG_MULTIPLE_FILES, flag_copies, note_intake
+from grader.batch.progress import Progress, close_log, eta_text, open_log, result_line
+from grader.batch.runners import Job, default_workers, plan_jobs
+from grader.batch.store import BatchKey, ResultsStore, filesystem_type, grader_fingerprint
+from grader.intake.copies import FLAG_POSSIBLE_COPY
+from grader.intake.lms import gather
 from grader.results import CheckResult, SubmissionResult
-from grader.similarity import FLAG_POSSIBLE_COPY
-from grader.store import BatchKey, ResultsStore, filesystem_type, grader_fingerprint
 
 ROOT = Path(__file__).parent.parent
 KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
@@ -210,8 +210,8 @@ def test_plan_jobs_maps_lms_names_and_notes_resubmissions(tmp_path: Path) -> Non
 
 
 def test_one_grader_per_output_folder(tmp_path: Path) -> None:
+    from grader.batch.classrun import _output_lock
     from grader.errors import UsageError
-    from grader.grading import _output_lock
 
     with _output_lock(tmp_path / "out"):
         with pytest.raises(UsageError, match=f"another grader is writing.*pid {os.getpid()}"):

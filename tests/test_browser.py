@@ -65,7 +65,7 @@ def records(out: Path) -> list[dict[str, Any]]:
 
 
 def report_of(out: Path, student: str) -> Path:
-    from grader.report import _report_names
+    from grader.outputs.report import _report_names
     from grader.results import SubmissionResult
 
     results = [SubmissionResult.from_record(r) for r in records(out)]

@@ -7,22 +7,22 @@ from typing import Any
 import nbformat
 import pytest
 
-from grader.checks import (
-    Facts,
-    check_augmentation,
-    check_base_frozen,
-    check_include_top_false,
-    check_pooling_head,
-)
-from grader.rubric import CheckSpec
-from grader.scoring import (
+from grader.checks.accuracy import (
     accuracy_flags,
     band_score,
     check_accuracy,
     printed_accuracy,
     self_reported_accuracy,
 )
-from grader.static import StaticFacts, analyze_sources
+from grader.checks.structural import (
+    Facts,
+    check_augmentation,
+    check_base_frozen,
+    check_include_top_false,
+    check_pooling_head,
+)
+from grader.rubric.schema import CheckSpec
+from grader.static.facts import StaticFacts, analyze_sources
 
 SPEC = CheckSpec(id="x", title="X", points=2.0, hint="do it")
 ACC = CheckSpec(id="accuracy", title="Acc", points=4.0, hint="train", tolerance=0.05, floor=0.5)

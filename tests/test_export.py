@@ -1,4 +1,4 @@
-"""Tests for grader.export: results.jsonl round trip and the formula-safe grades.csv."""
+"""Tests for grader.outputs.records: results.jsonl round trip and the formula-safe grades.csv."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.export import (
+from grader.outputs.records import (
     GRADES_FILE,
     RESULTS_FILE,
     grades_table,

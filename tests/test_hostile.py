@@ -17,8 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from grader.cgroups import CGROUP_PARENT, CGROUP_V1
-from grader.sandbox import RUN_PREFIX, UID_BASE, capabilities
+from grader.run.cgroups import CGROUP_PARENT, CGROUP_V1
+from grader.run.sandbox import RUN_PREFIX, UID_BASE, capabilities
 from tests.conftest import RunFolders
 
 pytestmark = pytest.mark.kernel

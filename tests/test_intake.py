@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from grader.errors import InvalidNotebook, SubmissionsError
-from grader.intake import find_submissions, load_submission, parse_notebook, student_id
+from grader.intake.notebooks import find_submissions, load_submission, parse_notebook, student_id
 
 
 def notebook_bytes(**metadata: object) -> bytes:

@@ -12,11 +12,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import lms
 from grader.errors import RubricError, SubmissionsError
-from grader.lms import gather
-from grader.rubric import load_rubric
-from grader.similarity import DEFAULT_THRESHOLD
+from grader.intake import lms
+from grader.intake.copies import DEFAULT_THRESHOLD
+from grader.intake.lms import gather
+from grader.rubric.schema import load_rubric
 
 CANVAS = {
     "smithjane_12345_67890_week6.ipynb": "12345",

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.export import write_results_jsonl
-from grader.gradebooks import canvas_csv, gradescope_results, read_roster
-from grader.outputs import ClassInfo, write_outputs
-from grader.report import SORT_SCRIPT, render_index, render_report
+from grader.outputs.gradebooks import canvas_csv, gradescope_results, read_roster
+from grader.outputs.records import write_results_jsonl
+from grader.outputs.report import SORT_SCRIPT, render_index, render_report
+from grader.outputs.write import ClassInfo, write_outputs
 from grader.results import CellError, CheckResult, Note, SubmissionResult
 
 PAYLOAD = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'

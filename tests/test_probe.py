@@ -6,7 +6,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.probe import PROBE_TAG, ProbeConfig, inject, is_probe, probe_cell, read_events, strip
+from grader.run.probe import (
+    PROBE_TAG,
+    ProbeConfig,
+    inject,
+    is_probe,
+    probe_cell,
+    read_events,
+    strip,
+)
 
 
 def test_probe_cell_is_valid_python_with_its_config() -> None:
@@ -84,9 +92,9 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
     they exist already, and TensorFlow then traces the step twice; the probe makes them
     first (``build_first=False``: Keras alone). An evaluation of one batch runs eagerly
     (tracing it costs more than it saves)."""
-    from grader.assets import ensure_kit
-    from grader.execute import RunSettings, run_notebook
-    from grader.sandbox import paths_to_hide
+    from grader.kit.assets import ensure_kit
+    from grader.run.execute import RunSettings, run_notebook
+    from grader.run.sandbox import paths_to_hide
 
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(source) for source in TRACE_COUNTING_CELLS]

@@ -1,4 +1,4 @@
-"""Tests for grader.report: escaping of student text, report content, file names, index."""
+"""Tests for grader.outputs.report: escaping of student text, report content, file names, index."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.report import (
+from grader.outputs.report import (
     SORT_SCRIPT,
     format_percent,
     render_index,

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.sandbox import RUN_PREFIX, run_folder_owner
+from grader.run.sandbox import RUN_PREFIX, run_folder_owner
 from tests.conftest import RUBRIC
 
 pytestmark = pytest.mark.kernel
@@ -216,7 +216,7 @@ def _parent(pid: int) -> int | None:
 
 
 def sandbox_processes() -> list[int]:
-    from grader.sandbox import UID_BASE
+    from grader.run.sandbox import UID_BASE
 
     found = []
     for entry in os.listdir("/proc"):

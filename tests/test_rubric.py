@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from grader.errors import RubricError
-from grader.rubric import KNOWN_CHECKS, SELF_CHECK_CAPS, load_rubric
+from grader.rubric.schema import KNOWN_CHECKS, SELF_CHECK_CAPS, load_rubric
 
 COURSE = Path(__file__).parent.parent / "rubrics" / "transfer_learning.toml"
 MINIMAL = """

@@ -15,11 +15,11 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from grader import sandbox
-from grader.cgroups import process_start
 from grader.cli import main
 from grader.errors import UsageError
-from grader.sandbox import Capabilities, not_enforced_warning, paths_to_hide
+from grader.run import sandbox
+from grader.run.cgroups import process_start
+from grader.run.sandbox import Capabilities, not_enforced_warning, paths_to_hide
 from tests.conftest import ROOT, dead_pid
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
@@ -73,7 +73,7 @@ def test_cli_warns_once_before_grading(skip_env: pytest.MonkeyPatch, tmp_path: P
 
 def test_launcher_needs_a_policy_and_a_command() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "grader.sandbox_launch", "policy.json"],
+        [sys.executable, "-m", "grader.run.kernel.launch", "policy.json"],
         capture_output=True,
         text=True,
     )
@@ -113,7 +113,7 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
         "except OSError as exc:\n    out['big'] = exc.errno\n"
         "print(json.dumps(out))"
     )
-    command = [sys.executable, "-m", "grader.sandbox_launch", str(tmp_path / "policy.json")]
+    command = [sys.executable, "-m", "grader.run.kernel.launch", str(tmp_path / "policy.json")]
     proc = subprocess.run(
         [*command, "--", sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
@@ -131,7 +131,9 @@ def test_a_run_folder_names_its_owner_from_the_instant_it_exists(
     me = sandbox.RunOwner(os.getpid(), process_start(os.getpid()) or 0, sandbox.pid_namespace())
     assert sandbox.run_folder_owner(mine) == me and me.start and me.namespace
     assert not sandbox.is_stale(mine)
-    code = "import os; from grader.sandbox import make_run_folder; make_run_folder(); os._exit(9)"
+    code = (
+        "import os; from grader.run.sandbox import make_run_folder; make_run_folder(); os._exit(9)"
+    )
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT)
     assert killed.returncode == 9
@@ -175,9 +177,9 @@ def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path
 
 @pytest.mark.kernel
 def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.MonkeyPatch) -> None:
-    from grader.assets import ensure_kit
-    from grader.execute import RunSettings, run_notebook
-    from grader.rubric import Limits
+    from grader.kit.assets import ensure_kit
+    from grader.rubric.schema import Limits
+    from grader.run.execute import RunSettings, run_notebook
 
     skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces,user,cgroup")
     limits = Limits(cell_timeout_s=60, notebook_timeout_s=120, memory_mb=1024)

@@ -9,8 +9,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from grader.cli import main
-from grader.habits import (
+from grader.checks.notes import (
     EXPERIMENTAL_FIX,
     FIT_GENERATOR_FIX,
     LEGACY_FIX,
@@ -19,6 +18,7 @@ from grader.habits import (
     advise,
     find_notes,
 )
+from grader.cli import main
 from grader.notebook import GRADING_VARIABLE, check_here
 from grader.results import CellError
 
@@ -91,8 +91,8 @@ def test_hidden_checks_are_counted_never_shown_and_never_all_passed(tmp_path: Pa
 
 
 def test_all_passed_only_when_every_check_ran(tmp_path: Path) -> None:
-    from grader.rubric import load_rubric
-    from grader.selfcheck import SelfCheck, check_static, summary
+    from grader.batch.selfcheck import SelfCheck, check_static, summary
+    from grader.rubric.schema import load_rubric
 
     outcome = check_static(GOOD, load_rubric(RUBRIC))
     assert not outcome.all_passed  # accuracy was not run

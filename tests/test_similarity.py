@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from grader.similarity import (
+from grader.intake.copies import (
     DEFAULT_THRESHOLD,
     FLAG_POSSIBLE_COPY,
     Match,

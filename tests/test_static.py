@@ -1,4 +1,4 @@
-"""Tests for grader.static: facts read from notebook code with ast, never executed."""
+"""Tests for grader.static.facts: facts read from notebook code with ast, never executed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from grader.magics import neutralise_magics
-from grader.static import CodeRef, StaticFacts, analyze_notebook, analyze_sources
+from grader.static.facts import CodeRef, StaticFacts, analyze_notebook, analyze_sources
+from grader.static.magics import neutralise_magics
 
 TF = "import tensorflow as tf\n"
 BASE = TF + "base = tf.keras.applications.MobileNetV2(include_top=False)\n"

@@ -13,13 +13,19 @@ import pytest
 from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from grader.checks.review import (
+    apply_overrides,
+    finalize,
+    lateness,
+    read_overrides,
+    submission_time,
+)
+from grader.checks.written import check_written
 from grader.cli import main
 from grader.errors import RubricError, UsageError
-from grader.export import read_results_jsonl, write_results_jsonl
+from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult
-from grader.review import apply_overrides, finalize, lateness, read_overrides, submission_time
-from grader.rubric import LatePolicy, load_rubric
-from grader.written import check_written
+from grader.rubric.schema import LatePolicy, load_rubric
 
 ROOT = Path(__file__).parent.parent
 RUBRIC = ROOT / "rubrics" / "transfer_learning.toml"

@@ -1,0 +1,341 @@
+"""What ``grader grade`` does, as a library: :func:`grade_class` reads as the pipeline.
+
+intake (folder or LMS zip) -> run settings for the mode -> the reference's figures ->
+one job per student, keyed -> the results store answers what it can, workers (local or
+Dask) grade the rest -> copy flags, overrides, late penalties -> pages and exports,
+rewritten only when something they are made from changed.
+
+The orchestrating process imports no TensorFlow: kernels and the trusted evaluator do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import resource
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.batch.pipeline import GradingContext
+from grader.batch.progress import Progress, close_log, open_log
+from grader.batch.runners import Job, LocalRunner, Runner, default_workers, plan_jobs, run_batch
+from grader.batch.store import (
+    STORE_FILE,
+    BatchKey,
+    ResultsStore,
+    grader_fingerprint,
+    outputs_digest,
+)
+from grader.errors import UsageError
+from grader.intake.copies import FLAG_POSSIBLE_COPY, copy_message, find_copies
+from grader.intake.lms import gather
+from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
+from grader.measure.reference import ReferenceFigures, load_or_run
+from grader.results import SubmissionResult
+from grader.rubric.schema import Rubric, load_rubric
+from grader.run.execute import RunSettings
+from grader.run.probe import ProbeConfig
+from grader.run.sandbox import paths_to_hide, sweep_stale
+
+MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
+"""Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""
+OUTPUTS_META = "outputs"
+"""The results store's record of what the outputs were last written from."""
+MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
+MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
+MSG_OUT = "{out}: cannot write the output folder ({detail})"
+LOCK_FILE = ".grader.lock"
+FLAG_MULTIPLE_FILES = "multiple_files"
+MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
+MSG_REFERENCE = "Reference accuracy ({mode}): {accuracy:.3f}"
+MSG_NO_REFERENCE = "No reference notebook in the rubric; published accuracy ({mode}): {accuracy}"
+MSG_PEAK_RSS = "orchestrator peak RSS {mb} MB"
+
+
+@dataclass
+class GradeRequest:
+    """One ``grader grade`` invocation."""
+
+    submissions: Path
+    """A folder, one notebook, or an LMS bulk-download ``.zip``."""
+    rubric: Path
+    """The rubric file."""
+    out: Path
+    """The output folder (results store and log included)."""
+    mode: str = MODE_FULL
+    """``quick`` or ``full``."""
+    workers: int | None = None
+    """Local workers (None: :func:`grader.batch.runners.default_workers`)."""
+    force: bool = False
+    """Grade again what the results store already has."""
+    dask: str | None = None
+    """A Dask scheduler's address: grade there instead of locally."""
+    cache: Path | None = None
+    """Cache folder for the kit and the reference's figures."""
+    roster: Path | None = None
+    """A Canvas roster for canvas.csv."""
+
+
+@dataclass
+class GradeOutcome:
+    """What a batch produced."""
+
+    results: list[SubmissionResult]
+    """One per student, sorted."""
+    written: dict[str, Path] = field(default_factory=dict)
+    """The files written; empty when nothing changed since the last run."""
+    graded: int = 0
+    """Submissions graded in this run (the rest came from the results store)."""
+
+
+def grade_class(
+    request: GradeRequest,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+) -> GradeOutcome:
+    """Grade a class: intake, reference, jobs, store and workers, then the outputs."""
+    warn = warn or say
+    with _output_lock(request.out), ResultsStore(request.out / STORE_FILE) as store:
+        rubric = load_rubric(request.rubric)
+        intake = gather(request.submissions, request.out, rubric.intake.patterns)
+        if not intake.entries:
+            raise UsageError(MSG_NO_NOTEBOOKS.format(source=request.submissions))
+        workers = request.workers or default_workers()
+        settings, digest = run_settings(
+            rubric, request.mode, request.cache, workers, say, request.submissions, request.out
+        )
+        # Only once the request is known to be good: a usage error is its one line.
+        stale = sweep_stale()
+        if stale:
+            warn(MSG_STALE.format(n=stale))
+        figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
+        jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
+        ctx = GradingContext(
+            rubric=rubric,
+            settings=settings,
+            reference_accuracy=figures.accuracy,
+            out=request.out,
+            mode=request.mode,
+        )
+        logger = open_log(request.out)
+        try:
+            for problem in intake.problems:
+                warn(f"warning: {problem}")
+                logger.warning(problem)
+            runner = make_runner(request.dask, workers, settings, request.submissions, request.out)
+            progress = Progress(len(jobs), workers, logger=logger)
+            results = run_batch(jobs, ctx, runner, store, progress, request.force)
+            outcome = GradeOutcome(results, graded=progress.graded)
+            key = _outputs_key(jobs, request, figures)
+            if progress.graded or not _outputs_current(store, request.out, key):
+                outcome.written = write_class_outputs(results, jobs, rubric, figures, request, say)
+                store.set_meta(OUTPUTS_META, key)
+            logger.info(MSG_PEAK_RSS.format(mb=peak_rss_mb()))
+        finally:
+            close_log(logger)
+    return outcome
+
+
+def _batch_key(
+    rubric: Rubric, figures: ReferenceFigures, digest: str, request: GradeRequest
+) -> BatchKey:
+    """Everything a stored result depends on besides the notebook (see
+    :mod:`grader.batch.store`)."""
+    return BatchKey(
+        rubric=rubric.digest,
+        reference=f"{figures.key}:{figures.accuracy!r}",
+        kit=digest,
+        mode=request.mode,
+        grader=grader_fingerprint(),
+    )
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """One grader at a time per output folder: a second one is refused, not interleaved."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK_FILE, "a+", encoding="ascii")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(MSG_OUT.format(out=out, detail=exc.strerror or exc)) from exc
+    with handle as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise UsageError(MSG_BUSY.format(out=out, pid=lock.read().strip() or "?")) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def note_intake(results: list[SubmissionResult], jobs: list[Job]) -> None:
+    """What intake noticed (older files from the same student) as each result's remarks."""
+    notes = {job.student: job.notes for job in jobs if job.notes}
+    for result in results:
+        if notes.get(result.student) and FLAG_MULTIPLE_FILES not in result.flags:
+            result.flags.append(FLAG_MULTIPLE_FILES)
+            result.remarks.extend(notes[result.student])
+
+
+def flag_copies(results: list[SubmissionResult], jobs: list[Job], threshold: float) -> int:
+    """Flag ``possible_copy`` on each result whose notebook matches another student's."""
+    notebooks: dict[str, bytes] = {}
+    for job in jobs:
+        try:
+            notebooks[job.student] = job.path.read_bytes()
+        except OSError:
+            continue
+    matches = find_copies(notebooks, threshold)
+    for result in results:
+        found = matches.get(result.student)
+        if found and FLAG_POSSIBLE_COPY not in result.flags:
+            result.flags.append(FLAG_POSSIBLE_COPY)
+            result.remarks.append(copy_message(found))
+    return len(matches)
+
+
+def write_class_outputs(
+    results: list[SubmissionResult],
+    jobs: list[Job],
+    rubric: Rubric,
+    figures: ReferenceFigures,
+    request: GradeRequest,
+    say: Callable[[str], None],
+) -> dict[str, Path]:
+    """Copy flags, overrides and late penalties, then every page and export."""
+    from grader.outputs.write import ClassInfo, write_outputs
+
+    note_intake(results, jobs)
+    flag_copies(results, jobs, rubric.intake.copy_threshold)
+    apply_review(results, rubric, request.out, say)
+    info = ClassInfo(
+        check_ids=rubric.check_ids,
+        assignment=rubric.title,
+        reference_accuracy=figures.accuracy,
+        reference_history=figures.history,
+        roster=request.roster,
+    )
+    return write_outputs(results, info, request.out)
+
+
+def apply_review(
+    results: list[SubmissionResult], rubric: Rubric, out: Path, say: Callable[[str], None]
+) -> None:
+    """Apply ``OUT/overrides.csv`` when there is one, then each final score and late penalty."""
+    from grader.checks.review import OVERRIDES_FILE, apply_overrides, finalize, read_overrides
+
+    path = out / OVERRIDES_FILE
+    if path.exists():
+        apply_overrides(results, read_overrides(path), path)
+        say(f"Applied {path}")
+    for result in results:
+        if result.checks:
+            finalize(result, rubric.late)
+
+
+def run_settings(
+    rubric: Rubric,
+    mode: str,
+    cache: Path | None,
+    workers: int,
+    say: Callable[[str], None],
+    *inputs: Path,
+) -> tuple[RunSettings, str]:
+    """How every notebook of this run executes, and the asset kit's digest."""
+    kit = (
+        course_kit(rubric.keras_home, rubric.holdout)
+        if rubric.keras_home
+        else ensure_kit(cache, progress=say)
+    )
+    caps = rubric.selfcheck if mode == MODE_CHECK else rubric.quick
+    probe = ProbeConfig(
+        dir=Path("."),
+        quick=mode != MODE_FULL,
+        max_epochs=caps.max_epochs,
+        max_steps=caps.max_steps_per_epoch,
+        max_validation_steps=caps.max_validation_steps,
+        later_steps=caps.later_fit_steps,
+        eager_steps=caps.eager_steps,
+        model_variable=next((c.model_variable for c in rubric.checks if c.model_variable), None),
+    )
+    hidden = paths_to_hide(
+        Path.home(),
+        Path.cwd(),
+        cache or default_cache_dir(),
+        rubric.path,
+        rubric.reference_notebook,
+        rubric.holdout,
+        *inputs,
+    )
+    settings = RunSettings(
+        kit=kit,
+        limits=rubric.limits,
+        hide=hidden,
+        probe=probe,
+        threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None,
+        holdout_images=caps.holdout_images if mode != MODE_FULL else 0,
+    )
+    return settings, kit_digest(kit)
+
+
+def reference_figures(
+    rubric: Rubric,
+    settings: RunSettings,
+    cache: Path | None,
+    digest: str,
+    mode: str,
+    say: Callable[[str], None],
+) -> ReferenceFigures:
+    """The reference's figures (run once, then stored), or the rubric's published ones."""
+    if rubric.reference_notebook is None:
+        accuracy = rubric.published_accuracy.get(mode)
+        say(MSG_NO_REFERENCE.format(mode=mode, accuracy=accuracy))
+        return ReferenceFigures(f"published:{accuracy}", accuracy, None, None, 0.0, [])
+    figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode)
+    say(MSG_REFERENCE.format(mode=mode, accuracy=figures.accuracy))
+    return figures
+
+
+def make_runner(
+    address: str | None, workers: int, settings: RunSettings, *shared: Path
+) -> Callable[[], Runner]:
+    """Local worker processes, or the Dask cluster at ``address`` (connected when needed)."""
+    if address is None:
+        return lambda: LocalRunner(workers)
+
+    def connect() -> Runner:
+        from grader.batch.cluster import DaskRunner
+
+        needed = [settings.kit.keras_home, *filter(None, [settings.kit.holdout]), *shared]
+        return DaskRunner(address, [p.resolve() for p in needed])
+
+    return connect
+
+
+def _outputs_key(jobs: list[Job], request: GradeRequest, figures: ReferenceFigures) -> str:
+    from grader.checks.review import OVERRIDES_FILE
+
+    keys = [job.key for job in jobs] + [f"{job.student}:{n}" for job in jobs for n in job.notes]
+    keys.append(f"reference:{figures.key}:{figures.accuracy!r}")
+    return outputs_digest(keys, request.out / OVERRIDES_FILE, request.roster)
+
+
+def _outputs_current(store: ResultsStore, out: Path, key: str) -> bool:
+    """True when the pages and exports were written from exactly these results and inputs
+    and are all still there."""
+    from grader.outputs.gradebooks import CANVAS_FILE, XLSX_FILE
+    from grader.outputs.records import GRADES_FILE, RESULTS_FILE
+
+    files = (RESULTS_FILE, GRADES_FILE, XLSX_FILE, CANVAS_FILE, "index.html")
+    written = all((out / name).exists() for name in files)
+    return written and store.meta(OUTPUTS_META) == key
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (the orchestrator's; kernels are not in it)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024

@@ -1,0 +1,174 @@
+"""Accuracy figures and the accuracy check's bands.
+
+The figure that earns credit is *measured*: the saved model evaluated by the trusted
+evaluator on the hidden holdout split. The student's own figures (the probe's
+records of their ``evaluate``/``fit`` and a printed "accuracy" line) are only
+cross-checked against it. Full points at or above ``reference - tolerance``, falling
+linearly to zero at ``floor``. A notebook that never trained earns nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import nbformat
+
+from grader.checks.structural import ACCURACY_KEYS, CHECKS, Facts, scored_verdict
+from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
+from grader.rubric.schema import KIND_WRITTEN, CheckSpec
+
+FLAG_MISMATCH = "accuracy_mismatch"
+FLAG_UNVERIFIED = "accuracy_unverified"
+MSG_NO_TRAINING = "The notebook never trained a model, so it earns no accuracy credit."
+MSG_NO_FIGURE = "The model was trained but could not be measured and reported no accuracy."
+MSG_NO_REFERENCE = "The reference's accuracy is not known, so accuracy cannot be scored."
+MSG_BAND = (
+    "{kind} accuracy {accuracy:.1%} against the reference's {reference:.1%}: full points "
+    "from {full:.1%}, none at or below {floor:.1%}."
+)
+MSG_UNVERIFIED = (
+    " The saved model could not be loaded safely ({error}), so only the notebook's "
+    "own figure is known{credit}."
+)
+MSG_MISMATCH = "The notebook reported {reported:.1%} but the model measures {measured:.1%}."
+PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)?)\s*(%?)", re.I)
+PROGRESS = ("━", "/step", "[==", "ETA")
+
+
+def _accuracy_of(metrics: dict[str, Any], prefix: str = "") -> float | None:
+    for key in ACCURACY_KEYS:
+        value = metrics.get(prefix + key)
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def self_reported_accuracy(events: list[dict[str, Any]]) -> float | None:
+    """The student's own figure: the last evaluate after the last fit, else its validation."""
+    fits = [i for i, e in enumerate(events) if e.get("event") in ("fit", "fit_end")]
+    if not fits:
+        evaluations = [e for e in events if e.get("event") == "evaluate"]
+        return _accuracy_of(evaluations[-1].get("metrics", {})) if evaluations else None
+    for event in reversed(events[fits[-1] :]):
+        if event.get("event") == "evaluate":
+            value = _accuracy_of(event.get("metrics", {}))
+            if value is not None:
+                return value
+    history = events[fits[-1]].get("history", {})
+    return _accuracy_of(history, "val_") or _accuracy_of(history)
+
+
+def printed_accuracy(nb: nbformat.NotebookNode) -> float | None:
+    """The last "accuracy" figure the notebook printed (stream or text outputs)."""
+    found = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+            text = text if isinstance(text, str) else "".join(text)
+            lines = [ln for ln in text.splitlines() if not any(p in ln for p in PROGRESS)]
+            for match in PRINTED.finditer("\n".join(lines)):
+                value = float(match.group(1)) / (
+                    100 if match.group(2) or float(match.group(1)) > 1 else 1
+                )
+                if 0.0 <= value <= 1.0:
+                    found = value
+    return found
+
+
+def band_score(accuracy: float, reference: float, spec: CheckSpec) -> float:
+    """Points for ``accuracy`` under the rubric's bands."""
+    full_at = reference - spec.tolerance
+    if accuracy <= spec.floor:
+        return 0.0
+    if accuracy >= full_at:
+        return spec.points
+    return round(spec.points * (accuracy - spec.floor) / (full_at - spec.floor), 2)
+
+
+def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
+    """``accuracy_unverified`` / ``accuracy_mismatch`` for a model that trained."""
+    if facts.first_fit is None:  # any accuracy it claims cannot come from a trained model
+        return [FLAG_MISMATCH] if facts.claimed else []
+    measured = (facts.measured or {}).get("accuracy")
+    if measured is None:
+        return [FLAG_UNVERIFIED] if facts.first_fit is not None else []
+    gaps = [abs(claim - measured) for claim in facts.claimed]
+    return [FLAG_MISMATCH] if any(gap > spec.mismatch for gap in gaps) else []
+
+
+def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
+    def verdict(score: float, message: str, source: str, evidence: list[Evidence]) -> CheckResult:
+        return scored_verdict(spec, score, message, source, evidence)
+
+    evidence = _accuracy_evidence(facts)
+    if facts.first_fit is None:
+        return verdict(0.0, MSG_NO_TRAINING + _mismatch_note(spec, facts), SOURCE_NONE, evidence)
+    reference = facts.reference_accuracy
+    measured = (facts.measured or {}).get("accuracy")
+    if reference is None:
+        return verdict(0.0, MSG_NO_REFERENCE, SOURCE_NONE, evidence)
+    if measured is not None:
+        message = _band_message("Measured", measured, reference, spec)
+        score = band_score(measured, reference, spec)
+        return verdict(score, message + _mismatch_note(spec, facts), SOURCE_MEASURED, evidence)
+    reported = self_reported_accuracy(facts.events)
+    if reported is None:
+        return verdict(0.0, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence)
+    message = _band_message("Self-reported", reported, reference, spec)
+    credit = "" if spec.unverified_credit else "; the rubric gives no credit for it"
+    error = (facts.measured or {}).get("error") or "no saved model"
+    message += MSG_UNVERIFIED.format(error=error, credit=credit)
+    score = band_score(reported, reference, spec) if spec.unverified_credit else 0.0
+    return verdict(score, message, SOURCE_RUNTIME, evidence)
+
+
+def _band_message(kind: str, accuracy: float, reference: float, spec: CheckSpec) -> str:
+    return MSG_BAND.format(
+        kind=kind,
+        accuracy=accuracy,
+        reference=reference,
+        full=reference - spec.tolerance,
+        floor=spec.floor,
+    )
+
+
+def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:
+    measured = (facts.measured or {}).get("accuracy")
+    claims = [c for c in facts.claimed if measured is None or abs(c - measured) > spec.mismatch]
+    if not claims:
+        return ""
+    if measured is None:
+        return f" It reported {max(claims):.1%} without training a model."
+    return " " + MSG_MISMATCH.format(
+        reported=max(claims, key=lambda c: abs(c - measured)), measured=measured
+    )
+
+
+def _accuracy_evidence(facts: Facts) -> list[Evidence]:
+    lines = []
+    measured = (facts.measured or {}).get("accuracy")
+    if measured is not None:
+        lines.append(
+            f"measured on {facts.measured.get('images')} hidden holdout images: {measured:.4f}"
+        )
+    reported = self_reported_accuracy(facts.events)
+    if reported is not None:
+        lines.append(f"the notebook's own evaluate: {reported:.4f}")
+    if facts.printed is not None:
+        lines.append(f"printed by the notebook: {facts.printed:.4f}")
+    return [Evidence(kind="fact", text=line) for line in lines]
+
+
+def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
+    """The verdict of one rubric check (marked hidden when the rubric hides it)."""
+    if spec.kind == KIND_WRITTEN:
+        from grader.checks.written import check_written
+
+        return check_written(spec, facts.notebook)
+    check = check_accuracy if spec.id == "accuracy" else CHECKS[spec.id]
+    result = check(spec, facts)
+    result.hidden = spec.hidden
+    return result

@@ -1,0 +1,1 @@
+"""Finding submissions: notebook files, LMS names and archives, copies."""

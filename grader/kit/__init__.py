@@ -1,0 +1,1 @@
+"""The offline asset kit: orchestrator side (no TensorFlow) and its builder (its own process)."""

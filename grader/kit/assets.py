@@ -1,0 +1,139 @@
+"""The offline asset kit, seen from the orchestrating process (no TensorFlow here).
+
+The kit is built once by a child process (:mod:`grader.kit.build`) into
+``<cache>/kit-v<KIT_VERSION>/`` and reused. Each kernel gets its own Keras cache
+(:func:`prepare_keras_home`): links to the kit's weight files and dataset archives,
+plus the folder alias that Keras-2-style code (``dirname(path_to_zip)``) expects.
+The holdout split stays outside every kernel's cache.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.errors import AssetKitError
+from grader.files import source_digest
+
+KIT_FORMAT = "1"
+BUILDER_SOURCES = ("kit/build.py", "kit/synthetic.py")
+
+
+def _kit_version() -> str:
+    """The kit's version: its format plus a digest of the code that builds it."""
+    return f"{KIT_FORMAT}-{source_digest(*BUILDER_SOURCES)[:10]}"
+
+
+KIT_VERSION = _kit_version()
+CACHE_ENV = "GRADER_CACHE"
+MANIFEST = "manifest.json"
+EXTRACTED_SUFFIX = "_extracted"
+
+
+@dataclass(frozen=True)
+class Kit:
+    """Where a kernel's assets come from."""
+
+    keras_home: Path
+    """A Keras cache: ``models/`` (weight files) and ``datasets/`` (archives)."""
+    holdout: Path | None
+    """Hidden holdout images, one sub-folder per class; never shown to a kernel."""
+    version: str
+    """Kit version, or ``custom`` for a course's own cache (part of cache keys)."""
+
+
+def default_cache_dir() -> Path:
+    """``$GRADER_CACHE``, else ``~/.cache/grader``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "grader"
+
+
+def kit_dir(cache: Path | None = None) -> Path:
+    return (cache or default_cache_dir()) / f"kit-v{KIT_VERSION}"
+
+
+def ensure_kit(cache: Path | None = None, progress: Callable[[str], None] = print) -> Kit:
+    """The built kit, building it first (a few minutes, shown line by line) if missing."""
+    root = kit_dir(cache)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".kit-v{KIT_VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; others wait, then reuse
+        if not (root / MANIFEST).exists():
+            progress(f"Building the offline asset kit into {root} (once; a few minutes)")
+            _build(root, progress)
+    return Kit(keras_home=root / "keras_home", holdout=root / "holdout", version=KIT_VERSION)
+
+
+def _build(root: Path, progress: Callable[[str], None]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix="kit-build-", dir=root.parent))
+    command = [sys.executable, "-m", "grader.kit.build", str(staging), KIT_VERSION]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+    try:
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as proc:
+            assert proc.stdout is not None
+            tail: list[str] = []
+            for line in proc.stdout:
+                tail = (tail + [line.rstrip()])[-20:]
+                if line.startswith("[kit]"):
+                    progress(line.rstrip())
+        if proc.returncode != 0:
+            raise AssetKitError("building the asset kit failed:\n" + "\n".join(tail))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def course_kit(keras_home: Path, holdout: Path | None) -> Kit:
+    """A course's own Keras cache named by the rubric."""
+    if not (keras_home / "models").is_dir() and not (keras_home / "datasets").is_dir():
+        raise AssetKitError(f"{keras_home}: no models/ or datasets/ folder in this Keras cache")
+    return Kit(keras_home=keras_home, holdout=holdout, version="custom")
+
+
+def kit_digest(kit: Kit) -> str:
+    """Identifies the kit's contents for cache keys."""
+    manifest = kit.keras_home.parent / MANIFEST
+    text = manifest.read_text() if manifest.exists() else str(kit.keras_home)
+    return hashlib.sha256(f"{kit.version}:{text}".encode()).hexdigest()[:16]
+
+
+def prepare_keras_home(kit: Kit, dest: Path) -> Path:
+    """A kernel's own Keras cache linking to the kit; returns ``dest``."""
+    for sub in ("models", "datasets"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        source = kit.keras_home / sub
+        if not source.is_dir():
+            continue
+        for item in source.iterdir():
+            if item.is_file():
+                os.symlink(item.resolve(), dest / sub / item.name)
+    for archive in (dest / "datasets").glob("*.zip"):
+        _keras2_aliases(archive)
+    return dest
+
+
+def _keras2_aliases(archive: Path) -> None:
+    """Keras 3 extracts ``name.zip`` into ``name_extracted/``; Keras 2 code looks beside it."""
+    extracted = archive.with_name(archive.name.split(".")[0] + EXTRACTED_SUFFIX)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            tops = {n.split("/", 1)[0] for n in zf.namelist() if "/" in n}
+    except zipfile.BadZipFile:
+        return
+    for top in tops:
+        alias = archive.parent / top
+        if not alias.exists() and not alias.is_symlink():
+            os.symlink(Path(extracted.name) / top, alias)

@@ -1,0 +1,224 @@
+"""The orchestrator's side of the trusted evaluator (no TensorFlow imported here).
+
+:class:`EvaluatorProcess` keeps one ``python -m grader.measure.evaluator --serve HOLDOUT``
+process and sends it one model at a time. :func:`shared_evaluator` gives each grading
+process its own, started early (:meth:`EvaluatorProcess.start`) so that it imports
+TensorFlow while the student's notebook runs. A model that crashes or hangs the
+evaluator costs that student a measurement (an ``error`` in the answer) and the next
+model a fresh evaluator; it never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
+
+if TYPE_CHECKING:
+    from grader.run.execute import RunSettings
+
+MSG_NO_HOLDOUT = "no holdout split configured"
+MSG_EVALUATOR_FAILED = "the evaluator failed: {detail}"
+EVALUATE_TIMEOUT_S = 300.0
+EVALUATOR_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _env(threads: int | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_")}
+    env.update(EVALUATOR_ENV)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads))
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+class EvaluatorProcess:
+    """One long-lived trusted evaluator for one holdout folder."""
+
+    def __init__(self, holdout: Path, threads: int | None = None) -> None:
+        self.holdout = holdout
+        self.threads = threads
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._buffer = b""
+        self._lock = threading.RLock()  # a Dask worker grades on several threads
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the process now (it imports TensorFlow and decodes the holdout)."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        if self.running:
+            return
+        self._close()
+        self._stderr = tempfile.TemporaryFile()
+        command = [sys.executable, "-m", "grader.measure.evaluator", SERVE_FLAG, str(self.holdout)]
+        self._proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=_env(self.threads),
+        )
+        self._buffer = b""
+
+    def measure(
+        self,
+        model_path: Path,
+        hint: str | None = None,
+        timeout_s: float = EVALUATE_TIMEOUT_S,
+        limit: int = 0,
+    ) -> dict[str, Any]:
+        """The evaluator's answer for one saved model; an ``error`` answer on any failure.
+
+        One request at a time: threads sharing this evaluator wait their turn, so no
+        answer can reach another student's request."""
+        with self._lock:
+            self._start()
+            assert self._proc is not None and self._proc.stdin is not None
+            request = {"model": str(model_path), "hint": hint, "limit": limit}
+            try:
+                self._proc.stdin.write((json.dumps(request) + "\n").encode())
+                self._proc.stdin.flush()
+                line = self._answer(time.monotonic() + timeout_s)
+            except (BrokenPipeError, OSError):
+                line = None
+            try:
+                answer = json.loads(line) if line is not None else None
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):
+                detail = "timed out" if self.running else self._failure_detail()
+                self._close(kill=True)
+                return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
+            return answer
+
+    def _answer(self, deadline: float) -> str | None:
+        """The next answer line, or None when the process ends or the deadline passes."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._buffer:
+                    raw, self._buffer = self._buffer.split(b"\n", 1)
+                    text = raw.decode("utf-8", "replace")
+                    if text.startswith(ANSWER_PREFIX):
+                        return text[len(ANSWER_PREFIX) :]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+
+    def _failure_detail(self) -> str:
+        code = self._proc.poll() if self._proc is not None else None
+        tail = b""
+        if self._stderr is not None:
+            self._stderr.seek(0)
+            tail = self._stderr.read()[-4000:]
+        lines = tail.decode("utf-8", "replace").strip().splitlines()
+        return (lines[-1] if lines else f"exit code {code}")[:300]
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the process: closing stdin ends it; a stuck one, or ``kill``, kills it."""
+        with self._lock:
+            self._close(kill)
+
+    def _close(self, kill: bool = False) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and kill:
+            proc.kill()
+        if proc is not None:
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+_SHARED: dict[tuple[Path, int | None], tuple[int, EvaluatorProcess]] = {}
+
+
+def shared_evaluator(holdout: Path, threads: int | None = None) -> EvaluatorProcess:
+    """This process's evaluator for ``holdout`` (one per process; a fork gets its own)."""
+    key = (holdout, threads)
+    owner, evaluator = _SHARED.get(key, (0, None))
+    if evaluator is None or owner != os.getpid():
+        evaluator = EvaluatorProcess(holdout, threads)
+        _SHARED[key] = (os.getpid(), evaluator)
+    return evaluator
+
+
+def close_shared() -> None:
+    """Stop this process's evaluators (they also end by themselves when it exits)."""
+    for owner, evaluator in list(_SHARED.values()):
+        if owner == os.getpid():
+            evaluator.close()
+    _SHARED.clear()
+
+
+def evaluate(
+    model_path: Path,
+    holdout: Path | None,
+    hint: str | None = None,
+    threads: int | None = None,
+    timeout_s: float = EVALUATE_TIMEOUT_S,
+    limit: int = 0,
+) -> dict[str, Any]:
+    """Measure one saved model with this process's evaluator; never raises for a bad model."""
+    if holdout is None or not holdout.is_dir():
+        return {"accuracy": None, "error": MSG_NO_HOLDOUT}
+    return shared_evaluator(holdout, threads).measure(model_path, hint, timeout_s, limit)
+
+
+def measure_model(
+    model_path: Path, events: list[dict[str, Any]], settings: RunSettings
+) -> dict[str, Any]:
+    """The trusted measurement of a run's saved model, under the run's settings."""
+    hint = output_hint(events)
+    holdout, threads = settings.kit.holdout, settings.threads
+    return evaluate(model_path, holdout, hint, threads, limit=settings.holdout_images)
+
+
+def prestart(holdout: Path | None, threads: int | None = None) -> None:
+    """Start this process's evaluator now, so it is ready when the notebook has run."""
+    if holdout is not None and holdout.is_dir():
+        shared_evaluator(holdout, threads).start()
+
+
+def output_hint(events: list[dict[str, Any]]) -> str | None:
+    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it."""
+    for event in reversed(events):
+        if event.get("event") == "compile":
+            from_logits = (event.get("loss") or {}).get("from_logits")
+            if from_logits is None:
+                return None
+            return "logit" if from_logits else "probability"
+    return None

@@ -1,0 +1,151 @@
+"""The reference run: the reference solution graded under the students' conditions.
+
+Its figures are stored under the cache, keyed by everything that could change them
+(reference notebook, rubric, asset kit, mode, grader version), and reused until stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from grader import __version__
+from grader.checks.accuracy import self_reported_accuracy
+from grader.errors import ReferenceRunError
+from grader.files import source_digest
+from grader.measure.client import close_shared, measure_model, prestart
+from grader.rubric.schema import Rubric
+from grader.run.execute import Execution, RunSettings, run_notebook
+
+REFERENCE_DIR = "reference"
+MSG_NO_NOTEBOOK = "the rubric names no reference notebook ([reference] notebook = ...)"
+MSG_REFERENCE_FAILED = (
+    "the reference notebook did not run cleanly, so it cannot set the bar: {detail}"
+)
+MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
+
+
+@dataclass
+class ReferenceFigures:
+    """What the reference run produced."""
+
+    key: str
+    """The cache key these figures belong to."""
+    accuracy: float | None
+    """The figure students are scored against: measured on the holdout when there is one
+    (None only for a rubric without a reference notebook or a published figure)."""
+    self_reported: float | None
+    """The reference notebook's own evaluate figure."""
+    measured: float | None
+    """The trusted evaluator's holdout accuracy."""
+    duration_s: float
+    """Seconds the reference notebook took to run."""
+    history: list[dict]
+    """Training history per phase, for reports."""
+
+
+def reference_key(rubric: Rubric, kit_digest: str, mode: str, caps: str = "") -> str:
+    if rubric.reference_notebook is None:
+        raise ReferenceRunError(MSG_NO_NOTEBOOK)
+    notebook = rubric.reference_notebook.read_bytes()
+    parts = [
+        hashlib.sha256(notebook).hexdigest(),
+        rubric.digest,
+        kit_digest,
+        mode,
+        caps,
+        __version__,
+        _measuring_code_digest(),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def caps_text(settings: RunSettings) -> str:
+    """The probe's caps as text: figures measured under other caps are someone else's."""
+    probe = settings.probe
+    if not probe.quick:
+        return ""
+    return (
+        f"{probe.max_epochs},{probe.max_steps},{probe.max_validation_steps},"
+        f"{probe.later_steps},{probe.eager_steps},{settings.holdout_images}"
+    )
+
+
+MEASURING_CODE = ("run/kernel", "run/probe.py", "measure/evaluator.py")
+"""What decides a measured figure: the kernel side (the probe), the probe's injection
+and caps, and the evaluator."""
+
+
+def _measuring_code_digest() -> str:
+    """The probe and the evaluator decide the figures: a change to either makes them stale."""
+    return source_digest(*MEASURING_CODE)[:12]
+
+
+def load_or_run(
+    rubric: Rubric,
+    settings: RunSettings,
+    cache: Path,
+    kit_digest: str,
+    mode: str,
+    force: bool = False,
+) -> ReferenceFigures:
+    """Stored figures when fresh, else run the reference now and store them."""
+    key = reference_key(rubric, kit_digest, mode, caps_text(settings))
+    stored = cache / REFERENCE_DIR / f"{key}.json"
+    if stored.exists() and not force:
+        try:
+            return ReferenceFigures(**json.loads(stored.read_text()))
+        except (ValueError, TypeError):
+            pass  # a damaged record: run again
+    figures = run_reference(rubric, settings, key)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_suffix(".part")
+    partial.write_text(json.dumps(asdict(figures), indent=2))
+    os.replace(partial, stored)
+    return figures
+
+
+def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceFigures:
+    """Run the reference notebook and measure its model like a student's."""
+    assert rubric.reference_notebook is not None
+    nb = nbformat.read(rubric.reference_notebook, as_version=4)
+    prestart(settings.kit.holdout, settings.threads)
+    run = run_notebook(nb, rubric.reference_notebook.name, settings)
+    try:
+        problems = run.messages + [f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors]
+        if problems or run.probe_error:
+            detail = "; ".join(problems[:3]) or str(run.probe_error)
+            raise ReferenceRunError(MSG_REFERENCE_FAILED.format(detail=detail))
+        reported = self_reported_accuracy(run.events)
+        measured: dict = {"accuracy": None, "error": "no saved model"}
+        if run.model_path is not None:
+            measured = measure_model(run.model_path, run.events, settings)
+        accuracy = measured.get("accuracy")
+        if accuracy is None:
+            accuracy = reported if settings.kit.holdout is None else None
+        if accuracy is None:
+            raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
+        phases = [
+            {"history": e.get("history", {})} for e in run.events if e.get("event") == "fit_end"
+        ]
+        return ReferenceFigures(
+            key=key,
+            accuracy=accuracy,
+            self_reported=reported,
+            measured=measured.get("accuracy"),
+            duration_s=run.duration_s,
+            history=phases,
+        )
+    finally:
+        run.cleanup()
+        close_shared()  # the reference is run once: its evaluator is not kept
+
+
+def _failure(run: Execution, measured: dict) -> str:
+    errors = "; ".join(f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors[:3])
+    return "; ".join(run.messages) or errors or run.probe_error or str(measured.get("error"))

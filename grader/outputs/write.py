@@ -1,0 +1,75 @@
+"""Writing a batch's outputs (the output contract of DESIGN.md).
+
+Everything here is rebuilt from ``results.jsonl`` and ``reference.json`` by
+``grader report OUT``: no notebook runs to redo a page or an export.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.outputs.gradebooks import write_gradebooks
+from grader.outputs.records import (
+    GRADES_FILE,
+    RESULTS_FILE,
+    atomic_write_text,
+    write_grades_csv,
+    write_results_jsonl,
+)
+from grader.outputs.report import write_reports
+from grader.results import SubmissionResult
+
+REFERENCE_FILE = "reference.json"
+
+
+@dataclass
+class ClassInfo:
+    """What the pages and exports need beyond the results themselves."""
+
+    check_ids: list[str]
+    """The rubric's checks, in order (the spreadsheet's columns)."""
+    assignment: str = "Assignment"
+    """The assignment's title (Canvas's grade column)."""
+    reference_accuracy: float | None = None
+    reference_history: list[dict[str, Any]] = field(default_factory=list)
+    """The reference's training phases, drawn beside each student's curves."""
+    roster: Path | None = None
+    """A Canvas roster CSV giving each student's identity, when the instructor has one."""
+
+    def save(self, out: Path) -> None:
+        figures = {"accuracy": self.reference_accuracy, "history": self.reference_history}
+        atomic_write_text(out / REFERENCE_FILE, json.dumps(figures, indent=1) + "\n")
+
+    def load_reference(self, out: Path) -> None:
+        """Fill the reference's figures from ``out/reference.json`` when it exists."""
+        path = out / REFERENCE_FILE
+        if path.exists():
+            figures = json.loads(path.read_text())
+            self.reference_accuracy = figures.get("accuracy", self.reference_accuracy)
+            self.reference_history = figures.get("history") or []
+
+
+def write_outputs(results: list[SubmissionResult], info: ClassInfo, out: Path) -> dict[str, Path]:
+    """Every output under ``out``: results, spreadsheets, gradebooks, pages."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_jsonl(results, out / RESULTS_FILE)
+    info.save(out)
+    write_grades_csv(results, info.check_ids, out / GRADES_FILE)
+    books = write_gradebooks(results, info.check_ids, out, info.assignment, info.roster)
+    write_reports(
+        results,
+        out,
+        info.check_ids,
+        reference_accuracy=info.reference_accuracy,
+        reference_history=info.reference_history,
+    )
+    return {
+        "results": out / RESULTS_FILE,
+        "grades": out / GRADES_FILE,
+        **books,
+        "reports": out / "reports",
+        "index": out / "index.html",
+    }

@@ -1,0 +1,1 @@
+"""The rubric file: its schema, validated key by key on load."""

@@ -1,0 +1,395 @@
+"""Rubric files: TOML, validated on load into :class:`Rubric`.
+
+A wrong key or type is a :class:`~grader.errors.RubricError` naming the file and the
+key (``rubric.toml: checks[2].points: expected a number, got 'two'``). Paths inside a
+rubric are relative to the rubric file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.errors import RubricError
+from grader.intake.copies import DEFAULT_THRESHOLD
+from grader.rubric.tomlfields import (
+    NUMBER,
+    dataclass_from,
+    fraction,
+    no_unknown,
+    path_value,
+    strings,
+    subtable,
+    value_of,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KNOWN_CHECKS = ("include_top_false", "base_frozen", "augmentation", "pooling_head", "accuracy")
+PUBLISHED_KEYS = {"quick": "quick_accuracy", "full": "full_accuracy", "check": "check_accuracy"}
+SECTIONS = {
+    "assignment",
+    "limits",
+    "quick",
+    "check",
+    "reference",
+    "data",
+    "checks",
+    "late",
+    "intake",
+}
+KIND_CODE, KIND_WRITTEN = "code", "written"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of the rubric."""
+
+    id: str
+    """Which check function decides it (one of ``KNOWN_CHECKS``)."""
+    title: str
+    """Short title shown in reports."""
+    points: float
+    """Points for a full pass."""
+    hint: str = ""
+    """Shown to the student when the check fails."""
+    hidden: bool = False
+    """Run only in batch grading; never shown by a self-check."""
+    tolerance: float = 0.05
+    """accuracy: full points at or above reference minus this."""
+    floor: float = 0.5
+    """accuracy: zero points at or below this accuracy."""
+    mismatch: float = 0.2
+    """accuracy: a self-reported figure this far from the measured one is flagged."""
+    unverified_credit: bool = False
+    """accuracy: whether a self-reported figure earns credit when the model cannot be measured."""
+    model_variable: str = ""
+    """accuracy: the notebook variable holding the model to measure (default: last trained)."""
+    kind: str = "code"
+    """``code`` (a structural or accuracy check) or ``written`` (a free-text answer)."""
+    question: str = ""
+    """written: the heading or question the answer follows (matched tolerantly)."""
+    concepts: tuple[tuple[str, ...], ...] = ()
+    """written: the concepts a good answer covers, each as its phrasings or synonyms."""
+    aliases: tuple[str, ...] = ()
+    """written: other headings the answer may sit under (e.g. ``Freezing``)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Time and resource limits for one notebook."""
+
+    cell_timeout_s: float = 240.0
+    """Seconds one cell may run before it is interrupted."""
+    notebook_timeout_s: float = 900.0
+    """Seconds all cells of one notebook may run together."""
+    memory_mb: int = 4096
+    """Memory for the kernel and everything it starts (cgroup, or an RSS watchdog)."""
+    max_processes: int = 512
+    """Processes and threads the kernel may have at once (TensorFlow needs ~100)."""
+    max_file_mb: int = 1024
+    """Largest file the kernel may write."""
+    max_output_kb: int = 4096
+    """Output kept per cell; the rest is dropped behind a visible marker."""
+
+
+@dataclass(frozen=True)
+class LatePolicy:
+    """When a submission is due and what lateness costs."""
+
+    due: _dt.datetime | None = None
+    """The deadline (timezone-aware; a time without a zone is read as UTC)."""
+    grace_minutes: float = 0.0
+    """Minutes after ``due`` that still count as on time."""
+    penalty_per_day: float = 0.1
+    """Share of the maximum score lost per started day late."""
+    max_penalty: float = 1.0
+    """The largest share of the maximum score lateness can cost."""
+    name_time_pattern: str = r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})"
+    """Where an LMS file name carries the submission time (a regex with a ``time`` group)."""
+    name_time_format: str = "%Y-%m-%d-%H-%M-%S"
+    """How that time is written (``strptime``), read as UTC."""
+
+
+@dataclass(frozen=True)
+class QuickMode:
+    """Caps applied by the probe in quick mode."""
+
+    max_epochs: int = 2
+    """Epochs per ``fit`` call (counted from ``initial_epoch``)."""
+    max_steps_per_epoch: int = 10
+    """Training batches per epoch."""
+    max_validation_steps: int = 3
+    """Batches per validation pass and per ``evaluate``."""
+    later_fit_steps: int = 0
+    """Training batches per epoch in the second and later ``fit`` calls (fine-tuning);
+    0: ``max_steps_per_epoch``."""
+    eager_steps: int = 0
+    """A ``fit`` capped at this many steps or fewer runs eagerly: for a couple of steps,
+    tracing the training step costs more than it saves. 0: never."""
+    holdout_images: int = 0
+    """The evaluator measures this many holdout images, spread evenly (0: all)."""
+
+
+SELF_CHECK_CAPS = QuickMode(
+    max_epochs=1, max_steps_per_epoch=10, max_validation_steps=1, eager_steps=1, holdout_images=128
+)
+"""``grader check``'s caps (``[check]``): one epoch of 10 steps per ``fit``, one-batch
+validations run eagerly, 128 holdout images. Fewer training steps leave the reference
+at chance (0.50 measured with 10 + 2 or 3 + 10 steps), which would tell a student nothing."""
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """How submissions from an LMS are identified and compared (``[intake]``)."""
+
+    patterns: tuple[str, ...] = ()
+    """Regexes with a named group ``student``, matched (``re.search``) against each
+    file's path relative to the submissions folder or archive, ``/``-separated; tried
+    before the built-in Canvas and Moodle patterns."""
+    copy_threshold: float = DEFAULT_THRESHOLD
+    """Code similarity (above 0, at most 1) from which two students' notebooks are
+    flagged as a possible copy; byte-identical files always are."""
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """A validated rubric."""
+
+    path: Path
+    """The TOML file it was read from."""
+    title: str
+    """The assignment's title."""
+    checks: tuple[CheckSpec, ...]
+    """Checks in the order they are reported."""
+    limits: Limits = field(default_factory=Limits)
+    """Time limits."""
+    quick: QuickMode = field(default_factory=QuickMode)
+    """``--quick`` caps (``[quick]``)."""
+    selfcheck: QuickMode = SELF_CHECK_CAPS
+    """The student self-check's caps (``[check]``)."""
+    reference_notebook: Path | None = None
+    """The reference solution, resolved against the rubric's folder."""
+    keras_home: Path | None = None
+    """A real Keras cache (models/, datasets/); None means the offline asset kit."""
+    holdout: Path | None = None
+    """Hidden holdout images (class sub-folders); None means the kit's."""
+    digest: str = ""
+    """SHA-256 of the rubric file's bytes (part of cache keys)."""
+    late: LatePolicy | None = None
+    """The deadline and late penalty (``[late]``); None: no penalty."""
+    published_accuracy: dict[str, float] = field(default_factory=dict)
+    """The reference's accuracy per mode, published for students who have no reference
+    notebook (``[reference] quick_accuracy`` / ``full_accuracy``)."""
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    """Student-id patterns and the copy threshold (``[intake]``)."""
+
+    @property
+    def check_ids(self) -> list[str]:
+        return [c.id for c in self.checks]
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(c.points for c in self.checks))
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    """Read and validate a rubric file."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise RubricError(name, "", f"cannot read the rubric ({exc.strerror})") from exc
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RubricError(name, "", f"not valid TOML ({exc})") from exc
+    no_unknown(name, "", raw, SECTIONS)
+    base = path.parent
+    section = subtable(name, raw, "assignment")
+    no_unknown(name, "assignment", section, {"title"})
+    reference = subtable(name, raw, "reference")
+    no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
+    data = subtable(name, raw, "data")
+    no_unknown(name, "data", data, {"keras_home", "holdout"})
+    reference_notebook = path_value(name, base, "reference.notebook", reference.get("notebook"))
+    if reference_notebook is not None and not reference_notebook.is_file():
+        raise RubricError(name, "reference.notebook", f"no such notebook: {reference_notebook}")
+    return Rubric(
+        path=path,
+        title=value_of(name, "assignment.title", section, "title", str, "Assignment"),
+        checks=_checks(name, raw.get("checks")),
+        limits=dataclass_from(name, raw, "limits", Limits),
+        quick=dataclass_from(name, raw, "quick", QuickMode),
+        selfcheck=dataclass_from(name, raw, "check", QuickMode, SELF_CHECK_CAPS),
+        reference_notebook=reference_notebook,
+        keras_home=path_value(name, base, "data.keras_home", data.get("keras_home")),
+        holdout=path_value(name, base, "data.holdout", data.get("holdout")),
+        digest=hashlib.sha256(raw_bytes).hexdigest(),
+        late=_late(name, raw),
+        published_accuracy={
+            mode: fraction(name, f"reference.{key}", reference[key])
+            for mode, key in PUBLISHED_KEYS.items()
+            if key in reference
+        },
+        intake=_intake(name, raw),
+    )
+
+
+def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise RubricError(name, "checks", "expected at least one [[checks]] table")
+    allowed = set(CheckSpec.__dataclass_fields__)
+    checks: list[CheckSpec] = []
+    for i, table in enumerate(raw):
+        where = f"checks[{i}]"
+        if not isinstance(table, dict):
+            raise RubricError(name, where, f"expected a [[checks]] table, got {table!r}")
+        no_unknown(name, where, table, allowed)
+        check_id = value_of(name, f"{where}.id", table, "id", str, None)
+        kind = value_of(name, f"{where}.kind", table, "kind", str, KIND_CODE)
+        if kind not in (KIND_CODE, KIND_WRITTEN):
+            raise RubricError(name, f"{where}.kind", f"expected 'code' or 'written', got {kind!r}")
+        if kind == KIND_WRITTEN:
+            if check_id in {c.id for c in checks} or check_id in KNOWN_CHECKS:
+                raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
+            checks.append(_written(name, where, table, check_id))
+            continue
+        if check_id not in KNOWN_CHECKS:
+            raise RubricError(
+                name,
+                f"{where}.id",
+                f"unknown check {check_id!r} (known: {', '.join(KNOWN_CHECKS)})",
+            )
+        if check_id in {c.id for c in checks}:
+            raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
+        for key in ("tolerance", "floor", "mismatch"):
+            value = table.get(key, 0.5)
+            if isinstance(value, NUMBER) and not 0 <= value < 1:
+                raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
+        points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
+        if points < 0:
+            raise RubricError(name, f"{where}.points", f"must not be negative, got {points!r}")
+        checks.append(
+            CheckSpec(
+                id=check_id,
+                title=value_of(name, f"{where}.title", table, "title", str, check_id),
+                points=float(points),
+                hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
+                hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
+                tolerance=float(
+                    value_of(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)
+                ),
+                floor=float(value_of(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
+                mismatch=float(value_of(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.2)),
+                model_variable=value_of(
+                    name, f"{where}.model_variable", table, "model_variable", str, ""
+                ),
+                unverified_credit=value_of(
+                    name, f"{where}.unverified_credit", table, "unverified_credit", bool, False
+                ),
+            )
+        )
+    return tuple(checks)
+
+
+def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckSpec:
+    """A free-text answer check: its question and the concepts a good answer covers."""
+    question = value_of(name, f"{where}.question", table, "question", str, None)
+    concepts = table.get("concepts")
+    valid = (
+        isinstance(concepts, list)
+        and concepts
+        and all(
+            isinstance(c, list) and c and all(isinstance(p, str) and p.strip() for p in c)
+            for c in concepts
+        )
+    )
+    if not valid:
+        raise RubricError(
+            name, f"{where}.concepts", "expected a list of concepts, each a list of phrasings"
+        )
+    points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
+    if points < 0 or not question.strip():
+        raise RubricError(name, where, "a written check needs a question and points >= 0")
+    return CheckSpec(
+        id=check_id,
+        title=value_of(name, f"{where}.title", table, "title", str, question),
+        points=float(points),
+        hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
+        hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
+        kind=KIND_WRITTEN,
+        question=question,
+        concepts=tuple(tuple(p.strip() for p in c) for c in concepts),
+        aliases=tuple(strings(name, f"{where}.aliases", table.get("aliases", []))),
+    )
+
+
+def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
+    table = subtable(name, raw, "late")
+    if not table:
+        return None
+    no_unknown(name, "late", table, set(LatePolicy.__dataclass_fields__))
+    due = table.get("due")
+    if isinstance(due, str):
+        try:
+            due = _dt.datetime.fromisoformat(due)
+        except ValueError as exc:
+            raise RubricError(name, "late.due", f"not an ISO date and time: {due!r}") from exc
+    if not isinstance(due, _dt.datetime):
+        raise RubricError(name, "late.due", "expected a date and time, e.g. 2026-11-20T23:59:00Z")
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=_dt.timezone.utc)
+    policy = LatePolicy(
+        due=due,
+        grace_minutes=float(
+            value_of(name, "late.grace_minutes", table, "grace_minutes", NUMBER, 0.0)
+        ),
+        penalty_per_day=float(
+            value_of(name, "late.penalty_per_day", table, "penalty_per_day", NUMBER, 0.1)
+        ),
+        max_penalty=float(value_of(name, "late.max_penalty", table, "max_penalty", NUMBER, 1.0)),
+        name_time_pattern=value_of(
+            name, "late.name_time_pattern", table, "name_time_pattern", str,
+            LatePolicy.name_time_pattern,
+        ),
+        name_time_format=value_of(
+            name, "late.name_time_format", table, "name_time_format", str,
+            LatePolicy.name_time_format,
+        ),
+    )  # fmt: skip
+    for key in ("grace_minutes", "penalty_per_day", "max_penalty"):
+        if getattr(policy, key) < 0:
+            raise RubricError(name, f"late.{key}", "must not be negative")
+    return policy
+
+
+def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
+    """The ``[intake]`` section: student-id patterns and the copy threshold."""
+    table = subtable(name, raw, "intake")
+    no_unknown(name, "intake", table, set(IntakeConfig.__dataclass_fields__))
+    patterns = strings(name, "intake.patterns", table.get("patterns", []))
+    for i, pattern in enumerate(patterns):
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise RubricError(name, f"intake.patterns[{i}]", f"not a valid regex ({exc})") from exc
+        if "student" not in regex.groupindex:
+            raise RubricError(name, f"intake.patterns[{i}]", "needs a named group (?P<student>...)")
+    threshold = value_of(
+        name, "intake.copy_threshold", table, "copy_threshold", NUMBER, DEFAULT_THRESHOLD
+    )
+    if not 0 < threshold <= 1:
+        raise RubricError(
+            name, "intake.copy_threshold", f"must be above 0 and at most 1, got {threshold!r}"
+        )
+    return IntakeConfig(patterns=tuple(patterns), copy_threshold=float(threshold))

@@ -1,0 +1,403 @@
+"""Execution: run one notebook in a fresh kernel, with the probe, under time limits.
+
+Each run gets its own folder (``work/`` as the kernel's working directory holding a
+copy of the notebook, ``keras_home/`` as its Keras cache, ``probe/`` for the probe's
+records). Errors are allowed so later cells still run; a cell over its time limit is
+interrupted and recorded; the notebook's total time is capped by shrinking each cell's
+limit to what is left. Student failures never raise out of :func:`run_notebook`: they
+are fields of the returned :class:`Execution`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import DeadKernelError
+
+from grader.kit.assets import Kit, prepare_keras_home
+from grader.results import CellError
+from grader.rubric.schema import Limits
+from grader.run import probe
+from grader.run.capture import CappedClient
+from grader.run.sandbox import KernelSandbox, make_run_folder
+
+KERNEL_NAME = "grader-python"
+TIMEOUT_ENAME = "CellTimeout"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
+MSG_NOTEBOOK_TIMEOUT = (
+    "the notebook ran longer than {limit:.0f} s; cells from {cell} on were not run"
+)
+MSG_KERNEL_DIED = "the kernel died while running cell {cell} ({how})"
+MSG_KERNEL_NOT_STARTED = (
+    "the kernel could not start (a machine problem, not the notebook's): {detail}"
+)
+MSG_OUT_OF_MEMORY = "cell {cell} used more than {limit} MB of memory; the kernel was killed"
+MSG_TRUNCATED = "cell {cell} printed more than {limit} kB; the rest of its output was dropped"
+MSG_STDIN = "cell {cell} asked for keyboard input (input()); nobody can type while grading"
+STDIN_ENAME = "StdinNotImplementedError"
+TIMEOUT_ERROR = {"ename": TIMEOUT_ENAME, "evalue": "cell time limit reached", "traceback": []}
+KERNEL_ENV = {
+    "PYTHONHASHSEED": "0",
+    "PIP_NO_INDEX": "1",  # a notebook's `!pip install` cannot change the shared environment
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONWARNINGS": "ignore",
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "GRADER_GRADING": "1",  # grader.notebook.check_here() left in a notebook stays inert
+}
+
+
+class NotebookDeadline(Exception):
+    """Raised from the cell-start hook when the notebook's time is used up."""
+
+
+@dataclass
+class RunSettings:
+    """How to run a notebook."""
+
+    kit: Kit
+    """Assets linked into the kernel's Keras cache."""
+    limits: Limits = field(default_factory=Limits)
+    """Time, memory, process, file and output limits."""
+    hide: tuple[str, ...] = ()
+    """Paths the kernel must not see (submissions, rubric, reference, outputs, caches)."""
+    probe: probe.ProbeConfig | None = None
+    """Probe caps and seed (its ``dir`` is filled in per run)."""
+    threads: int | None = None
+    """TensorFlow/OpenMP threads for the kernel (None: TensorFlow decides)."""
+    holdout_images: int = 0
+    """The evaluator measures this many holdout images, spread evenly over the split
+    (0: all of them). The self-check's quick answer uses a part."""
+
+
+@dataclass
+class Execution:
+    """What running one notebook produced."""
+
+    nb: nbformat.NotebookNode
+    """The executed notebook, probe cells removed."""
+    root: Path
+    """The run's folder (``work/``, ``keras_home/``, ``probe/``); removed by ``cleanup``."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """The probe's records, in order."""
+    errors: list[CellError] = field(default_factory=list)
+    """Exceptions raised by student cells."""
+    cell_times: list[float | None] = field(default_factory=list)
+    """Seconds per notebook cell (None when not run or not code)."""
+    timed_out: list[int] = field(default_factory=list)
+    """Cells interrupted at their time limit."""
+    notebook_timeout: bool = False
+    """True when the notebook's total time ran out."""
+    kernel_died: int | None = None
+    """The cell during which the kernel died, if it did."""
+    exit_code: int | None = None
+    """The dead kernel's exit status (negative: killed by that signal)."""
+    out_of_memory: bool = False
+    """True when the kernel was killed for using more than its memory limit."""
+    truncated: list[int] = field(default_factory=list)
+    """Cells whose output went over the per-cell cap."""
+    peak_memory_mb: int | None = None
+    """Most memory the kernel and its children used (known with a memory cgroup)."""
+    stdin_requested: list[int] = field(default_factory=list)
+    """Cells that called ``input()``."""
+    messages: list[str] = field(default_factory=list)
+    """One line per limit hit or failure, naming the cell (1-based)."""
+    duration_s: float = 0.0
+    probe_error: str | None = None
+    """Set when the probe itself failed to install (a grader fault, not the student's)."""
+
+    @property
+    def model_path(self) -> Path | None:
+        path = self.root / "probe" / probe.MODEL_FILE
+        return path if path.exists() else None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
+    """Execute ``nb`` (not modified) in a fresh kernel inside its own sandbox."""
+    root = make_run_folder()
+    work, probe_dir, ipc = root / "work", root / "probe", root / "ipc"
+    for folder in (work, probe_dir, ipc):
+        folder.mkdir()
+    keras_home = prepare_keras_home(settings.kit, root / "keras_home")
+    nbformat.write(nb, work / name)
+    config = settings.probe or probe.ProbeConfig(dir=probe_dir)
+    config = probe.ProbeConfig(**{**config.__dict__, "dir": probe_dir})
+    running = probe.inject(clear_outputs(nb), config)
+    run = Execution(nb=running, root=root, cell_times=[None] * len(nb.cells))
+    sandbox = KernelSandbox(
+        root=root,
+        limits=settings.limits,
+        hide=settings.hide,
+        expose=exposed_paths(settings.kit),
+    )
+    start = time.monotonic()
+    try:
+        policy = sandbox.prepare(writable=[work, probe_dir, ipc, keras_home])
+        env = sandbox.env(_kernel_env(root, keras_home, settings.threads))
+        km = _kernel_manager(root, sandbox.kernel_argv(policy))
+        _execute(running, run, settings, km, sandbox, cwd=work, env=env)
+    except BaseException:
+        run.cleanup()
+        raise
+    run.duration_s = round(time.monotonic() - start, 2)
+    run.probe_error = _probe_error(running)
+    run.nb = probe.strip(running)
+    _drop_links(probe_dir)
+    run.events = probe.read_events(probe_dir)
+    run.errors = collect_errors(run.nb, skip=set(run.timed_out))
+    run.stdin_requested = [e.cell for e in run.errors if e.ename == STDIN_ENAME]
+    run.messages += [MSG_STDIN.format(cell=c + 1) for c in run.stdin_requested]
+    return run
+
+
+def exposed_paths(kit: Kit) -> tuple[str, ...]:
+    """What a kernel needs to see: this Python installation and the public asset kit."""
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(Path(sys.executable).resolve().parent),
+    }
+    paths |= {p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)}
+    paths.add(str(kit.keras_home.resolve()))
+    return tuple(sorted(paths))
+
+
+@dataclass
+class _Hooks:
+    """nbclient's hooks for one run: per-cell limits, the notebook deadline, timings."""
+
+    run: Execution
+    limits: Limits
+    km: AsyncKernelManager
+    sandbox: KernelSandbox
+    deadline: float = 0.0
+    started: dict[int, float] = field(default_factory=dict)
+    cell_limits: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.limits.notebook_timeout_s
+
+    def limit(self, cell: nbformat.NotebookNode) -> int:
+        """The cell's time limit: the rubric's, or what is left of the notebook's."""
+        remaining = self.deadline - time.monotonic()
+        value = max(1, int(min(self.limits.cell_timeout_s, remaining)))
+        self.cell_limits[id(cell)] = value
+        return value
+
+    def on_notebook_start(self, notebook: nbformat.NotebookNode) -> None:
+        self.sandbox.start_watchdog(_kernel_pid(self.km) or 0)
+
+    def on_cell_start(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
+        if time.monotonic() >= self.deadline and cell_index > 0:
+            raise NotebookDeadline(cell_index - 1)
+        self.started[cell_index] = time.monotonic()
+
+    def on_cell_executed(
+        self, cell: nbformat.NotebookNode, cell_index: int, execute_reply: dict
+    ) -> None:
+        run, index = self.run, cell_index - 1
+        if not 0 <= index < len(run.cell_times):  # the probe's own cells
+            return
+        begun = self.started.get(cell_index, self.deadline)
+        run.cell_times[index] = round(time.monotonic() - begun, 3)
+        if execute_reply.get("content", {}).get("ename") == TIMEOUT_ENAME:
+            run.timed_out.append(index)
+            used = self.cell_limits.get(id(cell), self.limits.cell_timeout_s)
+            run.messages.append(MSG_CELL_TIMEOUT.format(cell=index + 1, limit=used))
+
+
+def _execute(
+    nb: nbformat.NotebookNode,
+    run: Execution,
+    settings: RunSettings,
+    km: AsyncKernelManager,
+    sandbox: KernelSandbox,
+    cwd: Path,
+    env: dict[str, str],
+) -> None:
+    """Run ``nb`` in the sandboxed kernel; every way it can end is recorded on ``run``."""
+    limits = settings.limits
+    hooks = _Hooks(run=run, limits=limits, km=km, sandbox=sandbox)
+    client = CappedClient(
+        nb,
+        km=km,
+        max_output_bytes=limits.max_output_kb * 1024,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        timeout_func=hooks.limit,
+        record_timing=True,
+        on_notebook_start=hooks.on_notebook_start,
+        on_cell_start=hooks.on_cell_start,
+        on_cell_executed=hooks.on_cell_executed,
+        shutdown_kernel="immediate",
+        error_on_timeout=TIMEOUT_ERROR,
+    )
+    try:
+        client.execute(cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except NotebookDeadline as exc:
+        run.notebook_timeout = True
+        cell = int(str(exc)) + 1
+        run.messages.append(MSG_NOTEBOOK_TIMEOUT.format(limit=limits.notebook_timeout_s, cell=cell))
+    except DeadKernelError:
+        running = [i for i in hooks.started if i > 0]
+        run.kernel_died = max(running) - 1 if running else 0
+        run.exit_code = _exit_code(km)
+    except RuntimeError as exc:  # jupyter_client: "Kernel died before replying to kernel_info"
+        if hooks.started:
+            raise
+        run.kernel_died, run.exit_code = 0, _exit_code(km)
+        run.messages.append(MSG_KERNEL_NOT_STARTED.format(detail=exc))
+    finally:
+        pid = _kernel_pid(km)
+        _shutdown(km)
+        sandbox.teardown(pid)
+    _record_limits(run, sandbox, client, limits, ran=bool(hooks.started))
+
+
+def _record_limits(
+    run: Execution, sandbox: KernelSandbox, client: CappedClient, limits: Limits, ran: bool
+) -> None:
+    """Out of memory, truncated output and a dead kernel, each as a line naming the cell."""
+    run.out_of_memory, run.peak_memory_mb = sandbox.out_of_memory, sandbox.peak_memory_mb
+    run.truncated = [i - 1 for i in client.truncated_cells if i > 0]
+    run.messages += [
+        MSG_TRUNCATED.format(cell=c + 1, limit=limits.max_output_kb) for c in run.truncated
+    ]
+    if run.kernel_died is not None and ran:
+        cell = run.kernel_died + 1
+        if run.out_of_memory:
+            run.messages.append(MSG_OUT_OF_MEMORY.format(cell=cell, limit=limits.memory_mb))
+        else:
+            run.messages.append(MSG_KERNEL_DIED.format(cell=cell, how=_how(run.exit_code)))
+
+
+def _kernel_pid(km: AsyncKernelManager) -> int | None:
+    process = getattr(km.provisioner, "process", None) if km.has_kernel else None
+    return getattr(process, "pid", None)
+
+
+def _exit_code(km: AsyncKernelManager) -> int | None:
+    process = getattr(km.provisioner, "process", None) if km.provisioner else None
+    if process is None:
+        return None
+    for _ in range(20):
+        if process.poll() is not None:
+            return process.returncode
+        time.sleep(0.05)
+    return None
+
+
+def _how(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "no exit status"
+    if exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
+
+
+def _drop_links(folder: Path) -> None:
+    """The kernel owns the probe folder: links it made there are never followed."""
+    for path in folder.iterdir():
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            path.unlink()
+
+
+def _shutdown(km: AsyncKernelManager) -> None:
+    """Stop the kernel: nbclient leaves a kernel manager it was given running."""
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 - already gone is fine
+        pass
+
+
+def _kernel_manager(root: Path, argv: list[str]) -> AsyncKernelManager:
+    """A kernel of this very interpreter, started through the sandbox launcher.
+
+    Its sockets are unix sockets in the run's ``ipc/`` folder (TCP cannot cross from a
+    kernel alone in its own network namespace).
+    """
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": argv, "display_name": "grader", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    specs = KernelSpecManager(kernel_dirs=[str(root / "kernels")], ensure_native_kernel=False)
+    return AsyncKernelManager(
+        kernel_name=KERNEL_NAME,
+        kernel_spec_manager=specs,
+        transport="ipc",
+        ip=str(root / "ipc" / "k"),
+        connection_file=str(root / "ipc" / "connection.json"),
+    )
+
+
+def clear_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy without the student's saved outputs: only what runs here is evidence."""
+    copy = nbformat.from_dict(nb)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return copy
+
+
+def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, str]:
+    env = dict(KERNEL_ENV)  # the whole environment but PATH and locale: nothing of the grader's
+    env["KERAS_HOME"] = str(keras_home)
+    env["HOME"] = str(root / "work")
+    if threads:
+        for key in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env[key] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+def _probe_error(nb: nbformat.NotebookNode) -> str | None:
+    for output in nb.cells[0].get("outputs", []) if nb.cells else []:
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def collect_errors(nb: nbformat.NotebookNode, skip: set[int] | None = None) -> list[CellError]:
+    """Error outputs of the notebook's cells (cells in ``skip`` are left out)."""
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or index in (skip or set()):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append(
+                    CellError(
+                        cell=index,
+                        ename=str(output.get("ename", "")),
+                        evalue=str(output.get("evalue", "")),
+                        traceback=strip_ansi("\n".join(output.get("traceback", []))),
+                    )
+                )
+    return errors
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)

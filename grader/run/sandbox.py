@@ -1,0 +1,398 @@
+"""The sandbox around one kernel: what the machine allows, set up, torn down.
+
+grader never needs Docker. What it enforces depends on the machine, detected once per
+process by :func:`capabilities`:
+
+================  ===============================================  =========================
+limit             enforced by                                      where not allowed
+================  ===============================================  =========================
+network           own network namespace (kernel talks over ipc)    not enforced (warned)
+files             private mount view: grader's paths hidden,       not enforced (warned)
+                  fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``
+user              own unprivileged uid (root only)                 grader's own user (warned)
+memory            cgroup (v1 ``memory`` or v2 ``memory.max``)      RSS watchdog on the uid /
+                                                                   process group
+processes         cgroup ``pids``; ``RLIMIT_NPROC`` per uid        not enforced (warned)
+file size         ``RLIMIT_FSIZE``                                 always
+leftovers         cgroup / uid / process group killed at the end  process group only
+================  ===============================================  =========================
+
+:class:`KernelSandbox` is used by :mod:`grader.run.execute`: it writes the policy that
+:mod:`grader.run.kernel.launch` applies inside the kernel's process, and after the run it
+kills whatever is left and says whether memory ran out (cgroups and /proc are read and
+written by :mod:`grader.run.cgroups`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from grader.errors import UsageError
+from grader.rubric.schema import Limits
+from grader.run.cgroups import (
+    CGROUP_V1,
+    KILL_ROUNDS,
+    cgroups_named,
+    kill_all,
+    make_cgroups,
+    oom_killed,
+    peak_mb,
+    pids_of_session,
+    pids_of_uid,
+    proc_stat,
+    process_start,
+    read_pids,
+    remove_cgroup,
+    rss,
+)
+
+UID_BASE = 1_500_000_000
+"""Sandbox uids start here: UID_BASE + (grading process's pid, run number), so no two
+runs share a uid (a run's zombies, until reaped, count against its uid's process limit)."""
+RUNS_PER_PROCESS = 512
+_run_numbers = itertools.count()
+RUN_PREFIX = "grader-run-"
+"""A kernel's run folder (and cgroup) name starts with this, then its owner's pid, start
+time and pid namespace: ``grader-run-PID-START-NAMESPACE-random``."""
+OWNER_PATTERN = re.compile(re.escape(RUN_PREFIX) + r"(\d+)-(\d+)-(\d+)-")
+LEGACY_OWNER_FILE = "owner.pid"
+"""Where earlier graders named a run folder's owner (its pid only), inside the folder."""
+UNOWNED_STALE_S = 600
+"""A run folder that names no owner is stale this long after its last change: only an
+older grader killed between making it and writing its owner file leaves one."""
+FOREIGN_STALE_S = 24 * 3600
+"""A run folder made in another pid namespace (a container sharing this temp dir) is
+stale a day after its last change: far longer than a notebook's time limit in practice."""
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+PRIVATE_TMP_SIZE = "512m"
+WATCHDOG_PERIOD_S = 0.25
+SAFE_ENV = ("LANG", "LC_ALL", "TZ")
+SKIP_VARIABLE = "GRADER_SANDBOX_SKIP"
+SKIPPABLE = ("namespaces", "user", "cgroup")
+NOT_ENFORCED = {
+    "network": "network access (no network namespaces here)",
+    "files": "hiding the grader's files (no mount namespaces here)",
+    "user": "a separate unprivileged user (grader is not running as root)",
+    "memory": "a memory cgroup (an RSS watchdog is used instead)",
+    "processes": "a process-count limit (no pids cgroup, not root)",
+}
+MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
+
+
+SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys", "/run")
+
+
+def paths_to_hide(*candidates: str | os.PathLike[str] | None) -> tuple[str, ...]:
+    """Folders to cover in every kernel's view: each candidate's folder, never a system one."""
+    hidden = set()
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        path = os.path.realpath(candidate)
+        if os.path.isfile(path):
+            path = os.path.dirname(path)
+        if path == "/" or any(_overlaps(path, system) for system in SYSTEM_PATHS):
+            continue
+        hidden.add(path)
+    return tuple(sorted(hidden))
+
+
+def _overlaps(path: str, system: str) -> bool:
+    return path == system or system.startswith(path + "/") or path.startswith(system + "/")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this machine lets grader enforce."""
+
+    root: bool
+    """Running as root: can switch each kernel to its own uid."""
+    namespaces: bool
+    """Network and mount namespaces can be created."""
+    cgroup: str | None
+    """``v1`` or ``v2`` when grader can create memory and pids cgroups, else None."""
+
+    def missing(self) -> list[str]:
+        """Keys of :data:`NOT_ENFORCED` that this machine cannot enforce."""
+        gaps = []
+        if not self.namespaces:
+            gaps += ["network", "files"]
+        if not self.root:
+            gaps.append("user")
+        if not self.cgroup:
+            gaps.append("memory")
+            if not self.root:
+                gaps.append("processes")
+        return gaps
+
+
+@functools.lru_cache(maxsize=1)
+def capabilities() -> Capabilities:
+    """Detect once per process what can be enforced (less what ``$GRADER_SANDBOX_SKIP`` lists).
+
+    ``GRADER_SANDBOX_SKIP=namespaces,user,cgroup`` (any of them) grades as a machine
+    without those would: for tests of the fallbacks, and for debugging a kernel.
+    """
+    skip = set(filter(None, os.environ.get(SKIP_VARIABLE, "").split(",")))
+    unknown = skip - set(SKIPPABLE)
+    if unknown:
+        raise UsageError(f"{SKIP_VARIABLE}: unknown {sorted(unknown)}; use any of {SKIPPABLE}")
+    root = os.geteuid() == 0 and "user" not in skip
+    namespaces = "namespaces" not in skip and _namespaces_work()
+    cgroup = None if "cgroup" in skip else _cgroup_kind(os.geteuid() == 0)
+    return Capabilities(root=root, namespaces=namespaces, cgroup=cgroup)
+
+
+def not_enforced_warning(caps: Capabilities) -> str | None:
+    """One line naming what is not enforced here, or None when everything is."""
+    missing = caps.missing()
+    return (
+        MSG_NOT_ENFORCED.format(what="; ".join(NOT_ENFORCED[m] for m in missing))
+        if missing
+        else None
+    )
+
+
+def _namespaces_work() -> bool:
+    code = (
+        "import ctypes,sys; libc=ctypes.CDLL(None, use_errno=True);"
+        "sys.exit(libc.unshare(0x40000000 | 0x00020000) != 0)"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def _cgroup_kind(root: bool) -> str | None:
+    if not root:
+        return None
+    v1 = [CGROUP_V1 / "memory", CGROUP_V1 / "pids"]
+    if all((c / "cgroup.procs").exists() and os.access(c, os.W_OK) for c in v1):
+        return "v1"
+    controllers = CGROUP_V1 / "cgroup.controllers"
+    if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
+        return "v2" if os.access(CGROUP_V1, os.W_OK) else None
+    return None
+
+
+@dataclass
+class KernelSandbox:
+    """One kernel's sandbox: its uid, cgroups, policy file and clean-up."""
+
+    root: Path
+    """The run's folder; everything the kernel may write lives here."""
+    limits: Limits
+    hide: tuple[str, ...] = ()
+    """Paths covered with an empty folder in the kernel's view (grader's inputs, caches)."""
+    expose: tuple[str, ...] = ()
+    """Paths bound back into the view (Python, the public asset kit)."""
+    caps: Capabilities = field(default_factory=capabilities)
+    uid: int | None = None
+    cgroups: list[Path] = field(default_factory=list)
+    out_of_memory: bool = False
+    peak_memory_mb: int | None = None
+    """Most memory the kernel's cgroup used (None without a memory cgroup)."""
+    _watchdog: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def prepare(self, writable: list[Path]) -> Path:
+        """Create uid, cgroups and the policy file; returns the policy's path."""
+        if self.caps.root:
+            self.uid = sandbox_uid(os.getpid(), next(_run_numbers))
+            os.chmod(self.root, 0o711)
+            for path in writable:
+                _chown_tree(path, self.uid)
+        if self.caps.cgroup:
+            self.cgroups = make_cgroups(self.caps.cgroup, self.root.name, self.limits)
+        policy = self.root / "sandbox.json"
+        policy.write_text(json.dumps(self._policy()))
+        os.chmod(policy, 0o600)
+        return policy
+
+    def _policy(self) -> dict:
+        limits = self.limits
+        rlimits = {"fsize": limits.max_file_mb * 2**20, "core": 0}
+        if self.uid is not None:
+            rlimits["nproc"] = limits.max_processes
+        ns = self.caps.namespaces
+        return {
+            "cgroup_procs": [str(c / "cgroup.procs") for c in self.cgroups],
+            "network_namespace": ns,
+            "mount_namespace": ns,
+            "hide": sorted(self.hide),
+            "private_tmp": list(PRIVATE_TMP),
+            "tmp_size": PRIVATE_TMP_SIZE,
+            "expose": [*self.expose, str(self.root)],
+            "rlimits": rlimits,
+            "uid": self.uid,
+            "gid": self.uid,
+            "root": str(self.root),
+            "cwd": str(self.root / "work"),
+        }
+
+    def kernel_argv(self, policy: Path) -> list[str]:
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        return [sys.executable, "-m", "grader.run.kernel.launch", str(policy), "--", *kernel]
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        """The kernel's whole environment: ``base`` plus a safe PATH and locale."""
+        path = os.pathsep.join(
+            [str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        )
+        kept = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+        return {"PATH": path, **kept, **base}
+
+    def start_watchdog(self, kernel_pid: int) -> None:
+        """Without a memory cgroup, poll the kernel's processes' RSS and kill past the limit."""
+        if self.cgroups:
+            return
+        limit = self.limits.memory_mb * 2**20
+
+        def watch() -> None:
+            while not self._stop.wait(WATCHDOG_PERIOD_S):
+                pids = self._pids(kernel_pid)
+                if pids and sum(rss(p) for p in pids) > limit:
+                    self.out_of_memory = True
+                    kill_all(pids)
+
+        self._watchdog = threading.Thread(target=watch, daemon=True)
+        self._watchdog.start()
+
+    def teardown(self, kernel_pid: int | None) -> None:
+        """Kill everything the kernel started, remove cgroups, note an OOM kill."""
+        self._stop.set()
+        for _ in range(KILL_ROUNDS):
+            pids = self._pids(kernel_pid)
+            if not pids:
+                break
+            kill_all(pids)
+            time.sleep(0.05)
+        for cgroup in self.cgroups:
+            self.out_of_memory |= oom_killed(cgroup)
+            self.peak_memory_mb = max(self.peak_memory_mb or 0, peak_mb(cgroup) or 0) or None
+            remove_cgroup(cgroup)
+        if self.uid is not None:
+            _chown_tree(self.root, 0)
+
+    def _pids(self, kernel_pid: int | None) -> set[int]:
+        pids: set[int] = set()
+        for cgroup in self.cgroups:
+            pids |= read_pids(cgroup / "cgroup.procs")
+        if self.uid is not None:
+            pids |= pids_of_uid(self.uid)
+        if kernel_pid:
+            pids |= pids_of_session(kernel_pid)
+        pids.discard(os.getpid())
+        return pids
+
+
+class RunOwner(NamedTuple):
+    """The process that made a run folder, as its name says (0: not known)."""
+
+    pid: int
+    start: int
+    """When it started, in clock ticks after boot (/proc/PID/stat field 22)."""
+    namespace: int
+    """Its pid namespace's inode: another container's pids mean nothing here."""
+
+
+def pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def run_folder_prefix(owner: RunOwner) -> str:
+    """The start of a run folder's name, saying who made it (read by ``OWNER_PATTERN``)."""
+    return f"{RUN_PREFIX}{owner.pid}-{owner.start}-{owner.namespace}-"
+
+
+def make_run_folder() -> Path:
+    """A new kernel run folder, named for this process from the instant it exists, so a
+    later grader can tell it is stale even if this one is killed then."""
+    pid = os.getpid()
+    me = RunOwner(pid, process_start(pid) or 0, pid_namespace())
+    return Path(tempfile.mkdtemp(prefix=run_folder_prefix(me)))
+
+
+def run_folder_owner(folder: Path) -> RunOwner | None:
+    """Who made ``folder`` (an older grader named the pid only, in a file); None when the
+    folder names no owner."""
+    named = OWNER_PATTERN.match(folder.name)
+    if named:
+        return RunOwner(int(named[1]), int(named[2]), int(named[3]))
+    try:
+        return RunOwner(int((folder / LEGACY_OWNER_FILE).read_text()), 0, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def is_stale(folder: Path, now: float | None = None) -> bool:
+    """True when the grader that made ``folder`` is gone (a pid reused since does not
+    count); a folder naming no owner, or another pid namespace's, only once it is old."""
+    try:
+        age = (now or time.time()) - folder.stat().st_mtime
+    except OSError:
+        return False
+    owner = run_folder_owner(folder)
+    if owner is None:
+        return age > UNOWNED_STALE_S
+    if owner.namespace not in (0, pid_namespace()):
+        return age > FOREIGN_STALE_S
+    return not _is_running(owner)
+
+
+def _is_running(owner: RunOwner) -> bool:
+    if proc_stat(str(owner.pid)) is not None:
+        start = process_start(owner.pid)  # None for a zombie: it is gone
+        return start is not None and owner.start in (0, start)
+    try:  # /proc hides it (hidepid) or has no entry
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user
+    return True
+
+
+def sweep_stale(tmp: Path | None = None) -> int:
+    """Remove what a killed grader left behind: run folders whose owning process is gone,
+    with their cgroups and any process still in them. Returns how many were removed."""
+    removed = 0
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
+        if folder.is_symlink() or not folder.is_dir() or not is_stale(folder):
+            continue
+        for cgroup in cgroups_named(folder.name):
+            kill_all(read_pids(cgroup / "cgroup.procs"))
+            remove_cgroup(cgroup)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += not folder.exists()
+    return removed
+
+
+def sandbox_uid(pid: int, run: int) -> int:
+    """The uid of a grading process's ``run``-th kernel (below 2**31 for any pid)."""
+    return UID_BASE + (pid % 2**20) * RUNS_PER_PROCESS + run % RUNS_PER_PROCESS
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    os.lchown(path, uid, uid)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(folder, name), uid, uid)

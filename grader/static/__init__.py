@@ -1,0 +1,1 @@
+"""Static evidence: facts read from the notebook's code with ``ast``, no execution."""

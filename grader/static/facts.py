@@ -1,0 +1,413 @@
+"""Static facts about a notebook's code, read with :mod:`ast` and never executed.
+
+When runtime evidence is missing, checks fall back on these facts: which MobileNetV2 base
+is built and how, whether it is frozen before the first ``fit``, where data augmentation
+sits, which pooling head is used. Only the syntax tree of each code cell is read, after
+IPython magics and shell lines are neutralised (:mod:`grader.static.magics`), so comments,
+strings and markdown are never code. The notebook is one program: a name bound in one
+cell is visible in later ones, and execution order is cell order then line order (names
+are bound and resolved by :mod:`grader.static.scope`). This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from grader.static.magics import neutralise_magics
+from grader.static.scope import (
+    ABSENT,
+    COMPREHENSIONS,
+    DEF,
+    EXPR,
+    MAX_DEPTH,
+    UNKNOWN,
+    Binding,
+    Scope,
+    Site,
+    collect,
+    dotted,
+    scoped_nodes,
+    setattr_trainable,
+    trainable_sets,
+)
+
+BASE_CLASS = "MobileNetV2"
+BASE_POSITIONAL = ("input_shape", "alpha", "include_top", "weights", "input_tensor", "pooling")
+POOLING_OPTIONS = ("avg", "max")
+POOLING_CLASSES = {
+    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D": "GlobalMaxPooling2D",
+    "GlobalMaxPool2D": "GlobalMaxPooling2D",
+}
+AUGMENTATION_PREFIX = "Random"
+EXTRA_AUGMENTATION_CLASSES = frozenset({"RandAugment", "AugMix"})
+PREPROCESSING_CLASSES = frozenset(
+    {"Input", "InputLayer", "Rescaling", "Resizing", "CenterCrop", "Normalization", "Lambda"}
+)
+INPUT_CLASS = "Input"
+SEQUENTIAL_CLASS = "Sequential"
+FLATTEN_CLASS = "Flatten"
+RESCALING_CLASS = "Rescaling"
+PREPROCESS_FUNCTION = "preprocess_input"
+PREPROCESS_MODULES = frozenset({"mobilenet_v2", "mobilenet"})
+RESCALE_SCALE = 1 / 127.5
+RESCALE_OFFSET = -1.0
+TOLERANCE = 1e-6
+
+
+@dataclass
+class CodeRef:
+    """Source lines of one code cell that prove a fact."""
+
+    cell: int
+    """Index of the cell in ``nb.cells`` (0-based, markdown cells counted)."""
+    line: int
+    """First line of ``text`` within the cell (1-based)."""
+    text: str
+    """The whole statement, each line stripped of trailing whitespace."""
+
+
+@dataclass
+class StaticFacts:
+    """What the code of a notebook says, without running it."""
+
+    unparsable_cells: list[int] = field(default_factory=list)
+    magic_lines: list[CodeRef] = field(default_factory=list)
+    base_calls: list[CodeRef] = field(default_factory=list)
+    include_top: bool | None = None
+    include_top_ref: CodeRef | None = None
+    base_pooling: str | None = None
+    base_names: list[str] = field(default_factory=list)
+    frozen_before_fit: bool = False
+    freeze_ref: CodeRef | None = None
+    augmentation_layers: list[str] = field(default_factory=list)
+    augmentation_ref: CodeRef | None = None
+    augmentation_in_model: bool = False
+    augmentation_in_pipeline: bool = False
+    augmentation_use_ref: CodeRef | None = None
+    pooling_layers: list[str] = field(default_factory=list)
+    pooling_ref: CodeRef | None = None
+    flatten_used: bool = False
+    preprocess_input_used: bool = False
+    fit_refs: list[CodeRef] = field(default_factory=list)
+
+
+def _is_random(parts: list[str] | None) -> bool:
+    if not parts or "layers" not in parts:
+        return False
+    return parts[-1].startswith(AUGMENTATION_PREFIX) or parts[-1] in EXTRA_AUGMENTATION_CLASSES
+
+
+# --- the analyser ----------------------------------------------------------------------
+
+
+class _Analyzer(Scope):
+    """One pass over every statement that gathers the facts, on the notebook's bindings."""
+
+    def __init__(self, sites: list[Site], sources: dict[int, list[str]]) -> None:
+        super().__init__(sites)
+        self.sources = sources
+        self.events: list[tuple[tuple, bool, CodeRef]] = []
+        self.fit_sites: list[Site] = []
+        self.memo: dict[tuple[str, ast.AST, Site], bool] = {}
+
+    # what an expression is
+
+    def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
+        """A ``MobileNetV2(...)`` call, or a name bound (maybe through aliases) to one."""
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(expr, ast.Call):
+            return self._class_name(expr.func, site) == BASE_CLASS
+        key = dotted(expr)
+        binding = self._lookup(key, site) if key else None
+        return bool(binding and binding.kind == EXPR) and self._is_base(
+            binding.value, binding.site, depth + 1
+        )
+
+    def _seq_items(self, call: ast.Call, site: Site) -> list[tuple[ast.expr, Site]]:
+        """Layers of a ``Sequential([...])`` call, plus those ``.add``-ed to its variable."""
+        given = call.args[0] if call.args else None
+        given = next((k.value for k in call.keywords if k.arg == "layers"), given)
+        items = [(e, site) for e in getattr(given, "elts", [])]
+        binding = self.value_binding.get(call)
+        return items + (self.added.get(binding, []) if binding else [])
+
+    def _is_aug(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
+        """A random augmentation layer, or a container/name holding only augmentation."""
+        key = ("aug", expr, site)
+        if key not in self.memo:
+            self.memo[key] = depth <= MAX_DEPTH and self._is_aug_uncached(expr, site, depth)
+        return self.memo[key]
+
+    def _is_aug_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
+        if isinstance(expr, ast.Call):
+            parts = self._keras_parts(expr.func, site)
+            if _is_random(parts):
+                return True
+            if parts and parts[-1] == SEQUENTIAL_CLASS:
+                return self._is_aug_group(self._seq_items(expr, site), depth)
+            return False
+        if isinstance(expr, (ast.List, ast.Tuple)):
+            return self._is_aug_group([(e, site) for e in expr.elts], depth)
+        binding = self._bound_value(expr, site)
+        return binding is not None and self._is_aug(binding.value, binding.site, depth + 1)
+
+    def _is_aug_group(self, items: list[tuple[ast.expr, Site]], depth: int) -> bool:
+        return any(self._is_aug(e, s, depth + 1) for e, s in items) and not any(
+            self._is_model_part(e, s, depth + 1) for e, s in items
+        )
+
+    def _is_model_part(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
+        """The base, or a Keras layer/model that is neither augmentation nor preprocessing."""
+        key = ("model", expr, site)
+        if key not in self.memo:
+            self.memo[key] = depth <= MAX_DEPTH and self._is_model_uncached(expr, site, depth)
+        return self.memo[key]
+
+    def _is_model_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
+        if self._is_base(expr, site):
+            return True
+        if isinstance(expr, ast.Call):
+            parts = self._keras_parts(expr.func, site)
+            if not parts or _is_random(parts):
+                return False
+            if parts[-1] == SEQUENTIAL_CLASS:
+                items = self._seq_items(expr, site)
+                return any(self._is_model_part(e, s, depth + 1) for e, s in items)
+            return parts[-1] not in PREPROCESSING_CLASSES
+        binding = self._bound_value(expr, site)
+        return binding is not None and self._is_model_part(binding.value, binding.site, depth + 1)
+
+    def _from_input(self, expr: ast.AST, site: Site, bound: frozenset[str]) -> bool:
+        """Whether a value derives from a ``keras.Input(...)`` through assignments."""
+        todo, seen = [(expr, site, bound)], set()
+        while todo:
+            root, where, names = todo.pop()
+            for node, inner in scoped_nodes([root]):
+                if isinstance(node, ast.Call) and self._class_name(node.func, where) == INPUT_CLASS:
+                    return True
+                if isinstance(node, ast.Name) and node.id not in names | inner:
+                    binding = self._lookup(node.id, where)
+                    if binding and binding.kind == EXPR and binding not in seen:
+                        seen.add(binding)
+                        todo.append((binding.value, binding.site, frozenset()))
+        return False
+
+    def _in_pipeline(self, call: ast.Call, site: Site) -> bool:
+        """Whether ``ds.map(...)`` arguments use augmentation (directly or in a def)."""
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            for node in ast.walk(arg):
+                if isinstance(node, (ast.Name, ast.Call)) and self._is_aug(node, site):
+                    return True
+                binding = self._lookup(node.id, site) if isinstance(node, ast.Name) else None
+                if binding and binding.kind == DEF and not isinstance(binding.value, ast.ClassDef):
+                    body = [n for stmt in binding.value.body for n in ast.walk(stmt)]
+                    if any(
+                        isinstance(n, (ast.Name, ast.Call)) and self._is_aug(n, site) for n in body
+                    ):
+                        return True
+        return False
+
+    def _is_mobilenet_rescale(self, call: ast.Call, site: Site) -> bool:
+        """``Rescaling(1./127.5, offset=-1)``: the same mapping as ``preprocess_input``."""
+        scale = next((k.value for k in call.keywords if k.arg == "scale"), None)
+        offset = next((k.value for k in call.keywords if k.arg == "offset"), None)
+        scale = call.args[0] if call.args else scale
+        offset = call.args[1] if len(call.args) > 1 else offset
+        if scale is None or offset is None:
+            return False
+        values = (self._const(scale, site), self._const(offset, site))
+        if not all(isinstance(v, (int, float)) for v in values):
+            return False
+        return (
+            abs(values[0] - RESCALE_SCALE) < TOLERANCE
+            and abs(values[1] - RESCALE_OFFSET) < TOLERANCE
+        )
+
+    # freezing and time
+
+    def _layer_loop_var(self, target: ast.AST, iterable: ast.AST, site: Site) -> str | None:
+        """Loop variable of ``for layer in base.layers`` (or ``enumerate(base.layers)``)."""
+        if isinstance(iterable, ast.Call) and dotted(iterable.func) == "enumerate":
+            if not (isinstance(target, ast.Tuple) and len(target.elts) == 2 and iterable.args):
+                return None
+            target, iterable = target.elts[1], iterable.args[0]
+        full = isinstance(iterable, ast.Attribute) and iterable.attr == "layers"
+        if full and isinstance(target, ast.Name) and self._is_base(iterable.value, site):
+            return target.id
+        return None
+
+    def _freeze_events(self, site: Site) -> None:
+        """Record each statement that sets the whole base trainable or not."""
+        node = site.node
+        for obj, value in trainable_sets(node):
+            if self._is_base(obj, site):
+                self._event(value, site, whole=False)
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            var = self._layer_loop_var(node.target, node.iter, site)
+            for stmt in node.body if var else []:
+                for obj, value in trainable_sets(stmt):
+                    if isinstance(obj, ast.Name) and obj.id == var:
+                        self._event(value, site, whole=True)
+        for expr in site.exprs:
+            for comp in ast.walk(expr):
+                if not isinstance(comp, COMPREHENSIONS[:3]) or len(comp.generators) != 1:
+                    continue
+                gen, pair = comp.generators[0], setattr_trainable(comp.elt)
+                var = None if gen.ifs else self._layer_loop_var(gen.target, gen.iter, site)
+                if var and pair and isinstance(pair[0], ast.Name) and pair[0].id == var:
+                    self._event(pair[1], site, whole=False)
+
+    def _event(self, value: ast.expr, site: Site, whole: bool) -> None:
+        constant = self._const(value, site)
+        if constant is not UNKNOWN:
+            self.events.append((self._time(site), not constant, self._ref(site, whole)))
+
+    def _ref(self, site: Site, whole: bool = False) -> CodeRef:
+        """The statement's lines; for a compound statement only its header unless ``whole``."""
+        node = site.node
+        end = node.end_lineno or node.lineno
+        if not whole and (hasattr(node, "body") or hasattr(node, "cases")):
+            ends = [getattr(e, "end_lineno", None) or node.lineno for e in site.exprs]
+            end = max([node.lineno, *ends])
+        lines = self.sources[site.cell][node.lineno - 1 : end]
+        return CodeRef(site.cell, node.lineno, "\n".join(line.rstrip() for line in lines))
+
+    # the pass over all statements
+
+    def run(self, facts: StaticFacts) -> StaticFacts:
+        for site in self.sites:
+            self._freeze_events(site)
+            for node, bound in scoped_nodes(site.exprs):
+                if isinstance(node, ast.Call):
+                    self._visit_call(node, site, bound, facts)
+                elif (
+                    isinstance(node, (ast.Name, ast.Attribute)) and not facts.preprocess_input_used
+                ):
+                    facts.preprocess_input_used = self._is_preprocess_use(node, site)
+        self._decide_frozen(facts)
+        names = [k for k, bs in self.bindings.items() if "." not in k and self._binds_base(bs)]
+        facts.base_names = sorted(names, key=lambda k: self.bindings[k][0].site.order)
+        return facts
+
+    def _binds_base(self, bindings: list[Binding]) -> bool:
+        return any(b.kind == EXPR and self._is_base(b.value, b.site) for b in bindings)
+
+    def _visit_call(
+        self, call: ast.Call, site: Site, bound: frozenset[str], facts: StaticFacts
+    ) -> None:
+        parts = self._keras_parts(call.func, site)
+        name = parts[-1] if parts else None
+        if name == BASE_CLASS:
+            facts.base_calls.append(self._ref(site))
+            if len(facts.base_calls) == 1:
+                self._base_options(call, site, facts)
+        elif _is_random(parts):
+            facts.augmentation_ref = facts.augmentation_ref or self._ref(site)
+            if name not in facts.augmentation_layers:
+                facts.augmentation_layers.append(name)
+        elif name in POOLING_CLASSES:
+            facts.pooling_ref = facts.pooling_ref or self._ref(site)
+            if POOLING_CLASSES[name] not in facts.pooling_layers:
+                facts.pooling_layers.append(POOLING_CLASSES[name])
+        elif name == FLATTEN_CLASS:
+            facts.flatten_used = True
+        elif name == RESCALING_CLASS and self._is_mobilenet_rescale(call, site):
+            facts.preprocess_input_used = True
+        elif name == SEQUENTIAL_CLASS:
+            items = self._seq_items(call, site)
+            if any(self._is_model_part(e, s) for e, s in items):
+                used = next((s for e, s in items if self._is_aug(e, s)), None)
+                self._use_augmentation(facts, used, in_model=True)
+        method = call.func.attr if isinstance(call.func, ast.Attribute) else None
+        if method == "fit":
+            facts.fit_refs.append(self._ref(site))
+            self.fit_sites.append(site)
+        elif method == "map" and self._in_pipeline(call, site):
+            self._use_augmentation(facts, site, in_model=False)
+        if not facts.augmentation_in_model and self._is_aug(call.func, site):
+            values = [*call.args, *(k.value for k in call.keywords)]
+            if any(self._from_input(v, site, bound) for v in values):
+                self._use_augmentation(facts, site, in_model=True)
+
+    def _use_augmentation(self, facts: StaticFacts, site: Site | None, in_model: bool) -> None:
+        if site is None:
+            return
+        if in_model:
+            facts.augmentation_in_model = True
+        else:
+            facts.augmentation_in_pipeline = True
+        facts.augmentation_use_ref = facts.augmentation_use_ref or self._ref(site)
+
+    def _base_options(self, call: ast.Call, site: Site, facts: StaticFacts) -> None:
+        top = self._argument(call, site, "include_top", BASE_POSITIONAL)
+        facts.include_top = True if top is ABSENT else None if top is UNKNOWN else bool(top)
+        facts.include_top_ref = self._ref(site)
+        pooling = self._argument(call, site, "pooling", BASE_POSITIONAL)
+        facts.base_pooling = (
+            pooling if isinstance(pooling, str) and pooling in POOLING_OPTIONS else None
+        )
+
+    def _is_preprocess_use(self, node: ast.Name | ast.Attribute, site: Site) -> bool:
+        aliased = isinstance(site.node, ast.Assign) and node is site.node.value
+        if aliased or not isinstance(node.ctx, ast.Load):
+            return False
+        parts = self._keras_parts(node, site)
+        return bool(parts) and parts[-1] == PREPROCESS_FUNCTION and parts[-2] in PREPROCESS_MODULES
+
+    def _decide_frozen(self, facts: StaticFacts) -> None:
+        """Frozen when the last whole-base event before the first fit froze it.
+
+        Without any ``fit`` call, a freeze anywhere counts.
+        """
+        events = sorted(self.events, key=lambda event: event[0])
+        if not self.fit_sites:
+            chosen = next((e for e in events if e[1]), None)
+        else:
+            horizon = min(self._time(site) for site in self.fit_sites)
+            before = [e for e in events if e[0] < horizon]
+            chosen = before[-1] if before and before[-1][1] else None
+        facts.frozen_before_fit = chosen is not None
+        facts.freeze_ref = chosen[2] if chosen else None
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def analyze_sources(cells: list[tuple[int, str]]) -> StaticFacts:
+    """Facts about code cells given as (index in the notebook, source), in notebook order."""
+    facts = StaticFacts()
+    sites: list[Site] = []
+    sources: dict[int, list[str]] = {}
+    for order, (index, source) in enumerate(cells):
+        text = (source or "").replace("\r\n", "\n").replace("\r", "\n")
+        code, replaced = neutralise_magics(text)
+        lines = sources[index] = text.split("\n")
+        facts.magic_lines.extend(CodeRef(index, n, lines[n - 1].rstrip()) for n in replaced)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            facts.unparsable_cells.append(index)
+            continue
+        collect(tree.body, order, index, None, sites)
+    return _Analyzer(sites, sources).run(facts)
+
+
+def analyze_notebook(nb: Any) -> StaticFacts:
+    """Facts about an nbformat v4 notebook (or a dict with ``cells``); markdown is skipped."""
+    cells = nb.get("cells", []) if isinstance(nb, dict) else getattr(nb, "cells", [])
+    code: list[tuple[int, str]] = []
+    for index, cell in enumerate(cells or []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        code.append((index, source if isinstance(source, str) else ""))
+    return analyze_sources(code)
