@@ -25,7 +25,6 @@ from pathlib import Path
 from grader import __version__
 from grader.errors import StoreError
 from grader.files import PACKAGE, source_digest
-from grader.outputs.report import TEMPLATE_FOLDER
 from grader.results import SubmissionResult
 
 STORE_FILE = "results.sqlite"
@@ -83,7 +82,7 @@ def outputs_digest(keys: Iterable[str], *files: Path | None) -> str:
         digest.update(key.encode() + b"\0")
     for path in files:
         digest.update(path.read_bytes() if path and path.is_file() else b"-")
-    for template in sorted((PACKAGE / "outputs" / TEMPLATE_FOLDER).glob("*")):
+    for template in sorted((PACKAGE / "outputs" / "templates").glob("*")):
         digest.update(template.read_bytes())
     return digest.hexdigest()
 
