@@ -1,0 +1,124 @@
+"""The public surface other people rely on, as they reach it (no kernel).
+
+Students import :func:`grader.notebook.check_here`; instructors run the ``grader``
+command; other tools read the output contract of DESIGN.md. Moving code inside grader
+must change none of these.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from grader import __version__
+from grader.notebook import check_here
+from grader.outputs.write import ClassInfo, write_outputs
+from grader.results import SOURCE_STATIC, STATUS_GRADED, CellError, CheckResult, SubmissionResult
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SAMPLE = ROOT / "submissions" / "s1003_smith.ipynb"
+COMMANDS = {"grade", "check", "reference", "report", "assets"}
+"""The ``grader`` command's subcommands, as the README documents them."""
+CONTRACT_RECORD_KEYS = {
+    "student",
+    "file",
+    "sha256",
+    "status",
+    "score",
+    "max_score",
+    "checks",
+    "errors",
+    "duration_s",
+    "flags",
+}
+"""DESIGN.md's output contract: the keys of each ``results.jsonl`` object."""
+CONTRACT_CHECK_KEYS = {"id", "passed", "score", "max_score", "message", "source"}
+CONTRACT_ERROR_KEYS = {"cell", "ename", "evalue"}
+
+
+def grader_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter running ``args``, importing this checkout's grader."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("GRADER_GRADING", None)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def test_check_here_takes_what_students_pass() -> None:
+    parameters = inspect.signature(check_here).parameters
+    assert list(parameters) == ["path", "static", "full", "rubric"]
+    assert all(parameters[name].default in (None, False) for name in parameters)
+
+
+def test_check_here_runs_as_the_readme_writes_it() -> None:
+    """The README's one line, in a plain interpreter, on a sample notebook."""
+    lines = README.read_text().splitlines()
+    line = next((line for line in lines if "import check_here" in line), None)
+    assert line is not None, "the README no longer shows students the check_here line"
+    code = line.replace('"week6.ipynb"', repr(str(SAMPLE.relative_to(ROOT))))
+    proc = grader_process("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "[PASS] MobileNetV2 loaded without its ImageNet classifier" in proc.stdout
+
+
+def test_grader_help_lists_the_commands() -> None:
+    proc = grader_process("-m", "grader", "--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("Commands:", 1)[1]
+    names = {m.group(1) for m in re.finditer(r"^\s+(\w+)\s", listed, re.MULTILINE)}
+    assert names == COMMANDS
+
+
+def test_console_script_and_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"grader": "grader.cli:main"}
+    assert __version__ == project["version"]
+    proc = grader_process("-m", "grader", "--version")
+    assert proc.returncode == 0 and __version__ in proc.stdout, proc.stdout + proc.stderr
+
+
+def _result() -> SubmissionResult:
+    check = CheckResult(
+        id="base_frozen",
+        passed=True,
+        score=2.0,
+        max_score=2.0,
+        message="the base is frozen",
+        source=SOURCE_STATIC,
+    )
+    return SubmissionResult(
+        student="s1001_ada",
+        file="s1001_ada.ipynb",
+        sha256="a" * 64,
+        status=STATUS_GRADED,
+        score=2.0,
+        max_score=2.0,
+        checks=[check],
+        errors=[CellError(cell=3, ename="ValueError", evalue="bad shape")],
+    )
+
+
+def test_output_contract_files_and_keys(tmp_path: Path) -> None:
+    """``results.jsonl``, ``grades.csv`` and ``reports/<student>.html`` under OUT, and each
+    result's contract keys. (``executed/<student>.ipynb`` is written while grading: the
+    kernel tests read it.)"""
+    write_outputs([_result()], ClassInfo(check_ids=["base_frozen"]), tmp_path)
+    assert (tmp_path / "grades.csv").is_file()
+    assert (tmp_path / "reports" / "s1001_ada.html").is_file()
+    (line,) = (tmp_path / "results.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert CONTRACT_RECORD_KEYS <= set(record)
+    assert CONTRACT_CHECK_KEYS <= set(record["checks"][0])
+    assert CONTRACT_ERROR_KEYS <= set(record["errors"][0])
