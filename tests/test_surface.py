@@ -1,8 +1,9 @@
 """The public surface other people rely on, as they reach it (no kernel).
 
 Students import :func:`grader.notebook.check_here`; instructors run the ``grader``
-command; other tools read the output contract of DESIGN.md. Moving code inside grader
-must change none of these.
+command; other tools read the output contract of DESIGN.md; maintainers read the
+README's Layout as the map of the package. Moving code inside grader must change none
+of the first three, and must redraw the map.
 """
 
 from __future__ import annotations
@@ -122,3 +123,40 @@ def test_output_contract_files_and_keys(tmp_path: Path) -> None:
     assert CONTRACT_RECORD_KEYS <= set(record)
     assert CONTRACT_CHECK_KEYS <= set(record["checks"][0])
     assert CONTRACT_ERROR_KEYS <= set(record["errors"][0])
+
+
+LAYOUT_HEADING = "## Layout"
+
+
+def layout_paths(readme: str) -> set[str]:
+    """The paths the README's Layout tree names: ``grader/run/kernel/launch.py``, ...
+
+    A line names entries when its first word ends in ``.py`` or ``/``; the words up to
+    the first gap of two spaces are entries, nested under the folder above them by
+    indentation (two spaces a level)."""
+    block = readme.split(LAYOUT_HEADING, 1)[1].split("```", 2)[1]
+    folders: list[str] = []
+    found = set()
+    for line in block.splitlines():
+        names = line.strip().split("  ", 1)[0].split()
+        if not names or not names[0].endswith((".py", "/")):
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        folders = folders[:depth]
+        found |= {"".join([*folders, name]).rstrip("/") for name in names}
+        if names[0].endswith("/"):
+            folders.append(names[0])
+    return found
+
+
+def test_readme_layout_names_every_module() -> None:
+    """The Layout section of README.md is the map of the house: every module and package
+    of grader is on it, and nothing on it is gone."""
+    named = layout_paths(README.read_text())
+    sources = [p for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts]
+    modules = {p.relative_to(ROOT).as_posix() for p in sources if p.name != "__init__.py"}
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in sources if p.name == "__init__.py"}
+    missing = sorted((modules | packages) - named)
+    assert not missing, f"missing from the README's Layout: {missing}"
+    gone = sorted(p for p in named if not (ROOT / p).exists())
+    assert not gone, f"on the README's Layout, not in the tree: {gone}"
