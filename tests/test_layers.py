@@ -357,8 +357,8 @@ def test_started_modules_are_found() -> None:
 
 @pytest.mark.parametrize("name", sorted(started_modules()))
 def test_started_module_runs_as_main(name: str) -> None:
-    """Each ``-m`` path names a module that does something when run: a ``__main__`` guard,
-    or a package's ``__main__.py`` calling ``main()``."""
+    """Each ``-m`` path names a module of this checkout that does something when run: a
+    ``__main__`` guard or a top-level ``main()`` call (for a package, in its ``__main__.py``)."""
     spec = importlib.util.find_spec(name)
     assert spec is not None and spec.origin, f"{name} is not importable"
     if spec.submodule_search_locations is not None:
@@ -366,7 +366,13 @@ def test_started_module_runs_as_main(name: str) -> None:
         assert spec is not None and spec.origin, f"{name} has no __main__.py"
     assert Path(spec.origin).is_relative_to(PACKAGE), spec.origin  # this checkout's code
     tree = ast.parse(Path(spec.origin).read_text())
-    assert any(_is_main_guard(node) for node in tree.body), f"{spec.origin}: no __main__ guard"
+    runs = any(_is_main_guard(node) or _calls_main(node) for node in tree.body)
+    assert runs, f"{spec.origin}: no __main__ guard and no main() call"
+
+
+def _calls_main(node: ast.stmt) -> bool:
+    call = node.value if isinstance(node, ast.Expr) else None
+    return isinstance(call, ast.Call) and getattr(call.func, "id", None) == "main"
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
