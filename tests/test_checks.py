@@ -14,8 +14,8 @@ from grader.checks.accuracy import (
     printed_accuracy,
     self_reported_accuracy,
 )
+from grader.checks.facts import Facts, parse_events
 from grader.checks.structural import (
-    Facts,
     check_augmentation,
     check_base_frozen,
     check_include_top_false,
@@ -79,7 +79,8 @@ def facts_for(
         if events is not None
         else ([{"event": "fit", "model": tree, "history": {}}] if tree else [])
     )
-    return Facts(static=static or StaticFacts(), events=recorded, reference_accuracy=0.9)
+    events = parse_events(recorded)
+    return Facts(static=static or StaticFacts(), events=events, reference_accuracy=0.9)
 
 
 def test_reference_shape_passes_every_structural_check() -> None:
@@ -205,8 +206,8 @@ def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
         {"event": "fit", "model": {}, "history": {"val_accuracy": [0.6, 0.7]}},
         {"event": "evaluate", "metrics": {"loss": 0.3, "accuracy": 0.8}},
     ]
-    assert self_reported_accuracy(events) == 0.8
-    assert self_reported_accuracy(events[:2]) == 0.7
+    assert self_reported_accuracy(parse_events(events)) == 0.8
+    assert self_reported_accuracy(parse_events(events[:2])) == 0.7
     facts = facts_for(None, events=events)
     facts.measured = {"accuracy": 0.8, "images": 320}
     result = check_accuracy(ACC, facts)
