@@ -13,7 +13,7 @@ import pytest
 
 from grader import __version__
 from grader.batch.classrun import FLAG_MULTIPLE_FILES, flag_copies, note_intake
-from grader.batch.pipeline import RUN_CONDITIONS, Graded, run_flags, run_status
+from grader.batch.pipeline import RUN_CONDITIONS, run_flags, run_status
 from grader.batch.progress import Progress, close_log, eta_text, open_log, result_line
 from grader.batch.runners import (
     EXECUTED_DIR,
@@ -252,10 +252,10 @@ def test_the_status_is_the_worst_condition_and_every_condition_is_flagged(tmp_pa
 
 def test_the_batch_keeps_the_executed_notebook_beside_the_result(tmp_path: Path) -> None:
     nb = nbformat.read(ROOT / "submissions" / "s1001_nguyen.ipynb", as_version=4)
-    kept = keep_executed(Graded(result("s1001_nguyen"), nb), tmp_path)
+    kept = keep_executed(result("s1001_nguyen"), nb, tmp_path)
     path = tmp_path / EXECUTED_DIR / "s1001_nguyen.ipynb"
     assert nbformat.read(path, as_version=4) == nb and kept.flags == []
     (tmp_path / "blocked").write_text("a file where the folder should be")
-    failed = keep_executed(Graded(result("s2", message="cell 1 raised"), nb), tmp_path / "blocked")
+    failed = keep_executed(result("s2", message="cell 1 raised"), nb, tmp_path / "blocked")
     assert failed.flags == [FLAG_EXECUTED_NOT_WRITTEN]
     assert failed.message.startswith("cell 1 raised; ")

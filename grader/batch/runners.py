@@ -3,7 +3,9 @@
 :func:`run_batch` asks the results store which jobs are already finished, hands the
 rest to a runner - local worker processes (:class:`LocalRunner`) or a Dask cluster
 (:class:`grader.batch.cluster.DaskRunner`) - never more at once than the runner can start,
-stores each result the moment it arrives and reports progress.
+stores each result the moment it arrives and reports progress. What a worker runs for
+one job is :func:`grade_task`: the pipeline, then the executed notebook kept under the
+output folder (``executed/``), so the pipeline itself writes nothing.
 
 Whatever goes wrong with one job becomes that student's ``error`` result, never the
 batch's. A worker that dies (the OOM killer, a crash) takes every job in flight on its
@@ -29,7 +31,6 @@ import nbformat
 
 from grader.batch.pipeline import (
     FLAG_GRADER_FAILED,
-    Graded,
     GradingContext,
     grade_guarded,
     internal_error,
@@ -118,15 +119,15 @@ def grade_task(path: Path, ctx: GradingContext, student: str) -> SubmissionResul
     graded = grade_guarded(path, ctx, student)
     if ctx.out is None or graded.executed is None:
         return graded.result
-    return keep_executed(graded, ctx.out)
+    return keep_executed(graded.result, graded.executed, ctx.out)
 
 
-def keep_executed(graded: Graded, out: Path) -> SubmissionResult:
+def keep_executed(
+    result: SubmissionResult, nb: nbformat.NotebookNode, out: Path
+) -> SubmissionResult:
     """Write the executed notebook under ``out``; the result, flagged if that failed."""
-    result = graded.result
-    assert graded.executed is not None
     try:
-        write_executed(graded.executed, out, result.student)
+        write_executed(nb, out, result.student)
     except OSError as exc:
         result.flags.append(FLAG_EXECUTED_NOT_WRITTEN)
         result.message = "; ".join(filter(None, [result.message, str(exc)]))
