@@ -7,6 +7,7 @@ output contract (``results.jsonl``); ``from_record`` reads it back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -91,6 +92,13 @@ class CheckResult:
     """The automatic points, kept when an override replaced ``score``."""
     comment: str = ""
     """The instructor's comment from ``overrides.csv``."""
+
+
+def total_score(checks: Iterable[CheckResult], automatic: bool = False) -> float:
+    """Points earned over ``checks``, not rounded (``automatic``: before any override)."""
+    if automatic:
+        return sum(c.auto_score if c.auto_score is not None else c.score for c in checks)
+    return sum(c.score for c in checks)
 
 
 @dataclass

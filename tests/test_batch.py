@@ -8,16 +8,26 @@ import os
 import sqlite3
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from grader import __version__
 from grader.batch.classrun import FLAG_MULTIPLE_FILES, flag_copies, note_intake
+from grader.batch.pipeline import RUN_CONDITIONS, run_flags, run_status
 from grader.batch.progress import Progress, close_log, eta_text, open_log, result_line
-from grader.batch.runners import Job, default_workers, plan_jobs
+from grader.batch.runners import (
+    EXECUTED_DIR,
+    FLAG_EXECUTED_NOT_WRITTEN,
+    Job,
+    default_workers,
+    keep_executed,
+    plan_jobs,
+)
 from grader.batch.store import BatchKey, ResultsStore, filesystem_type, grader_fingerprint
 from grader.intake.copies import FLAG_POSSIBLE_COPY
 from grader.intake.lms import gather
 from grader.results import CheckResult, SubmissionResult
+from grader.run.execute import Execution
 
 ROOT = Path(__file__).parent.parent
 KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
@@ -219,3 +229,33 @@ def test_one_grader_per_output_folder(tmp_path: Path) -> None:
                 pass
     with _output_lock(tmp_path / "out"):  # free again once the first is done
         pass
+
+
+def test_the_status_is_the_worst_condition_and_every_condition_is_flagged(tmp_path: Path) -> None:
+    run = Execution(nb=nbformat.v4.new_notebook(), root=tmp_path)
+    assert (run_status(run), run_flags(run)) == ("graded", [])
+    run.truncated, run.timed_out, run.notebook_timeout = [2], [3], True
+    assert run_status(run) == "timeout"
+    assert run_flags(run) == ["cell_timeout", "notebook_timeout", "output_truncated"]
+    run.out_of_memory = True
+    assert run_status(run) == "out_of_memory"
+    assert [c.flag for c in RUN_CONDITIONS] == [
+        "cell_timeout",
+        "notebook_timeout",
+        "kernel_died",
+        "out_of_memory",
+        "stdin_requested",
+        "cell_errors",
+        "output_truncated",
+    ]
+
+
+def test_the_batch_keeps_the_executed_notebook_beside_the_result(tmp_path: Path) -> None:
+    nb = nbformat.read(ROOT / "submissions" / "s1001_nguyen.ipynb", as_version=4)
+    kept = keep_executed(result("s1001_nguyen"), nb, tmp_path)
+    path = tmp_path / EXECUTED_DIR / "s1001_nguyen.ipynb"
+    assert nbformat.read(path, as_version=4) == nb and kept.flags == []
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    failed = keep_executed(result("s2", message="cell 1 raised"), nb, tmp_path / "blocked")
+    assert failed.flags == [FLAG_EXECUTED_NOT_WRITTEN]
+    assert failed.message.startswith("cell 1 raised; ")

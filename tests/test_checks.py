@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import nbformat
@@ -14,15 +15,24 @@ from grader.checks.accuracy import (
     printed_accuracy,
     self_reported_accuracy,
 )
-from grader.checks.structural import (
+from grader.checks.dispatch import CHECKS, decide
+from grader.checks.facts import (
+    CompileEvent,
+    EvaluateEvent,
     Facts,
+    FitEvent,
+    NamedModelEvent,
+    parse_events,
+)
+from grader.checks.structural import (
     check_augmentation,
     check_base_frozen,
     check_include_top_false,
     check_pooling_head,
 )
-from grader.rubric.schema import CheckSpec
+from grader.rubric.schema import KNOWN_CHECKS, CheckSpec
 from grader.static.facts import StaticFacts, analyze_sources
+from grader.static.keras_names import AUGMENTATION_CLASSES
 
 SPEC = CheckSpec(id="x", title="X", points=2.0, hint="do it")
 ACC = CheckSpec(id="accuracy", title="Acc", points=4.0, hint="train", tolerance=0.05, floor=0.5)
@@ -79,7 +89,8 @@ def facts_for(
         if events is not None
         else ([{"event": "fit", "model": tree, "history": {}}] if tree else [])
     )
-    return Facts(static=static or StaticFacts(), events=recorded, reference_accuracy=0.9)
+    events = parse_events(recorded)
+    return Facts(static=static or StaticFacts(), events=events, reference_accuracy=0.9)
 
 
 def test_reference_shape_passes_every_structural_check() -> None:
@@ -205,8 +216,8 @@ def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
         {"event": "fit", "model": {}, "history": {"val_accuracy": [0.6, 0.7]}},
         {"event": "evaluate", "metrics": {"loss": 0.3, "accuracy": 0.8}},
     ]
-    assert self_reported_accuracy(events) == 0.8
-    assert self_reported_accuracy(events[:2]) == 0.7
+    assert self_reported_accuracy(parse_events(events)) == 0.8
+    assert self_reported_accuracy(parse_events(events[:2])) == 0.7
     facts = facts_for(None, events=events)
     facts.measured = {"accuracy": 0.8, "images": 320}
     result = check_accuracy(ACC, facts)
@@ -302,3 +313,72 @@ def test_claiming_an_accuracy_without_training_is_a_mismatch() -> None:
     assert accuracy_flags(ACC, facts) == ["accuracy_mismatch"]
     facts.printed = None
     assert accuracy_flags(ACC, facts) == []
+
+
+def test_parse_events_keeps_known_events_typed_and_drops_the_rest() -> None:
+    raw: list[Any] = [
+        "not an object",
+        {"event": "unknown_kind", "model": {}},
+        {"event": ["fit"]},
+        {"event": "compile", "loss": {"class": "BinaryCrossentropy", "from_logits": 1}},
+        {"event": "fit", "epochs_requested": "10", "epochs": 2, "initial_epoch": True},
+        {"event": "fit", "probe_error": "RuntimeError('x')"},
+        {"event": "evaluate", "metrics": {"accuracy": "0.99", "loss": 0.5}},
+        {"event": "named_model", "variable": 7},
+    ]
+    events = parse_events(raw)
+    assert [type(e) for e in events] == [
+        CompileEvent,
+        FitEvent,
+        FitEvent,
+        EvaluateEvent,
+        NamedModelEvent,
+    ]
+    compile_event, fit, failed, evaluate, named = events
+    assert compile_event.loss_class == "BinaryCrossentropy"
+    assert compile_event.from_logits is None  # 1 is not a bool: read as absent
+    assert (fit.epochs_requested, fit.epochs, fit.initial_epoch) == (None, 2, 0)
+    assert failed.model is None and failed.probe_error == "RuntimeError('x')"
+    assert evaluate.metrics == {"accuracy": None, "loss": 0.5}  # a string is never a number
+    assert named.variable is None
+
+
+def test_a_figure_that_is_not_finite_reads_as_absent() -> None:
+    """NaN and infinity (a diverged training) become None, so results.jsonl stays JSON."""
+    raw = [
+        {"event": "fit", "model": {}, "optimizer": {"class": "Adam", "learning_rate": math.inf}},
+        {"event": "fit_end", "epochs_run": 2, "history": {"loss": [0.5, math.nan]}},
+        {"event": "evaluate", "metrics": {"accuracy": math.nan}},
+    ]
+    fit, end, evaluate = parse_events(raw)
+    assert fit.optimizer is not None and fit.optimizer.learning_rate is None
+    assert end.history == {"loss": (0.5, None)}
+    assert evaluate.metrics == {"accuracy": None}
+    assert self_reported_accuracy([fit, end, evaluate]) is None
+
+
+def test_the_layer_tree_reads_back_as_the_probe_recorded_it() -> None:
+    tree = model(GAP, DENSE)
+    tree["layers"][0]["layers"] = []  # a container with no children keeps its empty list
+    (fit,) = parse_events([{"event": "fit", "model": tree}])
+    assert fit.model is not None and fit.model.to_record() == tree
+    bad = {**layer("Dense", "d"), "layers": ["not a layer", layer("ReLU", "r")]}
+    (fit,) = parse_events([{"event": "fit", "model": bad}])
+    assert fit.model is not None and [n.name for n in fit.model.layers or ()] == ["r"]
+
+
+@pytest.mark.parametrize("cls", sorted(AUGMENTATION_CLASSES) + ["RandomFlip"])
+def test_code_and_trained_model_count_the_same_augmentation_classes(cls: str) -> None:
+    """One vocabulary: a class that counts in the trained model counts in the code."""
+    head = [layer(cls, "augment"), GAP, DENSE]
+    trained = check_augmentation(SPEC, facts_for(layer("Functional", "f", layers=[base(), *head])))
+    assert (trained.passed, trained.source) == (True, "runtime")
+    code = f"import keras\naug = keras.Sequential([keras.layers.{cls}()])\nds = ds.map(aug)\n"
+    untrained = check_augmentation(SPEC, facts_for(None, analyze_sources([(0, code)])))
+    assert (untrained.passed, untrained.source) == (True, "static")
+
+
+def test_every_check_the_rubric_knows_has_one_decider() -> None:
+    assert set(CHECKS) == set(KNOWN_CHECKS)
+    hidden = CheckSpec(id="base_frozen", title="B", points=2.0, hidden=True)
+    assert decide(hidden, facts_for(model(GAP, DENSE))).hidden

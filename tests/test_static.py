@@ -288,6 +288,19 @@ def test_augmentation_in_model_via_input_chain() -> None:
     assert facts.augmentation_use_ref == CodeRef(1, 2, "x = data_augmentation(inputs)")
 
 
+@pytest.mark.parametrize("cls", ["MixUp", "CutMix", "Solarization", "RandAugment", "AugMix"])
+def test_augmentation_classes_without_the_random_prefix_count_in_the_code(cls: str) -> None:
+    """The code counts the same augmentation classes as the trained model's tree does
+    (MixUp, CutMix and Solarization used to count at run time only)."""
+    facts = analyse(
+        "import keras\n"
+        f"aug = keras.Sequential([keras.layers.{cls}()])\n"
+        "train = train.map(lambda x, y: (aug(x, training=True), y))\n"
+    )
+    assert facts.augmentation_layers == [cls]
+    assert facts.augmentation_in_pipeline is True
+
+
 def test_augmentation_in_model_after_other_layers() -> None:
     facts = analyse(
         AUG,

@@ -1,6 +1,6 @@
 """Grading on an existing Dask cluster: ``grader grade --dask ADDRESS``.
 
-Each submission is one task, ``grade_guarded(path, ctx, student)``, run by a Dask worker
+Each submission is one task, ``grade_task(path, ctx, student)``, run by a Dask worker
 exactly as a local worker process runs it; results come back to the orchestrator,
 which stores and reports them as for a local batch.
 
@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from grader.batch.pipeline import GradingContext, grade_guarded
-from grader.batch.runners import Job, WorkerLost
+from grader.batch.pipeline import GradingContext
+from grader.batch.runners import Job, WorkerLost, grade_task
 from grader.batch.store import grader_fingerprint
 from grader.errors import ClusterError
 from grader.measure.client import close_shared
@@ -80,9 +80,9 @@ class DaskRunner:
                 raise ClusterError(MSG_MISMATCH.format(worker=worker, problem=problem))
 
     def submit(self, job: Job, ctx: GradingContext) -> Any:
-        """One task on the cluster: ``grade_guarded`` for this job."""
+        """One task on the cluster: :func:`~grader.batch.runners.grade_task` for this job."""
         key = f"grade-{self._run}-{job.student}-{job.key[:12]}-{job.tries}"
-        return self.client.submit(grade_guarded, job.path, ctx, job.student, key=key, pure=False)
+        return self.client.submit(grade_task, job.path, ctx, job.student, key=key, pure=False)
 
     def wait(self, futures: Iterable[Any]) -> set[Any]:
         """The futures done so far (at least one)."""

@@ -1,33 +1,44 @@
-"""The pipeline: intake -> static analysis -> execution -> checks -> scores -> outputs.
+"""The pipeline: submission -> static facts -> run -> measurement -> evidence -> verdicts -> score.
 
-:func:`grade_one` reads as that line. A submission that cannot be graded becomes a
-result with a status and a message; :func:`grade_guarded` never raises, so a batch
-(:mod:`grader.batch.runners`) never loses a row.
+:func:`grade` reads as that line, each step a function returning the next step's input.
+It writes nothing: the executed notebook comes back beside the result
+(:class:`Graded`) and the batch keeps it (:mod:`grader.batch.runners`). A submission
+that cannot be graded becomes a result with a status and a message; :func:`grade_guarded`
+never raises, so a batch never loses a row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import os
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from grader.checks.accuracy import (
+    CHECK_ACCURACY,
     accuracy_flags,
-    decide,
     printed_accuracy,
     self_reported_accuracy,
 )
+from grader.checks.dispatch import decide
+from grader.checks.facts import (
+    Facts,
+    FitEndEvent,
+    FitEvent,
+    ProbeEvent,
+    history_record,
+    parse_events,
+)
 from grader.checks.notes import advise, find_notes
-from grader.checks.review import finalize, record_submission_time
-from grader.checks.structural import Facts
+from grader.checks.review import finalize, submission_late
 from grader.errors import SubmissionError
 from grader.intake.notebooks import Submission, file_digest, load_submission, student_id
-from grader.measure.client import measure_model, prestart
+from grader.measure.client import start_measuring
 from grader.results import (
     PRECEDENCE,
     STATUS_ERROR,
@@ -39,14 +50,17 @@ from grader.results import (
     STATUS_TRUNCATED,
     CheckResult,
     SubmissionResult,
+    total_score,
 )
 from grader.rubric.schema import Rubric
 from grader.run.execute import Execution, RunSettings, run_notebook
-from grader.static.facts import analyze_notebook
+from grader.static.facts import StaticFacts, analyze_notebook
 
-EXECUTED_DIR = "executed"
 FLAG_GRADER_FAILED = "grader_failed"
 """grader itself failed on this submission: the result is not stored, the next run retries."""
+FLAG_UPGRADED = "nbformat_upgraded"
+FLAG_PROBE_FAILED = "probe_failed"
+FLAG_NO_TRAINING = "no_training"
 MSG_INTERNAL = "grader failed on this submission (a grader bug, please report): {error}"
 MSG_CELL_ERROR = "cell {cell} raised {ename}: {evalue}"
 
@@ -59,64 +73,159 @@ class GradingContext:
     settings: RunSettings
     reference_accuracy: float | None
     out: Path | None
+    """The batch's output folder (the batch keeps executed notebooks there); None: none."""
     mode: str
 
 
-def grade_one(path: Path, ctx: GradingContext, student: str | None = None) -> SubmissionResult:
-    """Grade one notebook file: load, analyse, execute, check, score, write.
+@dataclass(frozen=True)
+class Graded:
+    """What grading one submission produced."""
 
-    ``student`` is the id intake gave the file (an LMS name); by default, the file name.
-    """
+    result: SubmissionResult
+    """The result (whatever happened to the submission)."""
+    executed: nbformat.NotebookNode | None = None
+    """The executed notebook, probe cells removed; None when the notebook never ran."""
+
+
+@dataclass(frozen=True)
+class RunCondition:
+    """Something a run can hit: the flag it sets and the status it leads to."""
+
+    flag: str
+    status: str
+    hit: Callable[[Execution], bool]
+
+
+RUN_CONDITIONS = (
+    RunCondition("cell_timeout", STATUS_TIMEOUT, lambda run: bool(run.timed_out)),
+    RunCondition("notebook_timeout", STATUS_TIMEOUT, lambda run: run.notebook_timeout),
+    RunCondition("kernel_died", STATUS_KERNEL_DIED, lambda run: run.kernel_died is not None),
+    RunCondition("out_of_memory", STATUS_OUT_OF_MEMORY, lambda run: run.out_of_memory),
+    RunCondition("stdin_requested", STATUS_STDIN, lambda run: bool(run.stdin_requested)),
+    RunCondition("cell_errors", STATUS_ERROR, lambda run: bool(run.errors)),
+    RunCondition("output_truncated", STATUS_TRUNCATED, lambda run: bool(run.truncated)),
+)
+"""Every condition a run can hit, in the order of its flags; several may apply, and the
+status is the first of :data:`~grader.results.PRECEDENCE` among those hit."""
+
+
+def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded:
+    """Grade one notebook file, step by step; ``student`` is the id intake gave the file
+    (an LMS name), by default its file name."""
     start = time.monotonic()
     try:
         submission = load_submission(path, student)
     except SubmissionError as exc:
-        result = _without_results(path, exc.status, str(exc), start, ctx.mode)
-        result.max_score = ctx.rubric.max_score
-        result.student = student or result.student
-        return result
-    facts = Facts(static=analyze_notebook(submission.nb), notebook=submission.nb)
-    prestart(ctx.settings.kit.holdout, ctx.settings.threads)
+        return Graded(refused(path, ctx, exc.status, str(exc), student, start))
+    static = analyze_notebook(submission.nb)
+    measuring = start_measuring(ctx.settings)  # its evaluator loads while the notebook runs
     run = run_notebook(submission.nb, path.name, ctx.settings)
     try:
-        gather_runtime(facts, run, ctx)
-        checks = [decide(spec, facts) for spec in ctx.rubric.checks]
-        result = assemble(submission, checks, run, ctx.mode)
-        result.flags += flags_for(ctx.rubric, facts)
-        result.accuracy = accuracy_figures(facts)
-        result.notes = find_notes(submission.nb)
-        for error in result.errors:
-            error.advice = advise(error)
-        record_submission_time(result, path, ctx.rubric.late)
-        finalize(result, ctx.rubric.late)
-        if ctx.out is not None:
-            try:
-                write_executed(run.nb, ctx.out, result.student)
-            except OSError as exc:
-                result.flags.append("executed_not_written")
-                result.message = "; ".join(filter(None, [result.message, str(exc)]))
+        events = parse_events(run.events)
+        measured = measuring.measure(run.model_path, events)
     finally:
         run.cleanup()
-    result.duration_s = round(time.monotonic() - start, 2)
-    return result
+    facts = evidence(submission, static, run, events, measured, ctx.reference_accuracy)
+    checks = [decide(spec, facts) for spec in ctx.rubric.checks]
+    result = assemble(submission, run, facts, checks, ctx, start)
+    return Graded(finalize(result, ctx.rubric.late), run.nb)
 
 
-def gather_runtime(facts: Facts, run: Execution, ctx: GradingContext) -> None:
-    """Runtime and measured evidence: the probe's records, then the trusted evaluator."""
-    facts.events = run.events
-    facts.reference_accuracy = ctx.reference_accuracy
-    facts.reported = self_reported_accuracy(run.events)
-    facts.printed = printed_accuracy(run.nb)
-    if run.model_path is not None:
-        facts.measured = measure_model(run.model_path, run.events, ctx.settings)
+def grade_one(path: Path, ctx: GradingContext, student: str | None = None) -> SubmissionResult:
+    """:func:`grade`'s result alone, for a caller that keeps no executed notebook."""
+    return grade(path, ctx, student).result
 
 
-def flags_for(rubric: Rubric, facts: Facts) -> list[str]:
-    spec = next((c for c in rubric.checks if c.id == "accuracy"), None)
-    return accuracy_flags(spec, facts) if spec is not None else []
+def evidence(
+    submission: Submission,
+    static: StaticFacts,
+    run: Execution,
+    events: list[ProbeEvent],
+    measured: dict | None,
+    reference_accuracy: float | None,
+) -> Facts:
+    """All the evidence: the code, the probe's records, the measurement, the printed figure."""
+    return Facts(
+        static=static,
+        notebook=submission.nb,
+        events=events,
+        reference_accuracy=reference_accuracy,
+        measured=measured,
+        printed=printed_accuracy(run.nb),
+        reported=self_reported_accuracy(events),
+    )
+
+
+def assemble(
+    submission: Submission,
+    run: Execution,
+    facts: Facts,
+    checks: list[CheckResult],
+    ctx: GradingContext,
+    start: float,
+) -> SubmissionResult:
+    """The result of a submission that ran (whatever happened while it ran), before the
+    final score (:func:`~grader.checks.review.finalize`)."""
+    return SubmissionResult(
+        student=submission.student,
+        file=submission.path.name,
+        sha256=submission.sha256,
+        status=run_status(run),
+        score=round(total_score(checks), 2),
+        max_score=sum(c.max_score for c in checks),
+        checks=checks,
+        errors=[dataclasses.replace(e, advice=advise(e)) for e in run.errors],
+        flags=result_flags(submission, run, facts, ctx.rubric),
+        message=run_message(run),
+        mode=ctx.mode,
+        graded_at=_now(),
+        cell_times=run.cell_times,
+        accuracy=accuracy_figures(facts),
+        training=training_phases(facts.events),
+        model=last_model(facts.events),
+        notes=find_notes(submission.nb),
+        peak_memory_mb=run.peak_memory_mb,
+        late=submission_late(submission.path, ctx.rubric.late),
+        duration_s=round(time.monotonic() - start, 2),
+    )
+
+
+def run_status(run: Execution) -> str:
+    """The worst condition the run hit (``graded`` when none)."""
+    hit = {c.status for c in RUN_CONDITIONS if c.hit(run)}
+    return next(s for s in PRECEDENCE if s in hit or s == STATUS_GRADED)
+
+
+def run_flags(run: Execution) -> list[str]:
+    """One flag per condition the run hit (several may apply; the status names the worst)."""
+    return [c.flag for c in RUN_CONDITIONS if c.hit(run)]
+
+
+def run_message(run: Execution) -> str:
+    """What went wrong while it ran, or the first cell error."""
+    message = "; ".join(run.messages)
+    if not message and run.errors:
+        first = run.errors[0]
+        message = MSG_CELL_ERROR.format(
+            cell=first.cell + 1, ename=first.ename, evalue=first.evalue[:200]
+        )
+    return message
+
+
+def result_flags(submission: Submission, run: Execution, facts: Facts, rubric: Rubric) -> list[str]:
+    """The submission's, the run's and the accuracy check's flags, in that order."""
+    flags = [FLAG_UPGRADED] if submission.notes else []
+    flags += run_flags(run)
+    if run.probe_error:
+        flags.append(FLAG_PROBE_FAILED)
+    if not any(isinstance(e, FitEvent) for e in facts.events):
+        flags.append(FLAG_NO_TRAINING)
+    spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)
+    return flags + (accuracy_flags(spec, facts) if spec is not None else [])
 
 
 def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
+    """The accuracy figures a result shows: measured, self-reported, printed, reference."""
     figures: dict[str, float | str | None] = {
         "measured": (facts.measured or {}).get("accuracy"),
         "self_reported": facts.reported,
@@ -128,110 +237,42 @@ def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
     return figures
 
 
-def assemble(
-    submission: Submission, checks: list[CheckResult], run: Execution, mode: str
-) -> SubmissionResult:
-    """The result of a submission that ran (whatever happened while it ran)."""
-    flags = list(submission.notes and ["nbformat_upgraded"]) + run_flags(run)
-    if run.probe_error:
-        flags.append("probe_failed")
-    if not any(e.get("event") == "fit" for e in run.events):
-        flags.append("no_training")
-    conditions = {
-        STATUS_OUT_OF_MEMORY: run.out_of_memory,
-        STATUS_KERNEL_DIED: run.kernel_died is not None,
-        STATUS_TIMEOUT: bool(run.timed_out) or run.notebook_timeout,
-        STATUS_STDIN: bool(run.stdin_requested),
-        STATUS_ERROR: bool(run.errors),
-        STATUS_TRUNCATED: bool(run.truncated),
-        STATUS_GRADED: True,
-    }
-    status = next(s for s in PRECEDENCE if conditions[s])
-    message = "; ".join(run.messages)
-    if not message and run.errors:
-        first = run.errors[0]
-        message = MSG_CELL_ERROR.format(
-            cell=first.cell + 1, ename=first.ename, evalue=first.evalue[:200]
-        )
-    return SubmissionResult(
-        student=submission.student,
-        file=submission.path.name,
-        sha256=submission.sha256,
-        status=status,
-        score=round(sum(c.score for c in checks), 2),
-        max_score=sum(c.max_score for c in checks),
-        checks=checks,
-        errors=run.errors,
-        flags=flags,
-        message=message,
-        mode=mode,
-        graded_at=_now(),
-        cell_times=run.cell_times,
-        training=training_phases(run.events),
-        peak_memory_mb=run.peak_memory_mb,
-        model=next(
-            (e["model"] for e in reversed(run.events) if e.get("event") == "fit" and "model" in e),
-            None,
-        ),
-    )
-
-
-def run_flags(run: Execution) -> list[str]:
-    """One flag per condition the run hit (several may apply; the status names the worst)."""
-    named = {
-        "cell_timeout": bool(run.timed_out),
-        "notebook_timeout": run.notebook_timeout,
-        "kernel_died": run.kernel_died is not None,
-        "out_of_memory": run.out_of_memory,
-        "stdin_requested": bool(run.stdin_requested),
-        "cell_errors": bool(run.errors),
-        "output_truncated": bool(run.truncated),
-    }
-    return [flag for flag, hit in named.items() if hit]
-
-
-def training_phases(events: list[dict]) -> list[dict]:
+def training_phases(events: Sequence[ProbeEvent]) -> list[dict]:
     """One entry per fit: optimizer, learning rate, epochs asked and run, history."""
     phases: list[dict] = []
     for event in events:
-        if event.get("event") == "fit":
-            optimizer = event.get("optimizer") or {}
+        if isinstance(event, FitEvent):
+            optimizer = event.optimizer
             phases.append(
                 {
-                    "optimizer": optimizer.get("class"),
-                    "learning_rate": optimizer.get("learning_rate"),
-                    "epochs_requested": event.get("epochs_requested"),
+                    "optimizer": optimizer.class_name if optimizer else None,
+                    "learning_rate": optimizer.learning_rate if optimizer else None,
+                    "epochs_requested": event.epochs_requested,
                     "epochs": 0,
                     "history": {},
                     "completed": False,
                 }
             )
-        elif event.get("event") == "fit_end" and phases:
-            phases[-1].update(
-                epochs=event.get("epochs_run"), history=event.get("history", {}), completed=True
-            )
+        elif isinstance(event, FitEndEvent) and phases:
+            history = history_record(event.history)
+            phases[-1].update(epochs=event.epochs_run, history=history, completed=True)
     return phases
 
 
-def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
-    from grader.outputs.report import report_filename
-
-    path = out / EXECUTED_DIR / f"{report_filename(student)}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    nbformat.write(nb, partial)
-    os.replace(partial, path)  # a batch killed mid-write leaves the old file or the new one
-    return path
+def last_model(events: Sequence[ProbeEvent]) -> dict | None:
+    """The layer tree of the last model trained, as the probe recorded it at its fit."""
+    fits = [e.model for e in events if isinstance(e, FitEvent) and e.model is not None]
+    return fits[-1].to_record() if fits else None
 
 
-def grade_guarded(path: Path, ctx: GradingContext, student: str | None = None) -> SubmissionResult:
-    """:func:`grade_one`, with a crash inside grader turned into that student's result."""
+def grade_guarded(path: Path, ctx: GradingContext, student: str | None = None) -> Graded:
+    """:func:`grade`, with a crash inside grader turned into that student's result."""
     start = time.monotonic()
     try:
-        return grade_one(path, ctx, student)
+        return grade(path, ctx, student)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
         detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-        return internal_error(path, ctx, MSG_INTERNAL.format(error=detail), student, start)
+        return Graded(internal_error(path, ctx, MSG_INTERNAL.format(error=detail), student, start))
 
 
 def internal_error(
@@ -243,26 +284,25 @@ def internal_error(
     flag: str = FLAG_GRADER_FAILED,
 ) -> SubmissionResult:
     """An ``error`` result for a submission grader itself failed on (flagged ``flag``)."""
-    result = _without_results(path, STATUS_ERROR, message, start or time.monotonic(), ctx.mode)
-    result.max_score = ctx.rubric.max_score
-    result.student = student or result.student
+    result = refused(path, ctx, STATUS_ERROR, message, student, start or time.monotonic())
     result.flags.append(flag)
     return result
 
 
-def _without_results(
-    path: Path, status: str, message: str, start: float, mode: str
+def refused(
+    path: Path, ctx: GradingContext, status: str, message: str, student: str | None, start: float
 ) -> SubmissionResult:
+    """The result of a submission that was not graded: no checks, the rubric's maximum."""
     try:
         digest = file_digest(path)
     except OSError:
         digest = ""
-    result = SubmissionResult.without_results(student_id(path), path.name, digest, status, message)
-    result.duration_s, result.mode, result.graded_at = (
-        round(time.monotonic() - start, 2),
-        mode,
-        _now(),
+    result = SubmissionResult.without_results(
+        student or student_id(path), path.name, digest, status, message
     )
+    result.max_score = ctx.rubric.max_score
+    result.duration_s = round(time.monotonic() - start, 2)
+    result.mode, result.graded_at = ctx.mode, _now()
     return result
 
 

@@ -3,7 +3,9 @@
 :func:`run_batch` asks the results store which jobs are already finished, hands the
 rest to a runner - local worker processes (:class:`LocalRunner`) or a Dask cluster
 (:class:`grader.batch.cluster.DaskRunner`) - never more at once than the runner can start,
-stores each result the moment it arrives and reports progress.
+stores each result the moment it arrives and reports progress. What a worker runs for
+one job is :func:`grade_task`: the pipeline, then the executed notebook kept under the
+output folder (``executed/``), so the pipeline itself writes nothing.
 
 Whatever goes wrong with one job becomes that student's ``error`` result, never the
 batch's. A worker that dies (the OOM killer, a crash) takes every job in flight on its
@@ -25,7 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from grader.batch.pipeline import FLAG_GRADER_FAILED, GradingContext, grade_guarded, internal_error
+import nbformat
+
+from grader.batch.pipeline import (
+    FLAG_GRADER_FAILED,
+    GradingContext,
+    grade_guarded,
+    internal_error,
+)
 from grader.batch.progress import Progress
 from grader.batch.store import BatchKey, ResultsStore
 from grader.intake.lms import Intake
@@ -41,6 +50,9 @@ MSG_WORKER_DIED = "the grading worker died while grading this notebook alone ({d
 MSG_RUNNER_FAILED = "grading this notebook failed outside grader's own code ({detail})"
 FLAG_WORKER_DIED = "worker_died"
 """The notebook's worker died with it running alone: stored like any verdict."""
+FLAG_EXECUTED_NOT_WRITTEN = "executed_not_written"
+EXECUTED_DIR = "executed"
+"""Where a batch keeps each student's executed notebook, under the output folder."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -101,6 +113,40 @@ def _die_with_parent() -> None:
         pass
 
 
+def grade_task(path: Path, ctx: GradingContext, student: str) -> SubmissionResult:
+    """What a worker runs for one job: grade it, then keep its executed notebook in
+    ``ctx.out`` (a failure to write it is noted on the result, never raised)."""
+    graded = grade_guarded(path, ctx, student)
+    if ctx.out is None or graded.executed is None:
+        return graded.result
+    return keep_executed(graded.result, graded.executed, ctx.out)
+
+
+def keep_executed(
+    result: SubmissionResult, nb: nbformat.NotebookNode, out: Path
+) -> SubmissionResult:
+    """Write the executed notebook under ``out``; the result, flagged if that failed."""
+    try:
+        write_executed(nb, out, result.student)
+    except OSError as exc:
+        result.flags.append(FLAG_EXECUTED_NOT_WRITTEN)
+        result.message = "; ".join(filter(None, [result.message, str(exc)]))
+    return result
+
+
+def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
+    """``out/executed/STUDENT.ipynb``, replaced whole: a batch killed mid-write leaves the
+    old file or the new one."""
+    from grader.outputs.report import report_filename
+
+    path = out / EXECUTED_DIR / f"{report_filename(student)}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    nbformat.write(nb, partial)
+    os.replace(partial, path)
+    return path
+
+
 class LocalRunner:
     """Worker processes on this machine (spawned: nothing leaks from the orchestrator)."""
 
@@ -115,11 +161,11 @@ class LocalRunner:
     def submit(self, job: Job, ctx: GradingContext) -> Future[SubmissionResult]:
         """Grade ``job`` in a worker; a pool broken by an earlier death is replaced."""
         try:
-            return self._pool.submit(grade_guarded, job.path, ctx, job.student)
+            return self._pool.submit(grade_task, job.path, ctx, job.student)
         except BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            return self._pool.submit(grade_guarded, job.path, ctx, job.student)
+            return self._pool.submit(grade_task, job.path, ctx, job.student)
 
     def wait(self, futures: Iterable[Future[SubmissionResult]]) -> set[Any]:
         """The futures done so far (at least one)."""

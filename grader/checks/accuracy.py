@@ -10,14 +10,16 @@ linearly to zero at ``floor``. A notebook that never trained earns nothing.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import nbformat
 
-from grader.checks.structural import ACCURACY_KEYS, CHECKS, Facts, scored_verdict
+from grader.checks.facts import EvaluateEvent, Facts, FitEndEvent, FitEvent, ProbeEvent, verdict
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
-from grader.rubric.schema import KIND_WRITTEN, CheckSpec
+from grader.rubric.schema import CheckSpec
+from grader.static.keras_names import ACCURACY_METRICS
 
+CHECK_ACCURACY = "accuracy"
 FLAG_MISMATCH = "accuracy_mismatch"
 FLAG_UNVERIFIED = "accuracy_unverified"
 MSG_NO_TRAINING = "The notebook never trained a model, so it earns no accuracy credit."
@@ -36,28 +38,33 @@ PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)
 PROGRESS = ("━", "/step", "[==", "ETA")
 
 
-def _accuracy_of(metrics: dict[str, Any], prefix: str = "") -> float | None:
-    for key in ACCURACY_KEYS:
-        value = metrics.get(prefix + key)
-        if isinstance(value, list):
+def _accuracy_of(
+    figures: Mapping[str, float | None] | Mapping[str, tuple[float | None, ...]],
+    prefix: str = "",
+) -> float | None:
+    """The accuracy among metrics (a figure each) or a history (the last epoch's figure)."""
+    for key in ACCURACY_METRICS:
+        value = figures.get(prefix + key)
+        if isinstance(value, tuple):
             value = value[-1] if value else None
-        if isinstance(value, (int, float)):
-            return float(value)
+        if value is not None:
+            return value
     return None
 
 
-def self_reported_accuracy(events: list[dict[str, Any]]) -> float | None:
+def self_reported_accuracy(events: Sequence[ProbeEvent]) -> float | None:
     """The student's own figure: the last evaluate after the last fit, else its validation."""
-    fits = [i for i, e in enumerate(events) if e.get("event") in ("fit", "fit_end")]
+    fits = [i for i, e in enumerate(events) if isinstance(e, (FitEvent, FitEndEvent))]
     if not fits:
-        evaluations = [e for e in events if e.get("event") == "evaluate"]
-        return _accuracy_of(evaluations[-1].get("metrics", {})) if evaluations else None
+        evaluations = [e for e in events if isinstance(e, EvaluateEvent)]
+        return _accuracy_of(evaluations[-1].metrics) if evaluations else None
     for event in reversed(events[fits[-1] :]):
-        if event.get("event") == "evaluate":
-            value = _accuracy_of(event.get("metrics", {}))
+        if isinstance(event, EvaluateEvent):
+            value = _accuracy_of(event.metrics)
             if value is not None:
                 return value
-    history = events[fits[-1]].get("history", {})
+    last = events[fits[-1]]
+    history = last.history if isinstance(last, (FitEvent, FitEndEvent)) else {}
     return _accuracy_of(history, "val_") or _accuracy_of(history)
 
 
@@ -100,29 +107,29 @@ def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
 
 
 def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
-    def verdict(score: float, message: str, source: str, evidence: list[Evidence]) -> CheckResult:
-        return scored_verdict(spec, score, message, source, evidence)
-
+    """Points in the bands for the measured figure (else, if the rubric allows, the claim)."""
     evidence = _accuracy_evidence(facts)
     if facts.first_fit is None:
-        return verdict(0.0, MSG_NO_TRAINING + _mismatch_note(spec, facts), SOURCE_NONE, evidence)
+        message = MSG_NO_TRAINING + _mismatch_note(spec, facts)
+        return verdict(spec, message, SOURCE_NONE, evidence, score=0.0)
     reference = facts.reference_accuracy
     measured = (facts.measured or {}).get("accuracy")
     if reference is None:
-        return verdict(0.0, MSG_NO_REFERENCE, SOURCE_NONE, evidence)
+        return verdict(spec, MSG_NO_REFERENCE, SOURCE_NONE, evidence, score=0.0)
     if measured is not None:
         message = _band_message("Measured", measured, reference, spec)
         score = band_score(measured, reference, spec)
-        return verdict(score, message + _mismatch_note(spec, facts), SOURCE_MEASURED, evidence)
+        message += _mismatch_note(spec, facts)
+        return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
     reported = self_reported_accuracy(facts.events)
     if reported is None:
-        return verdict(0.0, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence)
+        return verdict(spec, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence, score=0.0)
     message = _band_message("Self-reported", reported, reference, spec)
     credit = "" if spec.unverified_credit else "; the rubric gives no credit for it"
     error = (facts.measured or {}).get("error") or "no saved model"
     message += MSG_UNVERIFIED.format(error=error, credit=credit)
     score = band_score(reported, reference, spec) if spec.unverified_credit else 0.0
-    return verdict(score, message, SOURCE_RUNTIME, evidence)
+    return verdict(spec, message, SOURCE_RUNTIME, evidence, score=score)
 
 
 def _band_message(kind: str, accuracy: float, reference: float, spec: CheckSpec) -> str:
@@ -160,15 +167,3 @@ def _accuracy_evidence(facts: Facts) -> list[Evidence]:
     if facts.printed is not None:
         lines.append(f"printed by the notebook: {facts.printed:.4f}")
     return [Evidence(kind="fact", text=line) for line in lines]
-
-
-def decide(spec: CheckSpec, facts: Facts) -> CheckResult:
-    """The verdict of one rubric check (marked hidden when the rubric hides it)."""
-    if spec.kind == KIND_WRITTEN:
-        from grader.checks.written import check_written
-
-        return check_written(spec, facts.notebook)
-    check = check_accuracy if spec.id == "accuracy" else CHECKS[spec.id]
-    result = check(spec, facts)
-    result.hidden = spec.hidden
-    return result

@@ -20,9 +20,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grader.errors import UsageError
-from grader.results import SubmissionResult
+from grader.results import SubmissionResult, total_score
 from grader.rubric.schema import LatePolicy
 
 OVERRIDES_FILE = "overrides.csv"
@@ -116,21 +117,22 @@ def lateness(submitted: _dt.datetime, policy: LatePolicy, max_score: float) -> t
     return days, round(share * max_score, 2)
 
 
-def record_submission_time(result: SubmissionResult, path: Path, policy: LatePolicy | None) -> None:
+def submission_late(path: Path, policy: LatePolicy | None) -> dict[str, Any]:
+    """When the file was submitted (``submitted_at``, ``source``), for a rubric with a
+    deadline; empty without one or when the file's time cannot be read."""
     if policy is None or policy.due is None:
-        return
+        return {}
     try:
         moment, source = submission_time(path, policy)
     except OSError:
-        return
-    result.late = {"submitted_at": moment.isoformat(timespec="seconds"), "source": source}
+        return {}
+    return {"submitted_at": moment.isoformat(timespec="seconds"), "source": source}
 
 
 def finalize(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
     """The final score: checks (after overrides) less the late penalty; flags to match."""
-    result.auto_score = round(sum(c.auto_score if c.auto_score is not None else c.score
-                                  for c in result.checks), 2)  # fmt: skip
-    total = sum(c.score for c in result.checks)
+    result.auto_score = round(total_score(result.checks, automatic=True), 2)
+    total = total_score(result.checks)
     penalty = 0.0
     result.flags = [f for f in result.flags if f not in (FLAG_REVIEW, FLAG_LATE)]
     if policy is not None and policy.due is not None and result.late.get("submitted_at"):

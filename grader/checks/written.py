@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import nbformat
 
+from grader.checks.facts import verdict
 from grader.results import SOURCE_STATIC, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 
@@ -137,7 +138,8 @@ def check_written(spec: CheckSpec, nb: nbformat.NotebookNode) -> CheckResult:
     """The pre-scored verdict of one written item (never "passed" without review)."""
     section = find_answer(nb, spec)
     if section is None or not section.text.strip():
-        return _result(spec, 0.0, MSG_MISSING.format(question=spec.question), [])
+        message = MSG_MISSING.format(question=spec.question)
+        return verdict(spec, message, SOURCE_STATIC, [], score=0.0, review=True)
     answer = words(section.text)
     covered = [c for c in spec.concepts if any(covers(answer, p) for p in c)]
     share = len(covered) / len(spec.concepts)
@@ -146,20 +148,5 @@ def check_written(spec: CheckSpec, nb: nbformat.NotebookNode) -> CheckResult:
     if len(answer) < THIN_WORDS:
         message += MSG_THIN.format(words=len(answer))
     evidence = [Evidence(kind="text", text=section.text.strip()[:2000], cell=section.cell)]
-    return _result(spec, round(share * spec.points, 2), message, evidence)
-
-
-def _result(spec: CheckSpec, score: float, message: str, evidence: list[Evidence]) -> CheckResult:
-    return CheckResult(
-        id=spec.id,
-        passed=False,  # a pre-score is never a verdict: the instructor decides
-        score=score,
-        max_score=spec.points,
-        message=message,
-        source=SOURCE_STATIC,
-        title=spec.title,
-        hint=spec.hint,
-        evidence=evidence,
-        hidden=spec.hidden,
-        review=True,
-    )
+    score = round(share * spec.points, 2)
+    return verdict(spec, message, SOURCE_STATIC, evidence, score=score, review=True)

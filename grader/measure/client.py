@@ -18,9 +18,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from grader.checks.facts import CompileEvent, ProbeEvent
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 
 if TYPE_CHECKING:
@@ -198,27 +201,37 @@ def evaluate(
     return shared_evaluator(holdout, threads).measure(model_path, hint, timeout_s, limit)
 
 
-def measure_model(
-    model_path: Path, events: list[dict[str, Any]], settings: RunSettings
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Measurer:
     """The trusted measurement of a run's saved model, under the run's settings."""
-    hint = output_hint(events)
-    holdout, threads = settings.kit.holdout, settings.threads
-    return evaluate(model_path, holdout, hint, threads, limit=settings.holdout_images)
+
+    settings: RunSettings
+
+    def measure(
+        self, model_path: Path | None, events: Sequence[ProbeEvent]
+    ) -> dict[str, Any] | None:
+        """The evaluator's answer for the saved model; None when the run saved none."""
+        if model_path is None:
+            return None
+        holdout, threads = self.settings.kit.holdout, self.settings.threads
+        hint = output_hint(events)
+        return evaluate(model_path, holdout, hint, threads, limit=self.settings.holdout_images)
 
 
-def prestart(holdout: Path | None, threads: int | None = None) -> None:
-    """Start this process's evaluator now, so it is ready when the notebook has run."""
+def start_measuring(settings: RunSettings) -> Measurer:
+    """The measurer for a run about to start: its evaluator is started now, so that it has
+    imported TensorFlow and decoded the holdout by the time the notebook has run."""
+    holdout = settings.kit.holdout
     if holdout is not None and holdout.is_dir():
-        shared_evaluator(holdout, threads).start()
+        shared_evaluator(holdout, settings.threads).start()
+    return Measurer(settings)
 
 
-def output_hint(events: list[dict[str, Any]]) -> str | None:
+def output_hint(events: Sequence[ProbeEvent]) -> str | None:
     """``logit`` or ``probability`` from the last compile's loss, when the probe saw it."""
     for event in reversed(events):
-        if event.get("event") == "compile":
-            from_logits = (event.get("loss") or {}).get("from_logits")
-            if from_logits is None:
+        if isinstance(event, CompileEvent):
+            if event.from_logits is None:
                 return None
-            return "logit" if from_logits else "probability"
+            return "logit" if event.from_logits else "probability"
     return None

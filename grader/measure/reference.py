@@ -16,9 +16,10 @@ import nbformat
 
 from grader import __version__
 from grader.checks.accuracy import self_reported_accuracy
+from grader.checks.facts import FitEndEvent, history_record, parse_events
 from grader.errors import ReferenceRunError
 from grader.files import source_digest
-from grader.measure.client import close_shared, measure_model, prestart
+from grader.measure.client import close_shared, start_measuring
 from grader.rubric.schema import Rubric
 from grader.run.execute import Execution, RunSettings, run_notebook
 
@@ -28,6 +29,7 @@ MSG_REFERENCE_FAILED = (
     "the reference notebook did not run cleanly, so it cannot set the bar: {detail}"
 )
 MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
+NOT_MEASURED = {"accuracy": None, "error": "no saved model"}
 
 
 @dataclass
@@ -114,24 +116,23 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
     """Run the reference notebook and measure its model like a student's."""
     assert rubric.reference_notebook is not None
     nb = nbformat.read(rubric.reference_notebook, as_version=4)
-    prestart(settings.kit.holdout, settings.threads)
+    measuring = start_measuring(settings)
     run = run_notebook(nb, rubric.reference_notebook.name, settings)
     try:
         problems = run.messages + [f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors]
         if problems or run.probe_error:
             detail = "; ".join(problems[:3]) or str(run.probe_error)
             raise ReferenceRunError(MSG_REFERENCE_FAILED.format(detail=detail))
-        reported = self_reported_accuracy(run.events)
-        measured: dict = {"accuracy": None, "error": "no saved model"}
-        if run.model_path is not None:
-            measured = measure_model(run.model_path, run.events, settings)
+        events = parse_events(run.events)
+        reported = self_reported_accuracy(events)
+        measured = measuring.measure(run.model_path, events) or dict(NOT_MEASURED)
         accuracy = measured.get("accuracy")
         if accuracy is None:
             accuracy = reported if settings.kit.holdout is None else None
         if accuracy is None:
             raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
         phases = [
-            {"history": e.get("history", {})} for e in run.events if e.get("event") == "fit_end"
+            {"history": history_record(e.history)} for e in events if isinstance(e, FitEndEvent)
         ]
         return ReferenceFigures(
             key=key,

@@ -13,9 +13,22 @@ from __future__ import annotations
 
 import ast
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader.static.keras_names import (
+    BASE_CLASS,
+    FLATTEN_CLASS,
+    INPUT_CLASS,
+    POOLING_CLASSES,
+    PREPROCESS_FUNCTION,
+    PREPROCESS_MODULES,
+    PREPROCESSING_CLASSES,
+    RESCALING_CLASS,
+    SEQUENTIAL_CLASS,
+    is_augmentation_class,
+)
 from grader.static.magics import neutralise_magics
 from grader.static.scope import (
     ABSENT,
@@ -34,26 +47,8 @@ from grader.static.scope import (
     trainable_sets,
 )
 
-BASE_CLASS = "MobileNetV2"
 BASE_POSITIONAL = ("input_shape", "alpha", "include_top", "weights", "input_tensor", "pooling")
 POOLING_OPTIONS = ("avg", "max")
-POOLING_CLASSES = {
-    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
-    "GlobalAvgPool2D": "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D": "GlobalMaxPooling2D",
-    "GlobalMaxPool2D": "GlobalMaxPooling2D",
-}
-AUGMENTATION_PREFIX = "Random"
-EXTRA_AUGMENTATION_CLASSES = frozenset({"RandAugment", "AugMix"})
-PREPROCESSING_CLASSES = frozenset(
-    {"Input", "InputLayer", "Rescaling", "Resizing", "CenterCrop", "Normalization", "Lambda"}
-)
-INPUT_CLASS = "Input"
-SEQUENTIAL_CLASS = "Sequential"
-FLATTEN_CLASS = "Flatten"
-RESCALING_CLASS = "Rescaling"
-PREPROCESS_FUNCTION = "preprocess_input"
-PREPROCESS_MODULES = frozenset({"mobilenet_v2", "mobilenet"})
 RESCALE_SCALE = 1 / 127.5
 RESCALE_OFFSET = -1.0
 TOLERANCE = 1e-6
@@ -99,7 +94,7 @@ class StaticFacts:
 def _is_random(parts: list[str] | None) -> bool:
     if not parts or "layers" not in parts:
         return False
-    return parts[-1].startswith(AUGMENTATION_PREFIX) or parts[-1] in EXTRA_AUGMENTATION_CLASSES
+    return is_augmentation_class(parts[-1])
 
 
 # --- the analyser ----------------------------------------------------------------------
@@ -137,12 +132,19 @@ class _Analyzer(Scope):
         binding = self.value_binding.get(call)
         return items + (self.added.get(binding, []) if binding else [])
 
+    def _memoized(
+        self, decide: Callable[[ast.AST, Site, int], bool], expr: ast.AST, site: Site, depth: int
+    ) -> bool:
+        """``decide(expr, site, depth)`` once per question, expression and statement (the
+        same name is asked about from many places); False beyond :data:`MAX_DEPTH`."""
+        key = (decide.__name__, expr, site)
+        if key not in self.memo:
+            self.memo[key] = depth <= MAX_DEPTH and decide(expr, site, depth)
+        return self.memo[key]
+
     def _is_aug(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
         """A random augmentation layer, or a container/name holding only augmentation."""
-        key = ("aug", expr, site)
-        if key not in self.memo:
-            self.memo[key] = depth <= MAX_DEPTH and self._is_aug_uncached(expr, site, depth)
-        return self.memo[key]
+        return self._memoized(self._is_aug_uncached, expr, site, depth)
 
     def _is_aug_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
         if isinstance(expr, ast.Call):
@@ -164,10 +166,7 @@ class _Analyzer(Scope):
 
     def _is_model_part(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
         """The base, or a Keras layer/model that is neither augmentation nor preprocessing."""
-        key = ("model", expr, site)
-        if key not in self.memo:
-            self.memo[key] = depth <= MAX_DEPTH and self._is_model_uncached(expr, site, depth)
-        return self.memo[key]
+        return self._memoized(self._is_model_uncached, expr, site, depth)
 
     def _is_model_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
         if self._is_base(expr, site):

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-KERAS_ROOTS = frozenset({"tensorflow", "keras", "tf_keras", "keras_core", "keras_cv"})
-IMPLICIT_ALIASES = {"tf": "tensorflow"}
+from grader.static.keras_names import IMPLICIT_ALIASES, KERAS_ROOTS
+
 TRAINABLE = "trainable"
 MAX_DEPTH = 25
 BODY_FIELDS = ("body", "orelse", "finalbody")

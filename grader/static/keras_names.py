@@ -1,0 +1,56 @@
+"""The Keras names the checks recognise, written once.
+
+Both sides of a structural check read these: static analysis (:mod:`grader.static.facts`)
+finds the classes in the code, the runtime checks (:mod:`grader.checks.structural`) find
+them in the model tree the probe recorded. One set each, so that what counts as data
+augmentation or a pooling head in the code is what counts in the trained model.
+"""
+
+from __future__ import annotations
+
+KERAS_ROOTS = frozenset({"tensorflow", "keras", "tf_keras", "keras_core", "keras_cv"})
+"""Top-level modules a Keras class can be imported from."""
+IMPLICIT_ALIASES = {"tf": "tensorflow"}
+"""Names a notebook commonly uses without importing them under that name."""
+
+BASE_CLASS = "MobileNetV2"
+"""The pretrained convolutional base of the assignment."""
+BASE_MARKERS = frozenset({"Conv1", "out_relu"})
+"""Layer names that mark a MobileNetV2 base in a model tree: its first and last layers."""
+TOP_LAYER = "predictions"
+"""The name of the ImageNet classifier layer a base keeps with ``include_top=True``."""
+IMAGENET_CLASSES = 1000
+"""Units of that classifier."""
+
+POOLING_CLASSES = {
+    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D": "GlobalMaxPooling2D",
+    "GlobalMaxPool2D": "GlobalMaxPooling2D",
+}
+"""Global pooling layers (a pooling head), each alias mapped to its canonical name."""
+
+AUGMENTATION_PREFIX = "Random"
+"""Keras's random augmentation layers: ``RandomFlip``, ``RandomRotation``, ..."""
+AUGMENTATION_CLASSES = frozenset({"RandAugment", "AugMix", "MixUp", "CutMix", "Solarization"})
+"""Augmentation layers whose names do not start with :data:`AUGMENTATION_PREFIX`."""
+
+PREPROCESSING_CLASSES = frozenset(
+    {"Input", "InputLayer", "Rescaling", "Resizing", "CenterCrop", "Normalization", "Lambda"}
+)
+"""Layers that prepare the input: neither augmentation nor part of the model proper."""
+INPUT_CLASS = "Input"
+SEQUENTIAL_CLASS = "Sequential"
+FLATTEN_CLASS = "Flatten"
+RESCALING_CLASS = "Rescaling"
+PREPROCESS_FUNCTION = "preprocess_input"
+PREPROCESS_MODULES = frozenset({"mobilenet_v2", "mobilenet"})
+"""Modules whose ``preprocess_input`` maps pixels as MobileNetV2 expects."""
+
+ACCURACY_METRICS = ("accuracy", "binary_accuracy", "acc", "compile_metrics")
+"""Metric names an accuracy figure is recorded under, in order of preference."""
+
+
+def is_augmentation_class(name: str) -> bool:
+    """Whether a Keras layer class is a data augmentation layer."""
+    return name.startswith(AUGMENTATION_PREFIX) or name in AUGMENTATION_CLASSES
