@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grader.checks.accuracy import decide
+from grader.checks.dispatch import decide
+from grader.checks.facts import Facts
 from grader.checks.notes import find_notes
-from grader.checks.structural import Facts
 from grader.intake.notebooks import load_submission
 from grader.results import (
     SOURCE_NONE,
