@@ -35,7 +35,7 @@ from grader.run.kernel.probe import (
     known_steps,
     layer_tree,
 )
-from grader.run.probe import LOADER, ProbeConfig, module_text, settings
+from grader.run.probe import LOADER, ProbeConfig, kernel_settings, module_text
 from grader.static.magics import neutralise_magics
 
 # --- stand-ins for Keras's objects ------------------------------------------------------
@@ -108,7 +108,7 @@ def bound(**arguments: Any) -> inspect.BoundArguments:
     return call
 
 
-SETTINGS: Settings = settings(ProbeConfig(dir=Path("/tmp"), quick=True, max_epochs=2))
+SETTINGS: Settings = kernel_settings(ProbeConfig(dir=Path("/tmp"), quick=True, max_epochs=2))
 
 
 def test_cap_counts_epochs_from_the_initial_epoch() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nbformat
@@ -30,9 +31,9 @@ __all__ = [
     "ProbeConfig",
     "inject",
     "is_probe",
+    "kernel_settings",
     "probe_cell",
     "read_events",
-    "settings",
     "strip",
 ]
 
@@ -67,7 +68,9 @@ class ProbeConfig:
     quick: bool = False
     """Cap epochs and steps."""
     max_epochs: int = 2
+    """Epochs of each ``fit``, counted from its ``initial_epoch``."""
     max_steps_per_epoch: int = 10
+    """Steps per epoch of the first ``fit`` (the rubric's caps use the same name)."""
     max_validation_steps: int = 3
     later_steps: int = 0
     """Steps per epoch from the second ``fit`` on (0: ``max_steps_per_epoch``)."""
@@ -81,7 +84,7 @@ class ProbeConfig:
     """Measure the model in this notebook variable instead of the last one trained."""
 
 
-def settings(config: ProbeConfig) -> Settings:
+def kernel_settings(config: ProbeConfig) -> Settings:
     """The settings the kernel side reads (:class:`grader.run.kernel.probe.Settings`)."""
     return {
         "dir": str(config.dir),
@@ -96,9 +99,9 @@ def settings(config: ProbeConfig) -> Settings:
     }
 
 
-def module_text(module: Any) -> str:
+def module_text(module: ModuleType) -> str:
     """A kernel module's file text as a raw string literal, which keeps it verbatim."""
-    text = Path(module.__file__).read_text()
+    text = Path(str(module.__file__)).read_text()
     if RAW_QUOTE in text or text.endswith("\\"):
         raise ValueError(f"{module.__name__} cannot be written as one raw string literal")
     return "r" + RAW_QUOTE + text + RAW_QUOTE
@@ -110,7 +113,7 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
         LOADER
         + f"_grader_module({HABITS_MODULE!r}, {module_text(kernel_habits)}).install()\n"
         + f"{SAVE_NAMED} = _grader_module({PROBE_MODULE!r}, {module_text(kernel_probe)})"
-        + f".install({settings(config)!r}, globals())\n"
+        + f".install({kernel_settings(config)!r}, globals())\n"
         + "del _grader_module"
     )
     cell = nbformat.v4.new_code_cell(source)
