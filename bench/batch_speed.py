@@ -83,7 +83,7 @@ def main() -> None:
         dir=Path("."),
         quick=True,
         max_epochs=caps.max_epochs,
-        max_steps=caps.max_steps_per_epoch,
+        max_steps_per_epoch=caps.max_steps_per_epoch,
         max_validation_steps=caps.max_validation_steps,
         build_first=False,  # Keras as it is: the grader's own speed-ups are (b)'s
     )

@@ -44,7 +44,7 @@ TARGET = 1.10
 
 
 def quick_probe(folder: Path) -> probe.ProbeConfig:
-    return probe.ProbeConfig(dir=folder, quick=True, max_epochs=1, max_steps=10)
+    return probe.ProbeConfig(dir=folder, quick=True, max_epochs=1, max_steps_per_epoch=10)
 
 
 def run_plain(

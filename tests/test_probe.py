@@ -6,6 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader.run.kernel import habits as kernel_habits
+from grader.run.kernel import probe as kernel_probe
+from grader.run.kernel.probe import Settings
 from grader.run.probe import (
     PROBE_TAG,
     ProbeConfig,
@@ -17,24 +20,53 @@ from grader.run.probe import (
 )
 
 
+def install_calls(source: str) -> list[ast.Call]:
+    """The ``<module>.install(...)`` calls of the probe cell, in order."""
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
+    return [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "install"]
+
+
 def test_probe_cell_is_valid_python_with_its_config() -> None:
     cell = probe_cell(ProbeConfig(dir=Path("/tmp/p"), quick=True, max_epochs=3))
-    tree = ast.parse(cell.source)
     assert cell.metadata["tags"] == [PROBE_TAG]
-    call = tree.body[-2].value
-    assert isinstance(call, ast.Call)
-    config = ast.literal_eval(call.args[0])
+    habits, probe = install_calls(cell.source)
+    assert habits.args == []
+    config = ast.literal_eval(probe.args[0])
     assert config == {
         "dir": "/tmp/p",
         "quick": True,
         "max_epochs": 3,
-        "max_steps": 10,
+        "max_steps_per_epoch": 10,
         "max_validation_steps": 3,
         "later_steps": 0,
         "eager_steps": 0,
         "build_first": True,
         "seed": 1234,
     }
+    assert set(config) == set(Settings.__annotations__)  # the kernel side's keys
+
+
+def test_the_probe_cell_carries_both_kernel_modules_verbatim() -> None:
+    """The cell holds each module's file text as a string constant, which it runs in a
+    module of its own: the kernel cannot import grader."""
+    source = probe_cell(ProbeConfig(dir=Path("/tmp"))).source
+    constants = {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    texts = [Path(m.__file__).read_text() for m in (kernel_habits, kernel_probe)]
+    assert all(text in constants for text in texts)
+    for text in [*texts, source]:
+        imported = [
+            name
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for name in (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            )
+        ]
+        assert not [name for name in imported if name and name.split(".")[0] == "grader"]
 
 
 def test_inject_then_strip_gives_back_the_students_cells() -> None:
@@ -100,7 +132,7 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
         cells=[nbformat.v4.new_code_cell(source) for source in TRACE_COUNTING_CELLS]
     )
     config = ProbeConfig(
-        dir=Path("."), quick=True, max_steps=4, eager_steps=1, build_first=build_first
+        dir=Path("."), quick=True, max_steps_per_epoch=4, eager_steps=1, build_first=build_first
     )
     hide = paths_to_hide(Path.home(), Path.cwd())  # as grading does: Python is bound back
     settings = RunSettings(kit=ensure_kit(progress=lambda _: None), probe=config, hide=hide)

@@ -3,7 +3,8 @@
 Students write ``!pip install``, mount Google Drive and paste Keras 2 code. While
 grading, the probe neutralises the habits (shell lines print a note instead of running;
 ``google.colab`` is a stand-in whose ``drive.mount`` and ``files.upload`` do nothing),
-so they cost no crash. This module says so to the student:
+so they cost no crash. This module says so to the student, naming the shell lines by
+the same grammar the kernel side skips them by (:mod:`grader.run.kernel.habits`):
 
 * :func:`find_notes` reads the code and returns one :class:`Note` per habit or Keras 2
   pitfall, naming the cell and line, with what grader did or what to change;
@@ -18,6 +19,7 @@ import re
 import nbformat
 
 from grader.results import CellError, Note
+from grader.run.kernel.habits import INSTALL_LINE, SHELL_CELL, SHELL_LINE
 
 SHELL_NOTE = "Shell command skipped while grading (it printed a note instead of running)."
 PIP_NOTE = (
@@ -57,9 +59,9 @@ SAVE_FIX = (
 
 
 LINE_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"^\s*(!\s*pip|%pip|%conda|!\s*conda|!\s*apt)"), "colab", PIP_NOTE),
-    (re.compile(r"^\s*(\w+\s*=\s*)?!"), "colab", SHELL_NOTE),
-    (re.compile(r"^\s*%%(bash|sh|script|system)\b"), "colab", SHELL_NOTE),
+    (INSTALL_LINE, "colab", PIP_NOTE),
+    (SHELL_LINE, "colab", SHELL_NOTE),
+    (SHELL_CELL, "colab", SHELL_NOTE),
     (re.compile(r"^\s*%matplotlib\b"), "colab", MATPLOTLIB_NOTE),
     (re.compile(r"google\.colab|\bdrive\.mount\("), "colab", DRIVE_NOTE),
     (re.compile(r"\bfiles\.upload\("), "colab", UPLOAD_NOTE),

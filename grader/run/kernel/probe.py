@@ -1,0 +1,349 @@
+"""The runtime probe, inside the student's kernel: what every Keras model was and did.
+
+At every ``compile``/``fit``/``evaluate`` of any Keras model it appends one JSON line
+to ``events.jsonl`` in the probe folder: the model's layer tree (class, name,
+trainable, parameter counts, nested models), the optimizer and learning rate, and for
+``evaluate`` the metrics. ``fit`` is recorded before training starts (so the model *as
+it was at the fit* is known even if training is interrupted) and ``fit_end`` after it,
+with the epochs run and the history; then the model is saved (``last_model.keras``).
+In quick mode it caps epochs and steps, and runs a call of a step or two eagerly
+(tracing it would cost more than it saves). It also seeds Python, NumPy and Keras so
+that a notebook graded twice trains the same way.
+
+It runs in the kernel as its file's text, in a module namespace of its own (the kernel
+cannot import grader), so it imports nothing from grader. NumPy and Keras are imported
+by :func:`install`: the pure parts (the layer tree, the caps) import without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypedDict
+
+EVENTS_FILE = "events.jsonl"
+MODEL_FILE = "last_model.keras"
+TREE_DEPTH = 4
+"""Nested models are described this many levels down."""
+
+
+class Settings(TypedDict):
+    """The probe's settings, as the orchestrator writes them into the cell."""
+
+    dir: str
+    quick: bool
+    max_epochs: int
+    max_steps_per_epoch: int
+    max_validation_steps: int
+    later_steps: int
+    eager_steps: int
+    build_first: bool
+    seed: int
+
+
+def weights_count(weights: Iterable[Any]) -> int:
+    """The number of values in these weights."""
+    return int(sum(int(math.prod(w.shape)) for w in weights))
+
+
+def layer_tree(layer: Any, layer_type: type, depth: int = 0) -> dict[str, Any]:
+    """A layer and, for a model, its layers (``layer_type`` ones), as JSON-ready dicts."""
+    node: dict[str, Any] = {
+        "class": type(layer).__name__,
+        "name": layer.name,
+        "trainable": bool(layer.trainable),
+        "params_trainable": weights_count(layer.trainable_weights),
+        "params_non_trainable": weights_count(layer.non_trainable_weights),
+    }
+    if isinstance(getattr(layer, "units", None), int):
+        node["units"] = int(layer.units)
+    children = getattr(layer, "layers", None)
+    if isinstance(children, (list, tuple)) and depth < TREE_DEPTH:
+        node["layers"] = [
+            layer_tree(child, layer_type, depth + 1)
+            for child in children
+            if isinstance(child, layer_type)
+        ]
+    return node
+
+
+def loss_info(loss: Any) -> dict[str, Any]:
+    """The compiled loss: its class, its name when given as text, ``from_logits``."""
+    return {
+        "class": type(loss).__name__ if loss is not None else None,
+        "name": loss if isinstance(loss, str) else None,
+        "from_logits": getattr(loss, "from_logits", None),
+    }
+
+
+def floats(values: Iterable[Any]) -> list[float | None]:
+    """Each value as a float, or None where it is not a number."""
+    out: list[float | None] = []
+    for value in values:
+        try:
+            out.append(float(value))
+        except (TypeError, ValueError):
+            out.append(None)
+    return out
+
+
+def cap(bound: inspect.BoundArguments, key: str, limit: int, offset: int = 0) -> None:
+    """At most ``offset + limit`` for this argument (that much when it is unset)."""
+    current = bound.arguments.get(key)
+    bound.arguments[key] = offset + limit if current is None else min(current, offset + limit)
+
+
+def batches(data: Any) -> int | None:
+    """Batches in a tf.data dataset: None when unknown or not a dataset, -1 if infinite."""
+    try:
+        return int(data.cardinality())
+    except Exception:
+        return None
+
+
+def cap_steps(bound: inspect.BoundArguments, key: str, data: Any, limit: int) -> None:
+    """Cap steps the student asked for; add a cap only where Keras can honour it."""
+    n = batches(data)
+    if bound.arguments.get(key) is not None or (n is not None and (n > limit or n == -1)):
+        cap(bound, key, limit)
+
+
+def known_steps(bound: inspect.BoundArguments, key: str, data: Any) -> int | None:
+    """The steps a call will run: the cap, else the data's own batches when known."""
+    n = bound.arguments.get(key) or batches(data)
+    return n if n is not None and n > 0 else None
+
+
+def cap_fit(bound: inspect.BoundArguments, settings: Settings, later: bool) -> int | None:
+    """Quick mode's caps on a ``fit`` call's arguments (``later``: not the kernel's first
+    fit); returns the validation steps each epoch will run, when known."""
+    steps = settings["max_steps_per_epoch"]
+    if later and settings["later_steps"]:
+        steps = settings["later_steps"]
+    cap(bound, "epochs", settings["max_epochs"], bound.arguments.get("initial_epoch") or 0)
+    cap_steps(bound, "steps_per_epoch", bound.arguments.get("x"), steps)
+    validation = bound.arguments.get("validation_data")
+    if validation is not None:
+        cap_steps(bound, "validation_steps", validation, settings["max_validation_steps"])
+    return known_steps(bound, "validation_steps", validation)
+
+
+def build_before_tracing(model: Any, data: Any) -> None:
+    """Make the optimizer's, metrics' and loss's variables before fit traces its step.
+
+    Without a distribution strategy Keras makes them inside the first trace, and
+    TensorFlow then traces the whole step again (seconds for a MobileNetV2 model);
+    under a strategy Keras builds them first itself, the same way.
+    """
+    spec = getattr(data, "element_spec", None)
+    if spec is None or model.run_eagerly or getattr(model, "train_function", 1) is not None:
+        return
+    if getattr(model, "_distribute_strategy", None) is not None:
+        return  # Keras builds them itself, in the strategy's scope
+    try:
+        model._symbolic_build(data_batch=spec)
+    except Exception:
+        pass  # fit builds them as it always does
+
+
+def save_atomically(model: Any, target: str) -> None:
+    """Write beside, then rename: an interrupted save never leaves half a file."""
+    model.save(target + ".part.keras")
+    os.replace(target + ".part.keras", target)
+
+
+def metrics_result(model: Any) -> dict[str, float | None]:
+    """The metrics of the model's last evaluation, by name ({} when unreadable)."""
+    try:
+        values = model.get_metrics_result()
+        return dict(zip(values, floats(values.values()), strict=False))
+    except Exception:
+        return {}
+
+
+def append_event(path: str, entry: dict[str, Any]) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry, default=str) + "\n")
+
+
+class Probe:
+    """The probe in one kernel: its settings, Keras's own methods, what it has seen."""
+
+    def __init__(self, settings: Settings, keras: Any, namespace: dict[str, Any]) -> None:
+        self.settings = settings
+        self.keras = keras
+        self.namespace = namespace
+        """The notebook's globals, where :meth:`save_named` finds the model."""
+        self.events = os.path.join(settings["dir"], EVENTS_FILE)
+        self.model_path = os.path.join(settings["dir"], MODEL_FILE)
+        self.fitting = False
+        self.fits = 0
+        self.validation_steps: int | None = None
+        self.keras_compile = keras.Model.compile
+        self.keras_fit = keras.Model.fit
+        self.keras_evaluate = keras.Model.evaluate
+        self.fit_signature = inspect.signature(self.keras_fit)
+        self.evaluate_signature = inspect.signature(self.keras_evaluate)
+
+    def record(self, kind: str, model: Any, **extra: Any) -> None:
+        """Append one event; best effort: the probe must never break the student's call."""
+        try:
+            entry = {
+                "event": kind,
+                "time": time.time(),
+                "model": layer_tree(model, self.keras.Layer),
+                "optimizer": self.optimizer_info(model),
+                **extra,
+            }
+            append_event(self.events, entry)
+        except Exception as exc:
+            try:
+                append_event(self.events, {"event": kind, "probe_error": repr(exc)})
+            except Exception:
+                pass
+
+    def optimizer_info(self, model: Any) -> dict[str, Any] | None:
+        opt = getattr(model, "optimizer", None)
+        if opt is None:
+            return None
+        try:
+            lr: float | None = float(self.keras.ops.convert_to_numpy(opt.learning_rate))
+        except Exception:
+            lr = None
+        return {"class": type(opt).__name__, "learning_rate": lr}
+
+    def compile(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self.keras_compile(model, *args, **kwargs)
+        self.record("compile", model, loss=loss_info(getattr(model, "loss", None)))
+        return result
+
+    def fit(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """Record the fit, train (capped in quick mode), record its end, save the model."""
+        bound = self.fit_signature.bind(model, *args, **kwargs)
+        bound.apply_defaults()
+        requested = bound.arguments.get("epochs")
+        eager = self.cap_fit(model, bound)
+        self.fits += 1
+        self.record(
+            "fit",
+            model,
+            epochs_requested=requested,
+            epochs=bound.arguments.get("epochs"),
+            initial_epoch=bound.arguments.get("initial_epoch") or 0,
+        )
+        history = self.train(model, bound, eager)
+        self.record(
+            "fit_end",
+            model,
+            epochs_run=len(getattr(history, "epoch", [])),
+            history={k: floats(v) for k, v in getattr(history, "history", {}).items()},
+            saved=self.save(model),
+        )
+        return history
+
+    def cap_fit(self, model: Any, bound: inspect.BoundArguments) -> bool:
+        """Quick mode's caps; True when the capped fit is short enough to run eagerly."""
+        if not self.settings["quick"]:
+            return False
+        self.validation_steps = cap_fit(bound, self.settings, later=self.fits > 0)
+        capped = bound.arguments.get("steps_per_epoch")
+        return (
+            capped is not None
+            and capped <= self.settings["eager_steps"]
+            and not model.run_eagerly
+            and getattr(model, "train_function", 1) is None
+        )
+
+    def train(self, model: Any, bound: inspect.BoundArguments, eager: bool) -> Any:
+        """Keras's own fit; an eager one leaves the model as the student had it."""
+        self.fitting = True
+        if eager:  # a step or two: tracing the step would cost more than it saves
+            model.run_eagerly = True
+        try:
+            if self.settings["build_first"] and not eager:
+                build_before_tracing(model, bound.arguments.get("x"))
+            return self.keras_fit(*bound.args, **bound.kwargs)
+        finally:
+            self.fitting = False
+            if eager:  # as the student left it: later calls trace as usual
+                model.run_eagerly = False
+                model.train_function = model.test_function = model.predict_function = None
+
+    def save(self, model: Any) -> str:
+        """Save the trained model; what was saved, or why not."""
+        try:
+            save_atomically(model, self.model_path)
+            return MODEL_FILE
+        except Exception as exc:
+            return f"not saved: {type(exc).__name__}: {exc}"
+
+    def run_few(self, model: Any, call: Callable[[], Any], steps: int | None) -> Any:
+        """Run an evaluation of a step or two eagerly, then leave the model as it was."""
+        few = self.settings["quick"] and steps and steps <= self.settings["eager_steps"]
+        if not few or model.run_eagerly:
+            return call()
+        traced, model.test_function, model.run_eagerly = model.test_function, None, True
+        try:
+            return call()
+        finally:  # as it was: the traced function, if any, is used again
+            model.run_eagerly, model.test_function = False, traced
+
+    def evaluate(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate (capped in quick mode) and record the metrics; fit's own validation
+        pass is not recorded (fit records it)."""
+        if self.fitting:
+            return self.run_few(
+                model, lambda: self.keras_evaluate(model, *args, **kwargs), self.validation_steps
+            )
+        bound = self.evaluate_signature.bind(model, *args, **kwargs)
+        bound.apply_defaults()
+        data = bound.arguments.get("x")
+        if self.settings["quick"]:
+            cap_steps(bound, "steps", data, self.settings["max_validation_steps"])
+        result = self.run_few(
+            model,
+            lambda: self.keras_evaluate(*bound.args, **bound.kwargs),
+            known_steps(bound, "steps", data),
+        )
+        self.record("evaluate", model, metrics=metrics_result(model))
+        return result
+
+    def save_named(self, name: str) -> None:
+        """The rubric names the model to measure: save that variable's model instead."""
+        model = self.namespace.get(name)
+        if isinstance(model, self.keras.Model):
+            save_atomically(model, self.model_path)
+            self.record("named_model", model, variable=name)
+
+
+def wrapping(original: Callable[..., Any], method: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in for Keras's ``original`` method that calls the probe's ``method``."""
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def install(settings: Settings, namespace: dict[str, Any]) -> Callable[[str], None]:
+    """Seed, wrap ``keras.Model``'s compile, fit and evaluate; returns ``save_named``
+    (the notebook's last, injected cell calls it when the rubric names the model)."""
+    import keras
+    import numpy as np
+
+    random.seed(settings["seed"])
+    np.random.seed(settings["seed"])
+    keras.utils.set_random_seed(settings["seed"])
+    probe = Probe(settings, keras, namespace)
+    model = keras.Model
+    model.compile = wrapping(probe.keras_compile, probe.compile)
+    model.fit = wrapping(probe.keras_fit, probe.fit)
+    model.evaluate = wrapping(probe.keras_evaluate, probe.evaluate)
+    return probe.save_named
