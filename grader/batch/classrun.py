@@ -257,7 +257,7 @@ def run_settings(
         dir=Path("."),
         quick=mode != MODE_FULL,
         max_epochs=caps.max_epochs,
-        max_steps=caps.max_steps_per_epoch,
+        max_steps_per_epoch=caps.max_steps_per_epoch,
         max_validation_steps=caps.max_validation_steps,
         later_steps=caps.later_fit_steps,
         eager_steps=caps.eager_steps,

@@ -73,7 +73,7 @@ def caps_text(settings: RunSettings) -> str:
     if not probe.quick:
         return ""
     return (
-        f"{probe.max_epochs},{probe.max_steps},{probe.max_validation_steps},"
+        f"{probe.max_epochs},{probe.max_steps_per_epoch},{probe.max_validation_steps},"
         f"{probe.later_steps},{probe.eager_steps},{settings.holdout_images}"
     )
 

@@ -1,6 +1,7 @@
 """Code that runs inside the student's kernel, an untrusted process.
 
-The sandbox launcher and the probe. Nothing here imports from grader: the kernel's
-mount view hides the package, so the probe is injected as its file's text and the
-launcher runs before the view is made.
+The sandbox launcher, the probe and the habits installer (the one shell-line grammar).
+Nothing here imports from grader: the kernel's mount view hides the package, so the
+probe and the habits installer are injected as their files' text, and the launcher
+runs before the view is made.
 """
