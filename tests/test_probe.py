@@ -42,6 +42,7 @@ def test_probe_cell_is_valid_python_with_its_config() -> None:
         "eager_steps": 0,
         "build_first": True,
         "seed": 1234,
+        "keep_fits": False,
     }
     assert set(config) == set(Settings.__annotations__)  # the kernel side's keys
 

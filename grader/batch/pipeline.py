@@ -22,6 +22,7 @@ import nbformat
 from grader.checks.accuracy import (
     CHECK_ACCURACY,
     accuracy_flags,
+    bar_for,
     printed_accuracy,
     self_reported_accuracy,
 )
@@ -31,6 +32,7 @@ from grader.checks.facts import (
     FitEndEvent,
     FitEvent,
     ProbeEvent,
+    ReferenceBand,
     history_record,
     parse_events,
 )
@@ -75,6 +77,9 @@ class GradingContext:
     out: Path | None
     """The batch's output folder (the batch keeps executed notebooks there); None: none."""
     mode: str
+    reference_band: ReferenceBand | None = None
+    """The reference's figures over its seeds, per basis (None: ``reference_accuracy``
+    alone)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded
         measured = measuring.measure(run.model_path, events)
     finally:
         run.cleanup()
-    facts = evidence(submission, static, run, events, measured, ctx.reference_accuracy)
+    facts = evidence(submission, static, run, events, measured, ctx)
     checks = [decide(spec, facts) for spec in ctx.rubric.checks]
     result = assemble(submission, run, facts, checks, ctx, start)
     return Graded(finalize(result, ctx.rubric.late), run.nb)
@@ -142,14 +147,16 @@ def evidence(
     run: Execution,
     events: list[ProbeEvent],
     measured: dict | None,
-    reference_accuracy: float | None,
+    ctx: GradingContext,
 ) -> Facts:
-    """All the evidence: the code, the probe's records, the measurement, the printed figure."""
+    """All the evidence: the code, the probe's records, the measurement, the printed
+    figure, and the reference's figures to compare with."""
     return Facts(
         static=static,
         notebook=submission.nb,
         events=events,
-        reference_accuracy=reference_accuracy,
+        reference_accuracy=ctx.reference_accuracy,
+        reference_band=ctx.reference_band,
         measured=measured,
         printed=printed_accuracy(run.nb),
         reported=self_reported_accuracy(events),
@@ -180,7 +187,7 @@ def assemble(
         mode=ctx.mode,
         graded_at=_now(),
         cell_times=run.cell_times,
-        accuracy=accuracy_figures(facts),
+        accuracy=accuracy_figures(facts, ctx.rubric),
         training=training_phases(facts.events),
         model=last_model(facts.events),
         notes=find_notes(submission.nb),
@@ -224,8 +231,10 @@ def result_flags(submission: Submission, run: Execution, facts: Facts, rubric: R
     return flags + (accuracy_flags(spec, facts) if spec is not None else [])
 
 
-def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
-    """The accuracy figures a result shows: measured, self-reported, printed, reference."""
+def accuracy_figures(facts: Facts, rubric: Rubric) -> dict[str, float | str | None]:
+    """The accuracy figures a result shows: measured, self-reported, printed, reference;
+    with the reference's seeds, what the figure was compared with (the basis, the
+    reference's lowest and highest seed, where full points start)."""
     figures: dict[str, float | str | None] = {
         "measured": (facts.measured or {}).get("accuracy"),
         "self_reported": facts.reported,
@@ -234,6 +243,12 @@ def accuracy_figures(facts: Facts) -> dict[str, float | str | None]:
     }
     if facts.measured and facts.measured.get("error"):
         figures["measured_error"] = facts.measured["error"]
+    spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)
+    bar = bar_for(spec, facts) if spec is not None and facts.reference_band else None
+    if bar is not None:
+        figures.update(
+            basis=bar.basis, reference_low=bar.low, reference_high=bar.high, full_at=bar.full_at
+        )
     return figures
 
 

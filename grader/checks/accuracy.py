@@ -9,12 +9,25 @@ linearly to zero at ``floor``. A notebook that never trained earns nothing.
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import nbformat
 
-from grader.checks.facts import EvaluateEvent, Facts, FitEndEvent, FitEvent, ProbeEvent, verdict
+from grader.checks.facts import (
+    BASIS_FINAL,
+    BASIS_HEAD,
+    EvaluateEvent,
+    Facts,
+    FitEndEvent,
+    FitEvent,
+    ProbeEvent,
+    verdict,
+)
+from grader.measure.evaluator import BASE_UNCHANGED
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 from grader.static.keras_names import ACCURACY_METRICS
@@ -33,6 +46,19 @@ MSG_UNVERIFIED = (
     " The saved model could not be loaded safely ({error}), so only the notebook's "
     "own figure is known{credit}."
 )
+MSG_BAND_SEEDS = (
+    "{kind} accuracy {accuracy:.1%} against the reference's {reference:.1%} "
+    "({low:.1%}-{high:.1%} over {seeds} seeds{phase}): full points from {full:.1%}, "
+    "none at or below {floor:.1%}."
+)
+PHASE = {BASIS_HEAD: ", before fine-tuning", BASIS_FINAL: ""}
+MSG_BASIS_HEAD = (
+    " The model's base still has its pre-trained weights (the grader compared them), so "
+    "it is compared with the reference trained the same way: the head alone."
+)
+SAMPLING_ERRORS = 2
+"""The full-credit line sits this many holdout sampling errors (at least the rubric's
+tolerance) below the reference's lowest seed."""
 MSG_MISMATCH = "The notebook reported {reported:.1%} but the model measures {measured:.1%}."
 PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)?)\s*(%?)", re.I)
 PROGRESS = ("━", "/step", "[==", "ETA")
@@ -86,13 +112,57 @@ def printed_accuracy(nb: nbformat.NotebookNode) -> float | None:
 
 
 def band_score(accuracy: float, reference: float, spec: CheckSpec) -> float:
-    """Points for ``accuracy`` under the rubric's bands."""
-    full_at = reference - spec.tolerance
+    """Points for ``accuracy`` under the rubric's bands, against one reference figure."""
+    return score_from(accuracy, reference - spec.tolerance, spec)
+
+
+def score_from(accuracy: float, full_at: float, spec: CheckSpec) -> float:
+    """Full points from ``full_at``, falling linearly to none at the rubric's floor."""
     if accuracy <= spec.floor:
         return 0.0
     if accuracy >= full_at:
         return spec.points
     return round(spec.points * (accuracy - spec.floor) / (full_at - spec.floor), 2)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """What a figure is compared with: the reference trained as the student trained."""
+
+    reference: float
+    """The reference's central figure on this basis (median over its seeds)."""
+    low: float
+    high: float
+    """The lowest and highest of the reference's seeds."""
+    seeds: int
+    basis: str
+    """``head`` (before fine-tuning) or ``final``."""
+    full_at: float
+    """Full points from this figure."""
+
+
+def sampling_error(accuracy: float, images: int) -> float:
+    """The standard error of an accuracy measured on ``images`` holdout images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images) if images > 0 else 0.0
+
+
+def bar_for(spec: CheckSpec, facts: Facts) -> Bar | None:
+    """The bar for this submission: like with like, on a basis the trusted side confirmed
+    (the evaluator found the base's weights unchanged: head only), the full-credit line
+    below the reference's lowest seed by its tolerance or the holdout's sampling error."""
+    band, measured = facts.reference_band, facts.measured or {}
+    if band is None:
+        ref = facts.reference_accuracy
+        return None if ref is None else Bar(ref, ref, ref, 1, BASIS_FINAL, ref - spec.tolerance)
+    unchanged = measured.get("base") == BASE_UNCHANGED and bool(band.head)
+    basis = BASIS_HEAD if unchanged else BASIS_FINAL
+    figures = band.figures(basis)
+    low = min(figures)
+    images = measured.get("images")
+    error = sampling_error(low, images if isinstance(images, int) else 0)
+    allowance = max(spec.tolerance, SAMPLING_ERRORS * error)
+    median = statistics.median(figures)
+    return Bar(median, low, max(figures), len(figures), basis, low - allowance)
 
 
 def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
@@ -112,34 +182,34 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     if facts.first_fit is None:
         message = MSG_NO_TRAINING + _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_NONE, evidence, score=0.0)
-    reference = facts.reference_accuracy
+    bar = bar_for(spec, facts)
     measured = (facts.measured or {}).get("accuracy")
-    if reference is None:
+    if bar is None:
         return verdict(spec, MSG_NO_REFERENCE, SOURCE_NONE, evidence, score=0.0)
     if measured is not None:
-        message = _band_message("Measured", measured, reference, spec)
-        score = band_score(measured, reference, spec)
+        message = _band_message("Measured", measured, bar, spec)
+        score = score_from(measured, bar.full_at, spec)
         message += _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
     reported = self_reported_accuracy(facts.events)
     if reported is None:
         return verdict(spec, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence, score=0.0)
-    message = _band_message("Self-reported", reported, reference, spec)
+    message = _band_message("Self-reported", reported, bar, spec)
     credit = "" if spec.unverified_credit else "; the rubric gives no credit for it"
     error = (facts.measured or {}).get("error") or "no saved model"
     message += MSG_UNVERIFIED.format(error=error, credit=credit)
-    score = band_score(reported, reference, spec) if spec.unverified_credit else 0.0
+    score = score_from(reported, bar.full_at, spec) if spec.unverified_credit else 0.0
     return verdict(spec, message, SOURCE_RUNTIME, evidence, score=score)
 
 
-def _band_message(kind: str, accuracy: float, reference: float, spec: CheckSpec) -> str:
-    return MSG_BAND.format(
-        kind=kind,
-        accuracy=accuracy,
-        reference=reference,
-        full=reference - spec.tolerance,
-        floor=spec.floor,
-    )
+def _band_message(kind: str, accuracy: float, bar: Bar, spec: CheckSpec) -> str:
+    figures = {"kind": kind, "accuracy": accuracy, "reference": bar.reference}
+    limits = {"full": bar.full_at, "floor": spec.floor}
+    if bar.seeds == 1:
+        return MSG_BAND.format(**figures, **limits)
+    spread = {"low": bar.low, "high": bar.high, "seeds": bar.seeds, "phase": PHASE[bar.basis]}
+    basis = MSG_BASIS_HEAD if bar.basis == BASIS_HEAD else ""
+    return MSG_BAND_SEEDS.format(**figures, **spread, **limits) + basis
 
 
 def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:

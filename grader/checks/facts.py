@@ -304,6 +304,22 @@ def find_base(model: LayerNode) -> LayerNode | None:
 # --- all the evidence, and the verdict -------------------------------------------------
 
 
+BASIS_HEAD, BASIS_FINAL = "head", "final"
+
+
+@dataclass(frozen=True)
+class ReferenceBand:
+    """The reference's measured figures over its seeds, per basis of comparison."""
+
+    final: tuple[float, ...]
+    """After its last ``fit``: the whole exercise, fine-tuning included."""
+    head: tuple[float, ...] = ()
+    """After its first ``fit``: the head trained on the frozen base (empty: not known)."""
+
+    def figures(self, basis: str) -> tuple[float, ...]:
+        return self.head if basis == BASIS_HEAD and self.head else self.final
+
+
 @dataclass
 class Facts:
     """All the evidence about one submission."""
@@ -316,6 +332,8 @@ class Facts:
     """The probe's events, in order (empty when the notebook was not run)."""
     reference_accuracy: float | None = None
     """The reference solution's figure students are scored against."""
+    reference_band: ReferenceBand | None = None
+    """The reference's figures over several seeds, per basis (None: the one figure)."""
     measured: dict[str, Any] | None = None
     """The trusted evaluator's answer (``accuracy`` or ``error``), None if not run."""
     printed: float | None = None

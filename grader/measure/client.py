@@ -85,8 +85,11 @@ class EvaluatorProcess:
         hint: str | None = None,
         timeout_s: float = EVALUATE_TIMEOUT_S,
         limit: int = 0,
+        weights: Path | None = None,
     ) -> dict[str, Any]:
         """The evaluator's answer for one saved model; an ``error`` answer on any failure.
+        With ``weights`` (the Keras cache's ``models/`` folder) it also says whether the
+        model's base still has the shipped weights.
 
         One request at a time: threads sharing this evaluator wait their turn, so no
         answer can reach another student's request."""
@@ -94,6 +97,8 @@ class EvaluatorProcess:
             self._start()
             assert self._proc is not None and self._proc.stdin is not None
             request = {"model": str(model_path), "hint": hint, "limit": limit}
+            if weights is not None:
+                request["weights"] = str(weights)
             try:
                 self._proc.stdin.write((json.dumps(request) + "\n").encode())
                 self._proc.stdin.flush()
@@ -194,11 +199,13 @@ def evaluate(
     threads: int | None = None,
     timeout_s: float = EVALUATE_TIMEOUT_S,
     limit: int = 0,
+    weights: Path | None = None,
 ) -> dict[str, Any]:
     """Measure one saved model with this process's evaluator; never raises for a bad model."""
     if holdout is None or not holdout.is_dir():
         return {"accuracy": None, "error": MSG_NO_HOLDOUT}
-    return shared_evaluator(holdout, threads).measure(model_path, hint, timeout_s, limit)
+    evaluator = shared_evaluator(holdout, threads)
+    return evaluator.measure(model_path, hint, timeout_s, limit, weights)
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,9 @@ class Measurer:
             return None
         holdout, threads = self.settings.kit.holdout, self.settings.threads
         hint = output_hint(events)
-        return evaluate(model_path, holdout, hint, threads, limit=self.settings.holdout_images)
+        weights = self.settings.kit.keras_home / "models"
+        limit = self.settings.holdout_images
+        return evaluate(model_path, holdout, hint, threads, limit=limit, weights=weights)
 
 
 def start_measuring(settings: RunSettings) -> Measurer:

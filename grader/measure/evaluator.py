@@ -29,6 +29,13 @@ TRACE_FROM_BATCHES = 3
 more than one eager batch and saves about half a second on each later one."""
 MAX_SIDE = 1024
 """Larger model inputs are not measured: the holdout at that size would not fit in memory."""
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+"""The base's weight file, as Keras names it in its cache (the kit's, or a course's)."""
+KERAS_ROWS = (96, 128, 160, 192, 224)
+"""Input sizes Keras ships MobileNetV2 weights for; any other size loads the 224 file."""
+BASE_FOUND_SHARE = 0.9
+"""The share of the shipped base's weighted layers a model must hold to hold the base."""
+BASE_UNCHANGED, BASE_CHANGED = "unchanged", "changed"
 SERVE_FLAG = "--serve"
 ANSWER_PREFIX = "GRADER-EVALUATOR "
 """Marks the answer line: anything else a library prints on stdout is ignored."""
@@ -119,11 +126,74 @@ class Holdout:
         ]
 
 
+class ShippedBase:
+    """The base's weights as shipped in a Keras cache's ``models/`` folder, per layer
+    name, read once per file."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._layers: dict[Path, dict[str, list[Any]]] = {}
+
+    def layers(self, rows: int) -> dict[str, list[Any]] | None:
+        if self.folder is None:
+            return None
+        path = self.folder / WEIGHTS_FILE.format(rows=rows if rows in KERAS_ROWS else 224)
+        if path not in self._layers:
+            if not path.is_file():
+                return None
+            import keras
+
+            side = int(path.name.split("_")[-3])
+            base = keras.applications.MobileNetV2(
+                input_shape=(side, side, 3), include_top=False, weights=str(path)
+            )
+            self._layers[path] = {layer.name: layer.get_weights() for layer in base.layers}
+            keras.backend.clear_session()
+        return self._layers[path]
+
+
+def _leaf_layers(layer: Any) -> list[Any]:
+    children = getattr(layer, "layers", None)
+    if isinstance(children, (list, tuple)) and children:
+        return [leaf for child in children for leaf in _leaf_layers(child)]
+    return [layer]
+
+
+def base_state(model: Any, shipped: dict[str, list[Any]]) -> str | None:
+    """``unchanged`` when the model holds the shipped base with the weights it shipped
+    with (the base never trained: a head-only solution), ``changed`` when it holds the
+    base with other weights (fine-tuned, or trained from the start), None when the model
+    does not hold that base. Decided from the saved weights alone, whatever the notebook
+    claims."""
+    import numpy as np
+
+    expected = {name: weights for name, weights in shipped.items() if weights}
+    found = changed = 0
+    for layer in _leaf_layers(model):
+        weights = expected.get(layer.name)
+        if weights is None:
+            continue
+        found += 1
+        mine = layer.get_weights()
+        same = len(mine) == len(weights) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, weights, strict=True)
+        )
+        changed += not same
+    if not expected or found < BASE_FOUND_SHARE * len(expected):
+        return None
+    return BASE_CHANGED if changed else BASE_UNCHANGED
+
+
 def measure(
-    holdout: Path | Holdout, model_path: Path, hint: str | None = None, limit: int = 0
+    holdout: Path | Holdout,
+    model_path: Path,
+    hint: str | None = None,
+    limit: int = 0,
+    shipped: ShippedBase | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the model on the holdout images (``limit`` of them when not 0), or
-    the reason it could not be measured."""
+    the reason it could not be measured; with ``shipped``, whether its base still has the
+    shipped weights (``base``)."""
     import keras
     import numpy as np
 
@@ -135,6 +205,8 @@ def measure(
     rule, side = _output_rule(model, hint), _input_side(model)
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
+    layers = shipped.layers(side[0]) if shipped is not None else None
+    base = base_state(model, layers) if layers else None
     batches = images_of.batches(side, limit)
     predict = _predictor(model, batches)
     correct = total = 0
@@ -150,21 +222,31 @@ def measure(
         "accuracy": correct / total if total else None,
         "images": total,
         "rule": rule,
+        "base": base,
         "error": None,
     }
 
 
 def serve(holdout_folder: Path) -> int:
-    """Answer ``{"model": PATH, "hint": ..., "limit": N}`` lines until stdin closes."""
+    """Answer ``{"model": PATH, "hint": ..., "limit": N, "weights": DIR}`` lines until
+    stdin closes (``weights``: the Keras cache's ``models/`` folder the base came from)."""
     import keras
 
     holdout = Holdout(holdout_folder)
+    shipped: dict[str, ShippedBase] = {}
     holdout.batches((DEFAULT_SIDE, DEFAULT_SIDE))  # the usual size, decoded while waiting
     for line in sys.stdin:
         try:
             request = json.loads(line)
+            weights = request.get("weights")
+            if weights is not None and weights not in shipped:
+                shipped[weights] = ShippedBase(Path(weights))
             answer = measure(
-                holdout, Path(request["model"]), request.get("hint"), request.get("limit", 0)
+                holdout,
+                Path(request["model"]),
+                request.get("hint"),
+                request.get("limit", 0),
+                shipped.get(weights) if weights is not None else None,
             )
         except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
             answer = {"accuracy": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import nbformat
 
 from grader import __version__
 from grader.checks.accuracy import self_reported_accuracy
-from grader.checks.facts import FitEndEvent, history_record, parse_events
+from grader.checks.facts import FitEndEvent, ReferenceBand, history_record, parse_events
 from grader.errors import ReferenceRunError
 from grader.files import source_digest
 from grader.measure.client import close_shared, start_measuring
 from grader.rubric.schema import Rubric
 from grader.run.execute import Execution, RunSettings, run_notebook
+from grader.run.probe import FIT_MODEL_FILE, SEED, ProbeConfig
 
 REFERENCE_DIR = "reference"
 MSG_NO_NOTEBOOK = "the rubric names no reference notebook ([reference] notebook = ...)"
@@ -30,6 +32,8 @@ MSG_REFERENCE_FAILED = (
 )
 MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
 NOT_MEASURED = {"accuracy": None, "error": "no saved model"}
+REFERENCE_SEEDS = 3
+"""Runs of the reference, each under another seed: its figure is a distribution."""
 
 
 @dataclass
@@ -48,7 +52,19 @@ class ReferenceFigures:
     duration_s: float
     """Seconds the reference notebook took to run."""
     history: list[dict]
-    """Training history per phase, for reports."""
+    """Training history per phase, for reports (the first seed's run)."""
+    seeds: list[dict] = field(default_factory=list)
+    """One per run of the reference: ``seed``, ``final`` (measured after its last
+    ``fit``) and ``head`` (measured after its first: the head trained on the frozen
+    base, before fine-tuning)."""
+
+    def band(self) -> ReferenceBand | None:
+        """The figures students are compared with, per basis (None: one figure only)."""
+        final = tuple(s["final"] for s in self.seeds if s.get("final") is not None)
+        if not final:
+            return None
+        head = tuple(s["head"] for s in self.seeds if s.get("head") is not None)
+        return ReferenceBand(final=final, head=head if len(head) == len(final) else ())
 
 
 def reference_key(rubric: Rubric, kit_digest: str, mode: str, caps: str = "") -> str:
@@ -78,7 +94,7 @@ def caps_text(settings: RunSettings) -> str:
     )
 
 
-MEASURING_CODE = ("run/kernel", "run/probe.py", "measure/evaluator.py")
+MEASURING_CODE = ("run/kernel", "run/probe.py", "measure", "checks/facts.py")
 """What decides a measured figure: the kernel side (the probe), the probe's injection
 and caps, and the evaluator."""
 
@@ -112,10 +128,40 @@ def load_or_run(
     return figures
 
 
-def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceFigures:
-    """Run the reference notebook and measure its model like a student's."""
+def run_reference(
+    rubric: Rubric, settings: RunSettings, key: str, seeds: int = REFERENCE_SEEDS
+) -> ReferenceFigures:
+    """Run the reference notebook ``seeds`` times, each under its own seed, and measure
+    its model like a student's, after its first ``fit`` and after its last. The figure
+    students are scored against is the median of the last; the band uses them all."""
     assert rubric.reference_notebook is not None
     nb = nbformat.read(rubric.reference_notebook, as_version=4)
+    try:
+        runs = [_run_once(nb, rubric, _seeded(settings, SEED + i)) for i in range(seeds)]
+    finally:
+        close_shared()  # the reference is run once: its evaluator is not kept
+    first = runs[0]
+    finals = [r["final"] for r in runs if r["final"] is not None]
+    accuracy = statistics.median(finals) if finals else first["reported"]
+    return ReferenceFigures(
+        key=key,
+        accuracy=accuracy,
+        self_reported=first["reported"],
+        measured=statistics.median(finals) if finals else None,
+        duration_s=first["duration_s"],
+        history=first["history"],
+        seeds=[{k: r[k] for k in ("seed", "final", "head")} for r in runs],
+    )
+
+
+def _seeded(settings: RunSettings, seed: int) -> RunSettings:
+    probe = settings.probe or ProbeConfig(dir=Path("."))
+    return replace(settings, probe=replace(probe, seed=seed, keep_fits=True))
+
+
+def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) -> dict:
+    """One run of the reference: its figures, or :class:`ReferenceRunError`."""
+    assert rubric.reference_notebook is not None and settings.probe is not None
     measuring = start_measuring(settings)
     run = run_notebook(nb, rubric.reference_notebook.name, settings)
     try:
@@ -126,25 +172,25 @@ def run_reference(rubric: Rubric, settings: RunSettings, key: str) -> ReferenceF
         events = parse_events(run.events)
         reported = self_reported_accuracy(events)
         measured = measuring.measure(run.model_path, events) or dict(NOT_MEASURED)
-        accuracy = measured.get("accuracy")
-        if accuracy is None:
-            accuracy = reported if settings.kit.holdout is None else None
-        if accuracy is None:
+        final = measured.get("accuracy")
+        if final is None and (settings.kit.holdout is not None or reported is None):
             raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
-        phases = [
-            {"history": history_record(e.history)} for e in events if isinstance(e, FitEndEvent)
-        ]
-        return ReferenceFigures(
-            key=key,
-            accuracy=accuracy,
-            self_reported=reported,
-            measured=measured.get("accuracy"),
-            duration_s=run.duration_s,
-            history=phases,
-        )
+        first_fit = run.root / "probe" / FIT_MODEL_FILE.format(n=1)
+        head = measuring.measure(first_fit, events) if first_fit.exists() else None
+        return {
+            "seed": settings.probe.seed,
+            "final": final,
+            "head": (head or {}).get("accuracy"),
+            "reported": reported,
+            "duration_s": run.duration_s,
+            "history": [
+                {"history": history_record(e.history)}
+                for e in events
+                if isinstance(e, FitEndEvent)
+            ],
+        }
     finally:
         run.cleanup()
-        close_shared()  # the reference is run once: its evaluator is not kept
 
 
 def _failure(run: Execution, measured: dict) -> str:

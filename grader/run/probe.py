@@ -21,10 +21,11 @@ import nbformat
 
 from grader.run.kernel import habits as kernel_habits
 from grader.run.kernel import probe as kernel_probe
-from grader.run.kernel.probe import EVENTS_FILE, MODEL_FILE, Settings
+from grader.run.kernel.probe import EVENTS_FILE, FIT_MODEL_FILE, MODEL_FILE, Settings
 
 __all__ = [
     "EVENTS_FILE",
+    "FIT_MODEL_FILE",
     "MODEL_FILE",
     "PROBE_TAG",
     "SEED",
@@ -80,6 +81,9 @@ class ProbeConfig:
     """Make the optimizer's and metrics' variables before a ``fit`` traces its step, so
     TensorFlow traces it once (False: as Keras alone does, twice; a benchmark's baseline)."""
     seed: int = SEED
+    keep_fits: bool = False
+    """Keep the model after each ``fit`` too (``fit_1.keras``, ...): the reference's
+    figure per phase."""
     model_variable: str | None = None
     """Measure the model in this notebook variable instead of the last one trained."""
 
@@ -96,6 +100,7 @@ def kernel_settings(config: ProbeConfig) -> Settings:
         "eager_steps": config.eager_steps,
         "build_first": config.build_first,
         "seed": config.seed,
+        "keep_fits": config.keep_fits,
     }
 
 

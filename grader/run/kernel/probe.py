@@ -23,12 +23,15 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypedDict
 
 EVENTS_FILE = "events.jsonl"
 MODEL_FILE = "last_model.keras"
+FIT_MODEL_FILE = "fit_{n}.keras"
+"""The model as it was after the n-th ``fit`` (kept only when ``keep_fits`` is set)."""
 TREE_DEPTH = 4
 """Nested models are described this many levels down."""
 
@@ -45,6 +48,7 @@ class Settings(TypedDict):
     eager_steps: int
     build_first: bool
     seed: int
+    keep_fits: bool
 
 
 def weights_count(weights: Iterable[Any]) -> int:
@@ -276,9 +280,13 @@ class Probe:
                 model.train_function = model.test_function = model.predict_function = None
 
     def save(self, model: Any) -> str:
-        """Save the trained model; what was saved, or why not."""
+        """Save the trained model (and, when asked, a copy named for this fit, so each
+        phase can be measured); what was saved, or why not."""
         try:
             save_atomically(model, self.model_path)
+            if self.settings.get("keep_fits"):
+                kept = os.path.join(self.settings["dir"], FIT_MODEL_FILE.format(n=self.fits))
+                shutil.copyfile(self.model_path, kept)
             return MODEL_FILE
         except Exception as exc:
             return f"not saved: {type(exc).__name__}: {exc}"

@@ -1,0 +1,347 @@
+"""Benchmark: does the accuracy check reward the work, not the seed or the caps?
+
+Correct variants of the exercise (every legitimate way of writing it) and known
+mistakes, each made from the reference solution by checked substitutions in its
+cells, are graded with a first cell ``keras.utils.set_random_seed(k)`` for several
+``k``, in each mode:
+
+* ``quick``: the course rubric with ``--quick`` (what instructors run);
+* ``check``: the course rubric's self-check caps (what students run);
+* ``full``: the course rubric uncapped (slow: fewer seeds);
+* ``test``: the test rubric's caps (``tests/fixtures/rubric_fast.toml``, quick).
+
+Each mode grades one folder through the library's ``grade_class`` into
+``OUT/<mode>/``, so a stopped run resumes where it stopped (the results store) and a
+second run only prints. It prints per variant the accuracy points across seeds and,
+per mode, the totals the accuracy issue asks for: the share of correct runs at full
+credit, the share of mistake runs below full credit, the largest spread of a
+variant's points, and the 5th percentile of the margin of the correct runs above the
+full-credit line (measured - (reference - tolerance)); and whether each mistake
+landed in its expected band.
+
+Example: python bench/accuracy_stability.py --modes quick --seeds 1,2,3 --subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grader.batch.classrun import (  # noqa: E402
+    MODE_CHECK,
+    MODE_FULL,
+    MODE_QUICK,
+    GradeRequest,
+    grade_class,
+)
+
+REFERENCE = ROOT / "reference_solution" / "transfer_learning.ipynb"
+COURSE_RUBRIC = ROOT / "rubrics" / "transfer_learning.toml"
+TEST_RUBRIC = ROOT / "tests" / "fixtures" / "rubric_fast.toml"
+MODES = {
+    "quick": (COURSE_RUBRIC, MODE_QUICK),
+    "check": (COURSE_RUBRIC, MODE_CHECK),
+    "full": (COURSE_RUBRIC, MODE_FULL),
+    "test": (TEST_RUBRIC, MODE_QUICK),
+}
+SEPARATOR = "__seed"
+
+Cells = list[str]
+Edit = Callable[[Cells], Cells]
+
+
+def sub(old: str, new: str) -> Edit:
+    """Replace ``old`` by ``new`` in the one cell that holds it (an error if none does:
+    the reference changed and the variant no longer means what it says)."""
+
+    def edit(cells: Cells) -> Cells:
+        hits = [i for i, cell in enumerate(cells) if old in cell]
+        if len(hits) != 1:
+            raise SystemExit(f"variant edit {old!r} matches {len(hits)} cells, not 1")
+        out = list(cells)
+        out[hits[0]] = out[hits[0]].replace(old, new)
+        return out
+
+    return edit
+
+
+def drop_from(marker: str, keep_last: bool = True) -> Edit:
+    """Drop the cells from the one holding ``marker`` on (the last one kept: the test
+    evaluation)."""
+
+    def edit(cells: Cells) -> Cells:
+        start = next(i for i, cell in enumerate(cells) if marker in cell)
+        return cells[:start] + (cells[-1:] if keep_last else [])
+
+    return edit
+
+
+def drop_cells(*markers: str) -> Edit:
+    def edit(cells: Cells) -> Cells:
+        return [cell for cell in cells if not any(m in cell for m in markers)]
+
+    return edit
+
+
+FINE_TUNE = "base_model.trainable = True"
+NO_GAP_LAYER = [
+    sub(
+        "feature_batch_average = global_average_layer(feature_batch)",
+        "feature_batch_average = feature_batch",
+    ),
+    sub("x = global_average_layer(x)\n", ""),
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    correct: bool
+    edits: tuple[Edit, ...]
+    band: tuple[float, float] = (1.0, 1.0)
+    """Expected share of the accuracy check's points (low, high); correct work: full."""
+
+    def cells(self, base: Cells) -> Cells:
+        for edit in self.edits:
+            base = edit(base)
+        return base
+
+
+VARIANTS = (
+    Variant("reference", True, ()),
+    Variant("head_only", True, (drop_from(FINE_TUNE),)),
+    Variant(
+        "sequential_rescaling",
+        True,
+        (
+            sub(
+                "inputs = tf.keras.Input(shape=IMG_SHAPE)\nx = data_augmentation(inputs)\n"
+                "x = preprocess_input(x)\nx = base_model(x, training=False)\n"
+                "x = global_average_layer(x)\nx = tf.keras.layers.Dropout(0.2)(x)\n"
+                "outputs = prediction_layer(x)\nmodel = tf.keras.Model(inputs, outputs)",
+                "model = tf.keras.Sequential([\n    tf.keras.Input(shape=IMG_SHAPE),\n"
+                "    data_augmentation,\n    tf.keras.layers.Rescaling(1 / 127.5, offset=-1),\n"
+                "    base_model,\n    tf.keras.layers.GlobalAveragePooling2D(),\n"
+                "    tf.keras.layers.Dropout(0.2),\n    tf.keras.layers.Dense(1),\n])",
+            ),
+        ),
+    ),
+    Variant(
+        "global_max_pooling",
+        True,
+        (
+            sub(
+                "global_average_layer = tf.keras.layers.GlobalAveragePooling2D()",
+                "global_average_layer = tf.keras.layers.GlobalMaxPooling2D()",
+            ),
+        ),
+    ),
+    Variant(
+        "pooling_on_base",
+        True,
+        (sub("include_top=False,", "include_top=False, pooling='avg',"), *NO_GAP_LAYER),
+    ),
+    Variant(
+        "augment_in_pipeline",
+        True,
+        (
+            sub("x = data_augmentation(inputs)\n", "x = inputs\n"),
+            sub(
+                "model = tf.keras.Model(inputs, outputs)",
+                "model = tf.keras.Model(inputs, outputs)\ntrain_dataset = train_dataset.map(\n"
+                "    lambda im, lab: (data_augmentation(im, training=True), lab))",
+            ),
+        ),
+    ),
+    Variant(
+        "freeze_loop",
+        True,
+        (
+            sub(
+                "base_model.trainable = False",
+                "for layer in base_model.layers:\n    layer.trainable = False",
+            ),
+        ),
+    ),
+    Variant("lr_1e-3", True, (sub("base_learning_rate = 0.0001", "base_learning_rate = 0.001"),)),
+    Variant("no_preprocess_input", False, (sub("x = preprocess_input(x)\n", ""),), band=(0.0, 0.9)),
+    Variant(
+        "top_kept",
+        False,
+        (sub("include_top=False", "include_top=True"), *NO_GAP_LAYER),
+        band=(0.0, 0.9),
+    ),
+    Variant(
+        "unfrozen_high_lr",
+        False,
+        (
+            sub("base_model.trainable = False", "base_model.trainable = True"),
+            sub("base_learning_rate = 0.0001", "base_learning_rate = 0.01"),
+        ),
+        band=(0.0, 0.9),
+    ),
+    Variant(
+        "never_trained",
+        False,
+        (drop_cells("history = model.fit", "history_fine = model.fit", "acc = history"),),
+        band=(0.0, 0.0),
+    ),
+    Variant(
+        "from_logits_mismatch",
+        False,
+        (
+            sub(
+                "BinaryCrossentropy(from_logits=True),\n              metrics",
+                "BinaryCrossentropy(from_logits=False),\n              metrics",
+            ),
+        ),
+        band=(0.0, 0.9),
+    ),
+)
+SUBSET = ("reference", "head_only", "no_preprocess_input", "never_trained")
+
+
+def seeded_notebook(variant: Variant, seed: int) -> nbformat.NotebookNode:
+    nb = nbformat.read(REFERENCE, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    sources = variant.cells([cell.source for cell in code])
+    seed_cell = f"import keras\nkeras.utils.set_random_seed({seed})"
+    cells = [nbformat.v4.new_code_cell(s) for s in [seed_cell, *sources]]
+    out = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+    return out
+
+
+def write_submissions(folder: Path, variants: list[Variant], seeds: list[int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for variant in variants:
+        for seed in seeds:
+            path = folder / f"{variant.name}{SEPARATOR}{seed}.ipynb"
+            text = nbformat.writes(seeded_notebook(variant, seed))
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+
+
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    share: float
+    """The accuracy check's points as a share of its maximum."""
+    margin: float | None
+    """measured - (reference - tolerance); None when nothing was measured."""
+
+
+def grade_mode(
+    mode: str,
+    variants: list[Variant],
+    seeds: list[int],
+    out: Path,
+    workers: int,
+    rubric_override: Path | None = None,
+) -> list[Run]:
+    rubric, grader_mode = MODES[mode]
+    rubric = rubric_override or rubric
+    folder = out / mode
+    write_submissions(folder / "submissions", variants, seeds)
+    request = GradeRequest(
+        submissions=folder / "submissions",
+        rubric=rubric,
+        out=folder / "graded",
+        mode=grader_mode,
+        workers=workers,
+    )
+    outcome = grade_class(request, say=lambda line: print(f"[{mode}] {line}", flush=True))
+    tolerance = _tolerance(rubric)
+    wanted = {v.name for v in variants}
+    runs = []
+    for result in outcome.results:
+        name, _, seed = result.student.rpartition(SEPARATOR)
+        if name not in wanted or int(seed) not in seeds:
+            continue
+        check = next(c for c in result.checks if c.id == "accuracy")
+        measured, reference = result.accuracy.get("measured"), result.accuracy.get("reference")
+        margin = (
+            None if measured is None or reference is None else measured - (reference - tolerance)
+        )
+        runs.append(Run(name, int(seed), check.score / check.max_score, margin))
+    return runs
+
+
+def _tolerance(rubric: Path) -> float:
+    import tomllib
+
+    checks = tomllib.loads(rubric.read_text())["checks"]
+    return next(c.get("tolerance", 0.05) for c in checks if c["id"] == "accuracy")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def report(mode: str, runs: list[Run], variants: list[Variant]) -> dict:
+    print(f"\n== {mode}: accuracy points (share of the check's maximum) per seed")
+    spreads, landed = [], {}
+    for variant in variants:
+        mine = sorted((r for r in runs if r.variant == variant.name), key=lambda r: r.seed)
+        if not mine:
+            continue
+        shares = [r.share for r in mine]
+        spreads.append(max(shares) - min(shares))
+        inside = sum(variant.band[0] <= s <= variant.band[1] for s in shares)
+        landed[variant.name] = f"{inside}/{len(shares)}"
+        margins = [f"{r.margin:+.3f}" if r.margin is not None else "-" for r in mine]
+        print(
+            f"  {'correct' if variant.correct else 'mistake':8}{variant.name:22}"
+            f" points {' '.join(f'{s:.2f}' for s in shares)}"
+            f"  margin {' '.join(margins)}  in band {landed[variant.name]}"
+        )
+    correct = [r for r in runs if r.variant in {v.name for v in variants if v.correct}]
+    mistakes = [r for r in runs if r not in correct]
+    totals = {
+        "mode": mode,
+        "correct_runs": len(correct),
+        "correct_full_credit": sum(r.share >= 1.0 for r in correct) / max(1, len(correct)),
+        "mistake_runs": len(mistakes),
+        "mistakes_below_full": sum(r.share < 1.0 for r in mistakes) / max(1, len(mistakes)),
+        "largest_spread_points": max(spreads, default=0.0) * 2,  # the check's 2 points
+        "margin_p5": percentile([r.margin for r in correct if r.margin is not None] or [0.0], 0.05),
+        "mistakes_in_band": landed,
+    }
+    print(f"  totals: {json.dumps(totals)}")
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default="quick,check,test", help="of quick, check, full, test")
+    parser.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds")
+    parser.add_argument("--full-seeds", default="1,2", help="seeds for the slow full mode")
+    parser.add_argument("--subset", action="store_true", help=f"only {', '.join(SUBSET)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "accuracy_stability")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--rubric", type=Path, help="grade every mode with this rubric (candidate caps)"
+    )
+    args = parser.parse_args()
+    variants = [v for v in VARIANTS if not args.subset or v.name in SUBSET]
+    totals = []
+    for mode in args.modes.split(","):
+        seeds = [int(s) for s in (args.full_seeds if mode == "full" else args.seeds).split(",")]
+        runs = grade_mode(mode, variants, seeds, args.out, args.workers, args.rubric)
+        totals.append(report(mode, runs, variants))
+    print("\n" + json.dumps(totals, indent=1))
+    (args.out / "totals.json").write_text(json.dumps(totals, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The accuracy check compares like with like: the basis the trusted side confirmed, the
+reference's spread over its seeds, and the holdout's own sampling error.
+
+The base comparison runs on real Keras layers (no kernel, no kit): the evaluator's
+``base_state`` reads the weights a saved model holds, whatever the notebook claims.
+"""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from grader.checks.accuracy import bar_for, check_accuracy, sampling_error
+from grader.checks.facts import BASIS_FINAL, BASIS_HEAD, Facts, ReferenceBand, parse_events
+from grader.measure.evaluator import BASE_CHANGED, BASE_UNCHANGED, base_state
+from grader.rubric.schema import CheckSpec
+from grader.static.facts import StaticFacts
+
+ACC = CheckSpec(id="accuracy", title="Acc", points=2.0, hint="train", tolerance=0.05, floor=0.5)
+TRAINED = parse_events([{"event": "fit", "model": {"class": "Functional", "name": "m"}}])
+BAND = ReferenceBand(final=(0.95, 0.93, 0.96), head=(0.90, 0.88, 0.91))
+
+
+def facts(measured: float, base: str | None, images: int = 320, band=BAND) -> Facts:
+    answer = {"accuracy": measured, "images": images, "base": base, "error": None}
+    return Facts(
+        static=StaticFacts(),
+        events=TRAINED,
+        reference_accuracy=0.95,
+        reference_band=band,
+        measured=answer,
+    )
+
+
+def test_a_base_the_evaluator_found_unchanged_is_compared_with_the_head_only_reference() -> None:
+    bar = bar_for(ACC, facts(0.86, BASE_UNCHANGED))
+    assert bar is not None and bar.basis == BASIS_HEAD
+    assert (bar.low, bar.reference, bar.high, bar.seeds) == (0.88, 0.90, 0.91, 3)
+    assert bar.full_at == pytest.approx(0.88 - 0.05)
+    result = check_accuracy(ACC, facts(0.86, BASE_UNCHANGED))
+    assert result.passed and result.score == 2.0
+    assert "88.0%-91.0% over 3 seeds, before fine-tuning" in result.message
+    assert "pre-trained weights" in result.message
+
+
+@pytest.mark.parametrize("base", [BASE_CHANGED, None])
+def test_a_trained_or_unknown_base_is_compared_with_the_whole_reference(base) -> None:
+    """Only the trusted side's finding lowers the bar: a fine-tuned base, or one the
+    evaluator could not find, meets the reference after fine-tuning."""
+    bar = bar_for(ACC, facts(0.86, base))
+    assert bar is not None and bar.basis == BASIS_FINAL
+    assert bar.full_at == pytest.approx(0.93 - 0.05)
+    result = check_accuracy(ACC, facts(0.86, base))
+    assert not result.passed and 0 < result.score < 2.0
+    assert "before fine-tuning" not in result.message
+
+
+def test_the_full_credit_line_allows_the_holdouts_sampling_error_when_larger() -> None:
+    few = bar_for(ACC, facts(0.9, BASE_CHANGED, images=32))
+    many = bar_for(ACC, facts(0.9, BASE_CHANGED, images=320))
+    assert sampling_error(0.93, 32) > 0.025  # 2 errors exceed the 0.05 tolerance
+    assert few.full_at == pytest.approx(0.93 - 2 * sampling_error(0.93, 32))
+    assert many.full_at == pytest.approx(0.93 - 0.05)  # 2 x 0.014 < 0.05
+
+
+def test_without_a_band_the_one_reference_figure_sets_the_bar_as_before() -> None:
+    result = check_accuracy(ACC, facts(0.91, BASE_UNCHANGED, band=None))
+    assert result.passed  # 0.91 >= 0.95 - 0.05
+    assert "over" not in result.message and "full points from 90.0%" in result.message
+
+
+def test_a_reference_band_without_head_figures_compares_everyone_with_the_final_ones() -> None:
+    bar = bar_for(ACC, facts(0.9, BASE_UNCHANGED, band=ReferenceBand(final=(0.94, 0.92))))
+    assert bar is not None and bar.basis == BASIS_FINAL and bar.low == 0.92
+
+
+def small_model(name: str = "base"):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="Conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn_Conv1")(x)
+    base = keras.Model(inputs, x, name=name)
+    outer_in = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(base(outer_in))
+    return base, keras.Model(outer_in, keras.layers.Dense(1, name="head")(pooled))
+
+
+def test_base_state_reads_the_weights_the_model_holds() -> None:
+    base, model = small_model()
+    shipped = {layer.name: layer.get_weights() for layer in base.layers}
+    assert base_state(model, shipped) == BASE_UNCHANGED  # nested base, head trained or not
+    kernel, bias = base.get_layer("Conv1").get_weights()
+    base.get_layer("Conv1").set_weights([kernel + 1e-6, bias])
+    assert base_state(model, shipped) == BASE_CHANGED  # fine-tuned by the smallest step
+    _, other = small_model()
+    renamed = {f"x_{name}": weights for name, weights in shipped.items()}
+    assert base_state(other, renamed) is None  # not the shipped base: no finding
