@@ -274,7 +274,8 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
     Example: grader report out --rubric rubrics/transfer_learning.toml --roster roster.csv
     """
     from grader.batch.classrun import apply_review
-    from grader.outputs.records import RESULTS_FILE, read_results_jsonl
+    from grader.outputs.names import RESULTS_FILE
+    from grader.outputs.records import read_results_jsonl
     from grader.outputs.write import ClassInfo, write_outputs
 
     try:

@@ -33,6 +33,7 @@ from grader.intake.copies import FLAG_POSSIBLE_COPY, copy_message, find_copies
 from grader.intake.lms import gather
 from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
 from grader.measure.reference import ReferenceFigures, load_or_run
+from grader.outputs.names import CLASS_OUTPUTS, LOCK_FILE
 from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
@@ -46,7 +47,6 @@ OUTPUTS_META = "outputs"
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
 MSG_OUT = "{out}: cannot write the output folder ({detail})"
-LOCK_FILE = ".grader.lock"
 FLAG_MULTIPLE_FILES = "multiple_files"
 MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
 MSG_REFERENCE = "Reference accuracy ({mode}): {accuracy:.3f}"
@@ -328,11 +328,7 @@ def _outputs_key(jobs: list[Job], request: GradeRequest, figures: ReferenceFigur
 def _outputs_current(store: ResultsStore, out: Path, key: str) -> bool:
     """True when the pages and exports were written from exactly these results and inputs
     and are all still there."""
-    from grader.outputs.gradebooks import CANVAS_FILE, XLSX_FILE
-    from grader.outputs.records import GRADES_FILE, RESULTS_FILE
-
-    files = (RESULTS_FILE, GRADES_FILE, XLSX_FILE, CANVAS_FILE, "index.html")
-    written = all((out / name).exists() for name in files)
+    written = all((out / name).exists() for name in CLASS_OUTPUTS)
     return written and store.meta(OUTPUTS_META) == key
 
 

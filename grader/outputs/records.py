@@ -9,23 +9,16 @@ student id or flag such as ``=HYPERLINK(...)`` is never evaluated as a formula.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from grader.files import atomic_write_text
 from grader.results import SubmissionResult
-
-RESULTS_FILE = "results.jsonl"
-GRADES_FILE = "grades.csv"
-CONTRACT = {"results": RESULTS_FILE, "grades": GRADES_FILE}
-"""Names of the files a grading run writes into its output folder."""
 
 ENCODING = "utf-8"
 FLAG_SEPARATOR = ";"
@@ -43,27 +36,6 @@ MSG_NOT_OBJECT = "{path}, line {line}: expected a JSON object, got {kind}"
 MSG_BAD_RECORD = "{path}, line {line}: not a submission result ({detail})"
 MSG_COLUMN_CLASH = "check ids clash with the grades table's own columns: {ids}"
 MSG_DUPLICATE_IDS = "duplicate check ids: {ids}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (UTF-8) so that readers see the old or the new file, never half.
-
-    The text goes to a temporary file in the same folder, is flushed to disk, then
-    replaces ``path`` with :func:`os.replace`. The folder is created if missing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding=ENCODING, newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
 
 
 def _sorted(results: Iterable[SubmissionResult]) -> list[SubmissionResult]:

@@ -13,8 +13,6 @@ import base64
 import functools
 import hashlib
 import math
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,29 +21,17 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from grader.checks.review import FLAG_REVIEW
+from grader.files import atomic_write_text
 from grader.outputs.charts import bar_chart, curve_series, histogram, line_chart
 from grader.outputs.highlight import highlight_python
-from grader.outputs.records import atomic_write_text
+from grader.outputs.names import INDEX_FILE, REPORTS_DIR, report_names
+from grader.outputs.names import report_filename as report_filename  # for older importers
 from grader.results import STATUS_GRADED, STATUSES, SubmissionResult
 
 TEMPLATE_PACKAGE = "grader.outputs"
 TEMPLATE_FOLDER = "templates"
 REPORT_TEMPLATE = "report.html.j2"
 INDEX_TEMPLATE = "index.html.j2"
-
-REPORTS_DIR = "reports"
-INDEX_FILE = "index.html"
-REPORT_SUFFIX = ".html"
-
-FILENAME_MAX = 100
-FILENAME_FALLBACK = "unnamed"
-FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-FILENAME_REPLACEMENT = "_"
-WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL"}
-    | {f"COM{i}" for i in range(1, 10)}
-    | {f"LPT{i}" for i in range(1, 10)}
-)
 
 ACCURACY_LABELS = {
     "measured": "Measured",
@@ -268,42 +254,9 @@ def _layer_row(layer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def report_filename(student: str) -> str:
-    """A safe file name stem (without ``.html``) for a student's report.
-
-    Accents are dropped (``é`` → ``e``); any character outside ``[A-Za-z0-9._-]``
-    becomes ``_``; leading dots become ``_``; Windows device names get a ``_``
-    prefix; the result is at most 100 characters and never empty.
-    """
-    decomposed = unicodedata.normalize("NFKD", student or "")
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    name = FILENAME_UNSAFE.sub(FILENAME_REPLACEMENT, stripped)
-    dots = len(name) - len(name.lstrip("."))
-    name = FILENAME_REPLACEMENT * dots + name[dots:]
-    if name.split(".")[0].upper() in WINDOWS_RESERVED:
-        name = FILENAME_REPLACEMENT + name
-    return name[:FILENAME_MAX] or FILENAME_FALLBACK
-
-
 def _report_names(results: list[SubmissionResult]) -> list[str]:
-    """Report file names (with ``.html``) aligned with ``results``.
-
-    Names are unique even on case-insensitive disks; clashes get ``_2``, ``_3``... in
-    (student, file) order, so the names do not depend on the order of ``results``.
-    """
-    order = sorted(range(len(results)), key=lambda i: (results[i].student, results[i].file))
-    used: set[str] = set()
-    names = [""] * len(results)
-    for index in order:
-        stem = report_filename(results[index].student)
-        candidate, counter = stem, 1
-        while candidate.casefold() in used:
-            counter += 1
-            suffix = f"_{counter}"
-            candidate = stem[: FILENAME_MAX - len(suffix)] + suffix
-        used.add(candidate.casefold())
-        names[index] = candidate + REPORT_SUFFIX
-    return names
+    """Report file names (with ``.html``) aligned with ``results``."""
+    return report_names([(r.student, r.file) for r in results])
 
 
 def _check_rates(results: list[SubmissionResult], check_ids: list[str]) -> list[dict[str, Any]]:

@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.files import atomic_write_text
 from grader.outputs.gradebooks import write_gradebooks
-from grader.outputs.records import (
+from grader.outputs.names import (
     GRADES_FILE,
+    INDEX_FILE,
+    REFERENCE_FILE,
+    REPORTS_DIR,
     RESULTS_FILE,
-    atomic_write_text,
-    write_grades_csv,
-    write_results_jsonl,
 )
+from grader.outputs.records import write_grades_csv, write_results_jsonl
 from grader.outputs.report import write_reports
 from grader.results import SubmissionResult
-
-REFERENCE_FILE = "reference.json"
 
 
 @dataclass
@@ -70,6 +70,6 @@ def write_outputs(results: list[SubmissionResult], info: ClassInfo, out: Path) -
         "results": out / RESULTS_FILE,
         "grades": out / GRADES_FILE,
         **books,
-        "reports": out / "reports",
-        "index": out / "index.html",
+        "reports": out / REPORTS_DIR,
+        "index": out / INDEX_FILE,
     }
