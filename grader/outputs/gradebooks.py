@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from grader.errors import InvalidInput, map_dependency_errors
 from grader.files import atomic_path, atomic_write_text
 from grader.outputs.names import CANVAS_FILE, GRADESCOPE_DIR, XLSX_FILE, gradescope_path
-from grader.outputs.records import grades_table, neutralise_cell, neutralise_table
+from grader.outputs.records import grades_table, neutralise_cell, neutralise_table, unreadable
 from grader.results import SubmissionResult
 
 GRADES_SHEET, STATS_SHEET = "grades", "checks"
@@ -32,7 +33,7 @@ CANVAS_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
 ROSTER_KEYS = ("SIS Login ID", "SIS User ID", "ID", "Student")
 VISIBLE, HIDDEN = "visible", "after_published"
-MSG_ROSTER = "{path}: a roster needs a header with {columns}"
+MSG_ROSTER = "a roster needs a header with {columns}"
 
 
 def write_grades_xlsx(results: list[SubmissionResult], check_ids: list[str], path: Path) -> None:
@@ -67,11 +68,15 @@ def check_statistics(results: list[SubmissionResult], check_ids: list[str]) -> p
 
 
 def read_roster(path: Path) -> list[dict[str, str]]:
-    """A Canvas-style roster CSV (any of its identity columns; extra columns ignored)."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    """A Canvas-style roster CSV (any of its identity columns; extra columns ignored);
+    :class:`~grader.errors.InvalidInput` when it cannot be read or names no identity."""
+    with (
+        map_dependency_errors("read back", lambda exc: unreadable(path, exc)),
+        open(path, newline="", encoding="utf-8-sig") as handle,
+    ):
         rows = list(csv.DictReader(handle))
     if rows and not set(ROSTER_KEYS) & set(rows[0]):
-        raise ValueError(MSG_ROSTER.format(path=path, columns=" or ".join(ROSTER_KEYS)))
+        raise InvalidInput(MSG_ROSTER.format(columns=" or ".join(ROSTER_KEYS)), str(path))
     return rows
 
 

@@ -14,6 +14,7 @@ not import the HTML writer, and a name changed here changes everywhere::
     OUT/executed/<name>.ipynb       executed_path()
     OUT/reference.json              REFERENCE_FILE
     OUT/.grader.lock                LOCK_FILE
+    <folder>/<stem>.report.html     self_check_report_path() (``grader check``)
 
 ``<name>`` is :func:`report_filename` of the student id: one safe stem for every file
 named after a student.
@@ -39,6 +40,8 @@ EXECUTED_DIR = "executed"
 EXECUTED_SUFFIX = ".ipynb"
 REFERENCE_FILE = "reference.json"
 """The reference's figures, so that ``grader report`` redraws its curves."""
+SELF_CHECK_SUFFIX = ".report.html"
+"""``grader check``'s report: ``<notebook stem>.report.html``, next to the notebook."""
 LOCK_FILE = ".grader.lock"
 """Held by the one grader writing to the folder."""
 CLASS_OUTPUTS = (RESULTS_FILE, GRADES_FILE, XLSX_FILE, CANVAS_FILE, INDEX_FILE)
@@ -101,3 +104,8 @@ def executed_path(out: Path, student: str) -> Path:
 def gradescope_path(out: Path, student: str) -> Path:
     """Where a student's Gradescope record goes: ``OUT/gradescope/<name>/results.json``."""
     return out / GRADESCOPE_DIR / report_filename(student) / GRADESCOPE_FILE
+
+
+def self_check_report_path(folder: Path, notebook: Path) -> Path:
+    """Where ``grader check`` writes a notebook's report: ``<stem>.report.html``."""
+    return folder / f"{notebook.stem}{SELF_CHECK_SUFFIX}"
