@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from grader.outputs.report import (
-    SORT_SCRIPT,
     format_percent,
     render_index,
     render_report,
     report_filename,
     write_reports,
 )
+from grader.outputs.templating import sort_script
 from grader.results import (
     SOURCE_MEASURED,
     SOURCE_STATIC,
@@ -120,7 +120,7 @@ def _plain_result(
 
 
 def _assert_no_live_markup(html: str) -> None:
-    lowered = html.replace(f"<script>{SORT_SCRIPT}</script>", "").lower()  # the index's own
+    lowered = html.replace(f"<script>{sort_script()}</script>", "").lower()  # the index's own
     assert "<script" not in lowered
     assert "<img" not in lowered
     assert "<b>" not in lowered
