@@ -120,3 +120,13 @@ def test_an_unwritable_output_is_one_error_naming_the_file(tmp_path: Path) -> No
     with pytest.raises(OutputError) as info:
         write_outputs(one, class_info, tmp_path)
     assert "reports" in str(info.value) and info.value.exit_code == 1
+
+
+def test_an_unusable_kit_cache_is_an_asset_kit_error(tmp_path: Path) -> None:
+    from grader.errors import AssetKitError
+    from grader.kit.assets import ensure_kit
+
+    (tmp_path / "cache").write_text("a file where the cache folder must be")
+    with pytest.raises(AssetKitError, match="cannot use this cache folder") as info:
+        ensure_kit(tmp_path / "cache", progress=lambda _: None)
+    assert isinstance(info.value.__cause__, OSError) and info.value.exit_code == 1

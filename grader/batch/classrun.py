@@ -66,7 +66,7 @@ class GradeRequest:
     out: Path
     """The output folder (results store and log included)."""
     mode: str = MODE_FULL
-    """``quick`` or ``full``."""
+    """``quick`` or ``full`` (``check`` is the self-check's, :mod:`grader.batch.selfcheck`)."""
     workers: int | None = None
     """Local workers (None: :func:`grader.batch.runners.default_workers`)."""
     force: bool = False

@@ -31,7 +31,8 @@ class Submission:
     """One student's notebook, read and validated."""
 
     student: str
-    """Student identifier from the file name."""
+    """The student's id: the one intake mapped the file to (an LMS name, a rubric
+    pattern), else :func:`student_id` of the file name."""
     path: Path
     """Where the file is."""
     sha256: str
