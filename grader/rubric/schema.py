@@ -48,14 +48,12 @@ SECTIONS = {
     "intake",
 }
 KIND_CODE, KIND_WRITTEN = "code", "written"
-WRITTEN_FIELDS = ("hint", "hidden")
-"""A check's optional fields, read typed like and defaulting to :class:`CheckSpec`'s."""
-CODE_FIELDS = (*WRITTEN_FIELDS, "tolerance", "floor", "mismatch", "model_variable",
-               "unverified_credit")  # fmt: skip
 FRACTION_FIELDS = ("tolerance", "floor", "mismatch")
 """Accuracy bands: each a fraction from 0 up to (not including) 1."""
-LATE_FIELDS = ("grace_minutes", "penalty_per_day", "max_penalty", "name_time_pattern",
-               "name_time_format")  # fmt: skip
+WRITTEN_FIELDS = ("hint", "hidden")
+CODE_FIELDS = (*WRITTEN_FIELDS, *FRACTION_FIELDS, "model_variable", "unverified_credit")
+"""The optional fields of a written and of a code check: each is read typed like its
+default in :class:`CheckSpec`, and is that default when absent."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +126,10 @@ class LatePolicy:
     """Where an LMS file name carries the submission time (a regex with a ``time`` group)."""
     name_time_format: str = "%Y-%m-%d-%H-%M-%S"
     """How that time is written (``strptime``), read as UTC."""
+
+
+LATE_FIELDS = tuple(f for f in LatePolicy.__dataclass_fields__ if f != "due")
+"""``[late]``'s fields read like ``CODE_FIELDS`` (``due`` is parsed on its own)."""
 
 
 @dataclass(frozen=True)
