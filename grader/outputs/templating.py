@@ -2,9 +2,8 @@
 
 Every template under ``templates/`` renders with autoescaping on (strict undefined, so a
 misspelt name is an error, not an empty string): student-controlled text is escaped
-wherever it lands. Only the HTML of grader's own making enters a page unescaped: the
-highlighted code (:mod:`grader.outputs.highlight`, escaped piece by piece) and the
-class page's sort script (a template with no variables, allowed by its hash).
+wherever it lands. Only one piece of a page is marked safe: the class page's sort
+script (a template with no variables, allowed by its hash).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from grader.outputs.highlight import highlight_python
+from grader.outputs.highlight import python_tokens
 
 TEMPLATE_PACKAGE = "grader.outputs"
 TEMPLATE_FOLDER = "templates"
@@ -38,7 +37,7 @@ def environment() -> Environment:
     )
     env.filters["points"] = format_points
     env.filters["percent"] = format_percent
-    env.filters["python"] = highlight_python
+    env.filters["python_tokens"] = python_tokens
     return env
 
 
