@@ -273,10 +273,10 @@ def test_index_empty_class() -> None:
 def test_code_is_cut_into_pieces_that_join_back_and_is_coloured_by_the_template() -> None:
     from grader.outputs.highlight import python_tokens
 
-    code = f"base.trainable = False  # {IMG}\nname = '{SCRIPT}'\n"
+    code = f'base.trainable = False  # {IMG}\nname = "{SCRIPT}"\n'
     pieces = python_tokens(code)
     assert "".join(text for _, text in pieces) == code
-    assert ("k", "False") in pieces and ("s", f"'{SCRIPT}'") in pieces
+    assert ("k", "False") in pieces and ("s", f'"{SCRIPT}"') in pieces
     assert python_tokens("%pip install x\n  (") == [("", "%pip install x\n  (")]
     html = render_report(_hostile_result())
     assert '<span class="c"># &lt;img src=x onerror=alert(1)&gt;</span>' in html
