@@ -197,7 +197,7 @@ def map_dependency_errors(what: str, make: Callable[[Exception], GraderError]) -
         if not isinstance(error, expected):
             made = type(error).__name__
             raise TypeError(
-                MSG_WRONG_ERROR.format(what=what, expected=expected, made=made)
+                MSG_WRONG_ERROR.format(what=what, expected=expected.__name__, made=made)
             ) from exc
         raise error from exc
 
