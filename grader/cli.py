@@ -13,10 +13,8 @@ from pathlib import Path
 import click
 
 from grader import __version__
-from grader.errors import GraderError, SubmissionError, UsageError
-from grader.kit.assets import default_cache_dir, ensure_kit
-from grader.rubric.schema import Rubric, load_rubric
-from grader.run.sandbox import capabilities, not_enforced_warning
+from grader.errors import GraderError, SubmissionError
+from grader.kit.assets import ensure_kit
 
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
 
@@ -47,8 +45,13 @@ cache_option = click.option(
 
 
 def _fail(exc: GraderError) -> None:
+    """One line on stderr, and the error's own exit code (2 for a usage error)."""
     click.echo(f"grader: {exc}", err=True)
-    sys.exit(2 if isinstance(exc, UsageError) else 1)
+    sys.exit(exc.exit_code)
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @click.group()
@@ -58,17 +61,6 @@ def main() -> None:
 
     Example: grader grade submissions/ --rubric rubrics/transfer_learning.toml --out out/
     """
-
-
-def _warn_unenforced() -> None:
-    """Say once, before any notebook runs, which sandbox limits this machine cannot enforce."""
-    try:
-        warning = not_enforced_warning(capabilities())
-    except GraderError as exc:
-        _fail(exc)
-        return
-    if warning:
-        click.echo(warning, err=True)
 
 
 @main.command()
@@ -121,7 +113,6 @@ def grade(
     """
     from grader.batch.classrun import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
 
-    _warn_unenforced()
     start = time.monotonic()
     mode = MODE_QUICK if quick else MODE_FULL
     request = GradeRequest(
@@ -136,7 +127,7 @@ def grade(
         roster=roster,
     )
     try:
-        outcome = grade_class(request, say=click.echo, warn=lambda m: click.echo(m, err=True))
+        outcome = grade_class(request, say=click.echo, warn=_warn)
     except GraderError as exc:
         _fail(exc)
         return
@@ -178,62 +169,24 @@ def check(
 
     Example: grader check my_week6.ipynb --static
     """
-    from grader.batch.selfcheck import check_static, checklist
+    from grader.batch.selfcheck import CheckRequest, checklist, self_check
 
+    request = CheckRequest(
+        notebook=notebook, rubric=rubric_path, full=full, static=static_only, out=out, cache=cache
+    )
     try:
-        rubric = load_rubric(rubric_path)
-        if not notebook.is_file():
-            raise UsageError(f"{notebook}: no such notebook")
-        if static_only:
-            try:
-                outcome = check_static(notebook, rubric)
-            except SubmissionError as exc:
-                click.echo(f"{notebook.name}: {exc}")
-                sys.exit(1)
-        else:
-            _warn_unenforced()
-            outcome, report = _run_check(notebook, rubric, full, out, cache)
+        outcome = self_check(request, say=click.echo, warn=_warn)
+    except SubmissionError as exc:  # --static only: the notebook cannot be read
+        click.echo(f"{notebook.name}: {exc}")
+        sys.exit(exc.exit_code)
     except GraderError as exc:
         _fail(exc)
         return
     for line in checklist(outcome):
         click.echo(line)
-    if not static_only:
-        click.echo(f"Report: {report}")
+    if outcome.report:
+        click.echo(f"Report: {outcome.report}")
     sys.exit(0 if outcome.ok else 1)
-
-
-def _run_check(
-    notebook: Path, rubric: Rubric, full: bool, out: Path | None, cache: Path | None
-) -> tuple:
-    from grader.batch.classrun import MODE_CHECK, MODE_FULL, reference_figures, run_settings
-    from grader.batch.pipeline import GradingContext
-    from grader.batch.selfcheck import check_notebook, visible_rubric
-    from grader.outputs.report import render_report
-
-    visible, hidden = visible_rubric(rubric)
-    mode = MODE_FULL if full else MODE_CHECK
-    inputs = [notebook, *filter(None, [out])]
-    settings, digest = run_settings(visible, mode, cache, 1, click.echo, *inputs)
-    reference_accuracy = None
-    if any(c.id == "accuracy" for c in visible.checks):
-        if visible.reference_notebook is not None:
-            click.echo(f"Reference solution ({mode} mode): stored figures, or running it once")
-        figures = reference_figures(visible, settings, cache, digest, mode, lambda _: None)
-        reference_accuracy = figures.accuracy
-    ctx = GradingContext(
-        rubric=visible,
-        settings=settings,
-        reference_accuracy=reference_accuracy,
-        out=None,
-        mode=mode,
-    )
-    outcome = check_notebook(notebook, ctx, hidden)
-    folder = out or notebook.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    report = folder / f"{notebook.stem}.report.html"
-    report.write_text(render_report(outcome.result, reference_accuracy), encoding="utf-8")
-    return outcome, report
 
 
 @main.command()
@@ -246,15 +199,11 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --quick
     """
-    from grader.batch.classrun import MODE_FULL, MODE_QUICK, run_settings
-    from grader.measure.reference import load_or_run
+    from grader.batch.classrun import MODE_FULL, MODE_QUICK, run_reference
 
-    _warn_unenforced()
+    mode = MODE_QUICK if quick else MODE_FULL
     try:
-        rubric = load_rubric(rubric_path)
-        mode = MODE_QUICK if quick else MODE_FULL
-        settings, digest = run_settings(rubric, mode, cache, 1, click.echo)
-        figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode, force)
+        figures = run_reference(rubric_path, mode, cache, force, say=click.echo, warn=_warn)
     except GraderError as exc:
         _fail(exc)
         return
@@ -273,37 +222,14 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
 
     Example: grader report out --rubric rubrics/transfer_learning.toml --roster roster.csv
     """
-    from grader.batch.classrun import apply_review
-    from grader.outputs.records import RESULTS_FILE, read_results_jsonl
-    from grader.outputs.write import ClassInfo, write_outputs
+    from grader.batch.classrun import rebuild_outputs
 
     try:
-        rubric = load_rubric(rubric_path)
-        path = out / RESULTS_FILE
-        if not path.exists():
-            raise UsageError(f"{path}: no results to report on (run `grader grade` first)")
-        results = read_results_jsonl(path)
-        apply_review(results, rubric, out, click.echo)
-        reference_accuracy = next(
-            (
-                r.accuracy.get("reference")
-                for r in results
-                if r.accuracy.get("reference") is not None
-            ),
-            None,
-        )
-        info = ClassInfo(
-            check_ids=rubric.check_ids,
-            assignment=rubric.title,
-            reference_accuracy=reference_accuracy,
-            roster=roster,
-        )
-        info.load_reference(out)
-        written = write_outputs(results, info, out)
-    except (GraderError, ValueError) as exc:
-        _fail(exc if isinstance(exc, GraderError) else UsageError(str(exc)))
+        outcome = rebuild_outputs(out, rubric_path, roster, say=click.echo)
+    except GraderError as exc:
+        _fail(exc)
         return
-    click.echo(f"Rebuilt {len(results)} report(s); class page: {written['index']}")
+    click.echo(f"Rebuilt {len(outcome.results)} report(s); class page: {outcome.written['index']}")
 
 
 @main.group()

@@ -1,4 +1,9 @@
-"""Files grader keeps about itself: digests of its own source.
+"""Files grader writes and keeps about itself: the one atomic write, digests of its source.
+
+:func:`atomic_path` is how every output, cache record and extracted file is written:
+readers see the old file or the new one, never half of one, even when grader is killed
+mid-write. :func:`atomic_write_text` and :func:`atomic_write_bytes` are its two usual
+forms.
 
 Caches key on the code that produced them (the results store on the whole package, the
 reference's figures on the measuring code, the asset kit on its builder), so a digest
@@ -7,10 +12,53 @@ must cover every file of a package, subpackages included.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent
+ENCODING = "utf-8"
+TEMPORARY_SUFFIX = ".part"
+"""A file being written ends so, beside its final name (hidden: it starts with a dot)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; when the block ends without an error it
+    is flushed to disk and replaces ``path`` (:func:`os.replace`), else it is removed.
+
+    The folder is created if missing. Use it directly for writers that want a path
+    (a spreadsheet engine, ``nbformat.write``), else :func:`atomic_write_text`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding=ENCODING, newline="") as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def source_digest(*parts: str) -> str:

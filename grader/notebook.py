@@ -10,7 +10,6 @@ Left in a submitted notebook it does nothing: while grading it only prints a not
 
 from __future__ import annotations
 
-import html
 import os
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 GRADING_VARIABLE = "GRADER_GRADING"
 """Set in every grading kernel's environment (see :mod:`grader.run.execute`)."""
 MSG_WHILE_GRADING = "[grader] check_here() does nothing while the notebook is being graded."
+ANSWER_TEMPLATE = "check_here.html.j2"
+PASSED_COLOUR, FAILED_COLOUR = "#116329", "#b3261e"
 MSG_NO_PATH = "check_here() needs the notebook's file name, e.g. check_here('week6.ipynb')."
 
 
@@ -54,17 +55,20 @@ def _show(text: str, code: int) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import HTML, display
-    except ImportError:
-        get_ipython = None  # noqa: N806 - no IPython here
-    if get_ipython is None or get_ipython() is None:  # a plain Python session
+    except ImportError:  # a Python without IPython
         print(text)
         return
-    colour = "#116329" if code == 0 else "#b3261e"
+    if get_ipython() is None:  # a plain Python session
+        print(text)
+        return
+    display(HTML(answer_html(text, code)))
+
+
+def answer_html(text: str, code: int) -> str:
+    """The checklist ``grader check`` printed, as the cell shows it: green when every
+    check passed, red otherwise, with a link to the report when one was written."""
+    from grader.outputs.templating import render
+
     report = next((line[8:] for line in text.splitlines() if line.startswith("Report: ")), None)
-    link = (
-        f'<p><a href="{html.escape(Path(report).name)}">Open the report</a></p>' if report else ""
-    )
-    body = html.escape(text)
-    display(
-        HTML(f'<pre style="border-left:4px solid {colour};padding-left:8px">{body}</pre>{link}')
-    )
+    colour = PASSED_COLOUR if code == 0 else FAILED_COLOUR
+    return render(ANSWER_TEMPLATE, text=text, colour=colour, report=report and Path(report).name)

@@ -109,3 +109,13 @@ def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot write the output folder" in result.output
+
+
+def test_report_on_a_damaged_results_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "results.jsonl").write_text('{"student": \n')
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert error_lines(result.output) == [
+        f"grader: {tmp_path / 'results.jsonl'}, line 1: malformed JSON "
+        "(Expecting value: line 2 column 1 (char 13))"
+    ]

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from grader.outputs.names import GRADES_FILE, RESULTS_FILE
 from grader.outputs.records import (
-    GRADES_FILE,
-    RESULTS_FILE,
     grades_table,
     neutralise_cell,
     read_results_jsonl,

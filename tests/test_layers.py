@@ -178,6 +178,9 @@ RULES = (
         "check_here() is imported in the student's own Jupyter kernel: light, no grader",
         ("grader.notebook",),
         ("grader",),
+        # Markup lives in templates only: the checklist's HTML is rendered, once the
+        # check has run, by the one Jinja2 environment (imported there, not at import).
+        allowed=("grader.outputs.templating",),
     ),
     Rule(
         "no-tensorflow",
@@ -264,13 +267,10 @@ def test_imported_for_real(modules: str, absent: tuple[str, ...]) -> None:
 
 
 # Owners: whoever moves or splits the code named; each entry goes when it fits.
-LONG_MODULES = {
-    "grader/run/execute.py": 403,
-    "grader/static/facts.py": 413,
+LONG_MODULES: dict[str, int] = {
+    "grader/static/facts.py": 412,
 }
-LONG_FUNCTIONS = {
-    "grader/rubric/schema.py::_checks": 55,
-}
+LONG_FUNCTIONS: dict[str, int] = {}
 SOURCE_SUFFIX = "_SOURCE"
 """Module-level strings named so hold code run elsewhere (the probe): measured as code."""
 

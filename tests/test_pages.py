@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from grader.cli import main
 from grader.outputs.gradebooks import canvas_csv, gradescope_results, read_roster
 from grader.outputs.records import write_results_jsonl
-from grader.outputs.report import SORT_SCRIPT, render_index, render_report
+from grader.outputs.report import render_index, render_report
+from grader.outputs.templating import sort_script
 from grader.outputs.write import ClassInfo, write_outputs
 from grader.results import CellError, CheckResult, Note, SubmissionResult
 
@@ -93,7 +94,7 @@ def test_no_student_text_becomes_markup_anywhere() -> None:
     assert "<script>window" not in html and "<img" not in html
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
     scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
-    assert scripts == [SORT_SCRIPT]  # only the index's own sorter
+    assert scripts == [sort_script()]  # only the index's own sorter
 
 
 def test_hidden_check_shows_its_score_but_never_its_text() -> None:
@@ -112,7 +113,7 @@ def test_notes_and_error_advice_are_in_the_report() -> None:
 
 def test_index_csp_allows_exactly_its_sorter() -> None:
     html = render_index([result(), result("s2", 2.0)], CHECK_IDS)
-    digest = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(sort_script().encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in html
     assert 'id="distribution"' in html and "<rect" in html
     assert html.count('<li><a href="reports/') == 2  # both flagged (status error)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from grader.outputs.report import (
-    SORT_SCRIPT,
     format_percent,
     render_index,
     render_report,
     report_filename,
     write_reports,
 )
+from grader.outputs.templating import sort_script
 from grader.results import (
     SOURCE_MEASURED,
     SOURCE_STATIC,
@@ -120,7 +120,7 @@ def _plain_result(
 
 
 def _assert_no_live_markup(html: str) -> None:
-    lowered = html.replace(f"<script>{SORT_SCRIPT}</script>", "").lower()  # the index's own
+    lowered = html.replace(f"<script>{sort_script()}</script>", "").lower()  # the index's own
     assert "<script" not in lowered
     assert "<img" not in lowered
     assert "<b>" not in lowered
@@ -268,3 +268,15 @@ def test_index_summary() -> None:
 def test_index_empty_class() -> None:
     html = render_index([], CHECK_IDS)
     assert "No submissions." in html
+
+
+def test_code_is_cut_into_pieces_that_join_back_and_is_coloured_by_the_template() -> None:
+    from grader.outputs.highlight import python_tokens
+
+    code = f'base.trainable = False  # {IMG}\nname = "{SCRIPT}"\n'
+    pieces = python_tokens(code)
+    assert "".join(text for _, text in pieces) == code
+    assert ("k", "False") in pieces and ("s", f'"{SCRIPT}"') in pieces
+    assert python_tokens("%pip install x\n  (") == [("", "%pip install x\n  (")]
+    html = render_report(_hostile_result())
+    assert '<span class="c"># &lt;img src=x onerror=alert(1)&gt;</span>' in html

@@ -118,3 +118,21 @@ def test_self_check_caps_default_and_override(tmp_path: Path) -> None:
     assert rubric.quick.eager_steps == 0 and rubric.quick.holdout_images == 0
     with pytest.raises(RubricError, match="check.eager_steps: must be positive"):
         load_rubric(write(tmp_path, "[check]\neager_steps = -1\n" + MINIMAL))
+
+
+def test_every_default_is_its_dataclass_s(tmp_path: Path) -> None:
+    """A key left out of the rubric takes the dataclass's default, written there once."""
+    import datetime as dt
+
+    from grader.rubric.schema import CheckSpec, LatePolicy, QuickMode
+
+    text = "[late]\ndue = 2026-11-20T23:59:00Z\n[[checks]]\nid = 'accuracy'\npoints = 2\n"
+    text += "[[checks]]\nid = 'q1'\nkind = 'written'\nquestion = 'Why?'\npoints = 1\n"
+    text += "concepts = [['because']]\n"
+    rubric = load_rubric(write(tmp_path, text))
+    accuracy, written = rubric.checks
+    assert accuracy == CheckSpec(id="accuracy", title="accuracy", points=2.0)
+    assert (written.hint, written.hidden) == (CheckSpec.hint, CheckSpec.hidden)
+    due = dt.datetime(2026, 11, 20, 23, 59, tzinfo=dt.timezone.utc)
+    assert rubric.late == LatePolicy(due=due)
+    assert rubric.selfcheck.max_steps_per_epoch == QuickMode().max_steps_per_epoch

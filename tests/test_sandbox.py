@@ -94,6 +94,7 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
         "mount_namespace": True,
         "hide": [str(secret), str(Path.home())],
         "private_tmp": ["/tmp", "/var/tmp"],
+        "tmp_size": sandbox.PRIVATE_TMP_SIZE,
         "expose": [sys.prefix, sys.base_prefix, str(work)],
         "rlimits": {"fsize": 2**20, "core": 0},
         "uid": sandbox.UID_BASE + 7,
@@ -189,3 +190,48 @@ def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.Mon
     run.cleanup()
     assert run.out_of_memory and run.kernel_died == 2
     assert run.messages == ["cell 3 used more than 1024 MB of memory; the kernel was killed"]
+
+
+def test_the_private_tmpfs_size_is_the_sandbox_s_and_the_launcher_requires_it(
+    tmp_path: Path,
+) -> None:
+    """One value, chosen in grader.run.sandbox (512m, what grading has always used); the
+    launcher has no default of its own and refuses a policy without it."""
+    box = sandbox.KernelSandbox(
+        root=tmp_path, limits=sandbox.KernelLimits(memory_mb=1024, max_processes=64, max_file_mb=8)
+    )
+    policy = box._policy()
+    assert policy["tmp_size"] == sandbox.PRIVATE_TMP_SIZE == "512m"
+    assert policy["rlimits"]["fsize"] == 8 * 2**20
+    (tmp_path / "policy.json").write_text(json.dumps({"private_tmp": ["/tmp"]}))
+    command = [sys.executable, "-m", "grader.run.kernel.launch", str(tmp_path / "policy.json")]
+    proc = subprocess.run([*command, "--", "true"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "the policy lacks tmp_size" in proc.stderr
+
+
+def test_kernel_and_evaluator_threads_come_from_one_function() -> None:
+    from grader.run.execute import _kernel_env
+    from grader.run.threads import thread_env
+
+    assert thread_env(None) == thread_env(0) == {}
+    assert thread_env(3) == {
+        "OMP_NUM_THREADS": "3",
+        "TF_NUM_INTRAOP_THREADS": "3",
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+    env = _kernel_env(Path("/run"), Path("/run/keras_home"), 3)
+    assert thread_env(3).items() <= env.items()
+    assert not set(thread_env(3)) & set(_kernel_env(Path("/r"), Path("/r/k"), None))
+
+
+def test_the_sandbox_knows_no_rubric() -> None:
+    """run/ does not import rubric/: the caller converts the rubric's limits."""
+    from grader.rubric.schema import Limits
+    from grader.run.execute import kernel_limits
+
+    for module in ("sandbox", "cgroups", "threads", "capture"):
+        source = (ROOT / "grader" / "run" / f"{module}.py").read_text()
+        assert "grader.rubric" not in source, module
+    assert kernel_limits(Limits(memory_mb=2048, max_processes=99, max_file_mb=5)) == (
+        sandbox.KernelLimits(memory_mb=2048, max_processes=99, max_file_mb=5)
+    )

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
+from grader.batch.selfcheck import CheckRequest, checklist, self_check
 from grader.checks.notes import (
     EXPERIMENTAL_FIX,
     FIT_GENERATOR_FIX,
@@ -19,7 +20,8 @@ from grader.checks.notes import (
     find_notes,
 )
 from grader.cli import main
-from grader.notebook import GRADING_VARIABLE, check_here
+from grader.errors import UsageError
+from grader.notebook import GRADING_VARIABLE, answer_html, check_here
 from grader.results import CellError
 
 ROOT = Path(__file__).parent.parent
@@ -197,3 +199,22 @@ def test_check_explains_keras2_errors_next_to_them(tmp_path: Path) -> None:
         assert lines[at + 1] == f"       Fix: {fix}", lines[at : at + 2]
     report = (tmp_path / "r" / "keras2_pitfalls.report.html").read_text()
     assert "How to fix:" in report
+
+
+def test_check_here_shows_the_checklist_escaped_with_a_link_to_the_report() -> None:
+    text = "[FAIL] <script>alert(1)</script>\nReport: /work/my week6.report.html\n"
+    page = answer_html(text, 1)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.startswith('<pre style="border-left:4px solid #b3261e;padding-left:8px">')
+    assert page.endswith('</pre><p><a href="my week6.report.html">Open the report</a></p>')
+    assert answer_html("All 5 checks passed.", 0) == (
+        '<pre style="border-left:4px solid #116329;padding-left:8px">All 5 checks passed.</pre>'
+    )
+
+
+def test_the_library_self_check_is_what_the_command_prints(tmp_path: Path) -> None:
+    outcome = self_check(CheckRequest(notebook=GOOD, rubric=RUBRIC, static=True))
+    assert outcome.report is None and outcome.static_only and outcome.ok
+    assert checklist(outcome) == run(str(GOOD), "--static")[1].splitlines()
+    with pytest.raises(UsageError, match="no such notebook"):
+        self_check(CheckRequest(notebook=tmp_path / "none.ipynb", rubric=RUBRIC, static=True))

@@ -28,16 +28,17 @@ from grader.batch.store import (
     grader_fingerprint,
     outputs_digest,
 )
-from grader.errors import UsageError
+from grader.errors import UsageError, map_dependency_errors, strerror
 from grader.intake.copies import FLAG_POSSIBLE_COPY, copy_message, find_copies
 from grader.intake.lms import gather
 from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
 from grader.measure.reference import ReferenceFigures, load_or_run
+from grader.outputs.names import CLASS_OUTPUTS, LOCK_FILE, RESULTS_FILE
 from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
 from grader.run.probe import ProbeConfig
-from grader.run.sandbox import paths_to_hide, sweep_stale
+from grader.run.sandbox import capabilities, not_enforced_warning, paths_to_hide, sweep_stale
 
 MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
 """Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""
@@ -46,12 +47,12 @@ OUTPUTS_META = "outputs"
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
 MSG_OUT = "{out}: cannot write the output folder ({detail})"
-LOCK_FILE = ".grader.lock"
 FLAG_MULTIPLE_FILES = "multiple_files"
 MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
 MSG_REFERENCE = "Reference accuracy ({mode}): {accuracy:.3f}"
 MSG_NO_REFERENCE = "No reference notebook in the rubric; published accuracy ({mode}): {accuracy}"
 MSG_PEAK_RSS = "orchestrator peak RSS {mb} MB"
+MSG_NO_RESULTS = "{path}: no results to report on (run `grader grade` first)"
 
 
 @dataclass
@@ -65,7 +66,7 @@ class GradeRequest:
     out: Path
     """The output folder (results store and log included)."""
     mode: str = MODE_FULL
-    """``quick`` or ``full``."""
+    """``quick`` or ``full`` (``check`` is the self-check's, :mod:`grader.batch.selfcheck`)."""
     workers: int | None = None
     """Local workers (None: :func:`grader.batch.runners.default_workers`)."""
     force: bool = False
@@ -97,6 +98,7 @@ def grade_class(
 ) -> GradeOutcome:
     """Grade a class: intake, reference, jobs, store and workers, then the outputs."""
     warn = warn or say
+    warn_unenforced(warn)
     with _output_lock(request.out), ResultsStore(request.out / STORE_FILE) as store:
         rubric = load_rubric(request.rubric)
         intake = gather(request.submissions, request.out, rubric.intake.patterns)
@@ -112,13 +114,7 @@ def grade_class(
             warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
         jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
-        ctx = GradingContext(
-            rubric=rubric,
-            settings=settings,
-            reference_accuracy=figures.accuracy,
-            out=request.out,
-            mode=request.mode,
-        )
+        ctx = grading_context(rubric, settings, figures.accuracy, request.mode, request.out)
         logger = open_log(request.out)
         try:
             for problem in intake.problems:
@@ -155,11 +151,11 @@ def _batch_key(
 @contextlib.contextmanager
 def _output_lock(out: Path) -> Iterator[None]:
     """One grader at a time per output folder: a second one is refused, not interleaved."""
-    try:
+    with map_dependency_errors(
+        "output folder", lambda exc: UsageError(MSG_OUT.format(out=out, detail=strerror(exc)))
+    ):
         out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / LOCK_FILE, "a+", encoding="ascii")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise UsageError(MSG_OUT.format(out=out, detail=exc.strerror or exc)) from exc
+        handle = open(out / LOCK_FILE, "a+", encoding="ascii")  # closed by the block below
     with handle as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -214,13 +210,30 @@ def write_class_outputs(
     flag_copies(results, jobs, rubric.intake.copy_threshold)
     apply_review(results, rubric, request.out, say)
     info = ClassInfo(
-        check_ids=rubric.check_ids,
-        assignment=rubric.title,
-        reference_accuracy=figures.accuracy,
-        reference_history=figures.history,
-        roster=request.roster,
+        rubric.check_ids, rubric.title, figures.accuracy, figures.history, roster=request.roster
     )
     return write_outputs(results, info, request.out)
+
+
+def rebuild_outputs(
+    out: Path, rubric_path: Path, roster: Path | None, say: Callable[[str], None] = print
+) -> GradeOutcome:
+    """What ``grader report`` does: every page and export again from ``OUT/results.jsonl``
+    and ``OUT/reference.json``, with the overrides and late penalties (no notebook runs)."""
+    from grader.outputs.records import read_results_jsonl
+    from grader.outputs.write import ClassInfo, write_outputs
+
+    rubric = load_rubric(rubric_path)
+    path = out / RESULTS_FILE
+    if not path.exists():
+        raise UsageError(MSG_NO_RESULTS.format(path=path))
+    results = read_results_jsonl(path)
+    apply_review(results, rubric, out, say)
+    recorded = (r.accuracy.get("reference") for r in results)
+    reference = next((a for a in recorded if a is not None), None)
+    info = ClassInfo(rubric.check_ids, rubric.title, reference, roster=roster)
+    info.load_reference(out)
+    return GradeOutcome(results, written=write_outputs(results, info, out))
 
 
 def apply_review(
@@ -236,6 +249,27 @@ def apply_review(
     for result in results:
         if result.checks:
             finalize(result, rubric.late)
+
+
+def warn_unenforced(warn: Callable[[str], None]) -> None:
+    """Say once, before any notebook runs, which sandbox limits this machine cannot enforce."""
+    warning = not_enforced_warning(capabilities())
+    if warning:
+        warn(warning)
+
+
+def grading_context(
+    rubric: Rubric,
+    settings: RunSettings,
+    reference_accuracy: float | None,
+    mode: str,
+    out: Path | None = None,
+) -> GradingContext:
+    """What every submission of a run is graded with (``out``: where executed notebooks
+    go; None writes none)."""
+    return GradingContext(
+        rubric=rubric, settings=settings, reference_accuracy=reference_accuracy, out=out, mode=mode
+    )
 
 
 def run_settings(
@@ -283,6 +317,22 @@ def run_settings(
     return settings, kit_digest(kit)
 
 
+def run_reference(
+    rubric_path: Path,
+    mode: str,
+    cache: Path | None,
+    force: bool,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+) -> ReferenceFigures:
+    """What ``grader reference`` does: the reference's figures for ``mode``, run now unless
+    fresh ones are stored (``force``: run anyway)."""
+    warn_unenforced(warn or say)
+    rubric = load_rubric(rubric_path)
+    settings, digest = run_settings(rubric, mode, cache, 1, say)
+    return load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode, force)
+
+
 def reference_figures(
     rubric: Rubric,
     settings: RunSettings,
@@ -328,11 +378,7 @@ def _outputs_key(jobs: list[Job], request: GradeRequest, figures: ReferenceFigur
 def _outputs_current(store: ResultsStore, out: Path, key: str) -> bool:
     """True when the pages and exports were written from exactly these results and inputs
     and are all still there."""
-    from grader.outputs.gradebooks import CANVAS_FILE, XLSX_FILE
-    from grader.outputs.records import GRADES_FILE, RESULTS_FILE
-
-    files = (RESULTS_FILE, GRADES_FILE, XLSX_FILE, CANVAS_FILE, "index.html")
-    written = all((out / name).exists() for name in files)
+    written = all((out / name).exists() for name in CLASS_OUTPUTS)
     return written and store.meta(OUTPUTS_META) == key
 
 

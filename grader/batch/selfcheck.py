@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING
 from grader.checks.dispatch import decide
 from grader.checks.facts import Facts
 from grader.checks.notes import find_notes
+from grader.errors import UsageError
 from grader.intake.notebooks import load_submission
+from grader.outputs.names import self_check_report_path
 from grader.results import (
     SOURCE_NONE,
     SOURCE_STATIC,
@@ -26,7 +29,7 @@ from grader.results import (
     CheckResult,
     SubmissionResult,
 )
-from grader.rubric.schema import CheckSpec, Rubric
+from grader.rubric.schema import CheckSpec, Rubric, load_rubric
 from grader.static.facts import analyze_notebook
 
 if TYPE_CHECKING:
@@ -42,8 +45,28 @@ MSG_SOME_FAILED = "{failed} of {n} checks not passed."
 MSG_NOT_ALL_RUN = "{passed} of {n} checks passed; {skipped} not run here."
 MSG_RAN_PASSED = "The {n} automatic checks passed."
 MSG_NOTHING = "No check could be run on this notebook."
+MSG_NO_NOTEBOOK = "{path}: no such notebook"
+MSG_RUNNING_REFERENCE = "Reference solution ({mode} mode): stored figures, or running it once"
 MSG_PRE_SCORED = "{n} written answer(s) pre-scored: your instructor reviews them."
 PASS_MARK, FAIL_MARK, SKIP_MARK, REVIEW_MARK = "PASS", "FAIL", "----", "NOTE"
+
+
+@dataclass
+class CheckRequest:
+    """One ``grader check`` invocation."""
+
+    notebook: Path
+    """The student's saved notebook."""
+    rubric: Path
+    """The rubric file."""
+    full: bool = False
+    """No caps: as long as the real grading (else the self-check's own caps)."""
+    static: bool = False
+    """Read the code only; run nothing, write no report."""
+    out: Path | None = None
+    """Folder for the HTML report (None: next to the notebook)."""
+    cache: Path | None = None
+    """Cache folder for the kit and the reference's figures."""
 
 
 @dataclass
@@ -56,6 +79,8 @@ class SelfCheck:
     """How many rubric checks are hidden and were not run."""
     static_only: bool
     """True for ``--static``: nothing was executed."""
+    report: Path | None = None
+    """The HTML report written (None for ``--static``)."""
 
     @property
     def not_run(self) -> list[CheckResult]:
@@ -81,6 +106,60 @@ class SelfCheck:
     def all_passed(self) -> bool:
         """Every check passed and none was left out: the only case that says "all passed"."""
         return self.ok and not self.not_run and not self.hidden and not self.pre_scored
+
+
+def self_check(
+    request: CheckRequest,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+) -> SelfCheck:
+    """What ``grader check`` does: the rubric, then the static verdicts, or a run in the
+    sandbox (quick caps unless ``full``) with its HTML report written.
+
+    Raises :class:`~grader.errors.UsageError` for a missing rubric or notebook, and
+    (``static`` only) :class:`~grader.errors.SubmissionError` for a notebook that
+    cannot be read; a run turns that into the result instead.
+    """
+    rubric = load_rubric(request.rubric)
+    if not request.notebook.is_file():
+        raise UsageError(MSG_NO_NOTEBOOK.format(path=request.notebook))
+    if request.static:
+        return check_static(request.notebook, rubric)
+    return _run_and_report(request, rubric, say, warn or say)
+
+
+def _run_and_report(
+    request: CheckRequest, rubric: Rubric, say: Callable[[str], None], warn: Callable[[str], None]
+) -> SelfCheck:
+    from grader.batch.classrun import (
+        MODE_CHECK,
+        MODE_FULL,
+        grading_context,
+        reference_figures,
+        run_settings,
+        warn_unenforced,
+    )
+    from grader.files import atomic_write_text
+    from grader.outputs.report import render_report
+
+    warn_unenforced(warn)
+    visible, hidden = visible_rubric(rubric)
+    mode = MODE_FULL if request.full else MODE_CHECK
+    inputs = [request.notebook, *filter(None, [request.out])]
+    settings, digest = run_settings(visible, mode, request.cache, 1, say, *inputs)
+    reference_accuracy = None
+    if any(c.id == ACCURACY for c in visible.checks):
+        if visible.reference_notebook is not None:
+            say(MSG_RUNNING_REFERENCE.format(mode=mode))
+        quiet = reference_figures(visible, settings, request.cache, digest, mode, lambda _: None)
+        reference_accuracy = quiet.accuracy
+    ctx = grading_context(visible, settings, reference_accuracy, mode)
+    outcome = check_notebook(request.notebook, ctx, hidden)
+    outcome.report = self_check_report_path(
+        request.out or request.notebook.parent, request.notebook
+    )
+    atomic_write_text(outcome.report, render_report(outcome.result, reference_accuracy))
+    return outcome
 
 
 def visible_rubric(rubric: Rubric) -> tuple[Rubric, int]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import calendar
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -44,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from grader.errors import SubmissionsError
+from grader.errors import SubmissionsError, map_dependency_errors, strerror
+from grader.files import atomic_path
 from grader.intake.notebooks import NOTEBOOK_SUFFIX, STUDENT_UNSAFE, find_submissions, student_id
 
 ZIP_SUFFIX = ".zip"
@@ -144,10 +144,11 @@ def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
     ``student`` group."""
     compiled = []
     for pattern in patterns:
-        try:
+        with map_dependency_errors(
+            "submissions",
+            lambda exc, p=pattern: SubmissionsError(MSG_PATTERN.format(pattern=p, detail=exc)),
+        ):
             regex = re.compile(pattern)
-        except re.error as exc:
-            raise SubmissionsError(MSG_PATTERN.format(pattern=pattern, detail=exc)) from exc
         if "student" not in regex.groupindex:
             detail = "no named group 'student'"
             raise SubmissionsError(MSG_PATTERN.format(pattern=pattern, detail=detail))
@@ -219,19 +220,20 @@ def extract_zip(archive: Path, target: Path) -> tuple[list[tuple[Path, str]], li
     and one problem line per rejected entry. Extracting the same archive again
     overwrites the same files.
     """
-    try:
+    with map_dependency_errors(
+        "submissions",
+        lambda exc: SubmissionsError(MSG_NOT_ZIP.format(source=archive, detail=exc)),
+    ):
         bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise SubmissionsError(MSG_NOT_ZIP.format(source=archive, detail=exc)) from exc
     with bundle:
         infos = bundle.infolist()
         if len(infos) > MAX_ENTRIES:
             raise SubmissionsError(MSG_TOO_MANY.format(source=archive, limit=MAX_ENTRIES))
-        try:
+        with map_dependency_errors(
+            "submissions",
+            lambda exc: SubmissionsError(MSG_TARGET.format(target=target, detail=strerror(exc))),
+        ):
             target.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            detail = exc.strerror or exc
-            raise SubmissionsError(MSG_TARGET.format(target=target, detail=detail)) from exc
         return _extract_all(bundle, infos, archive, target.resolve())
 
 
@@ -311,20 +313,12 @@ def _extract_one(
     if info.file_size > limit:
         raise _Rejected(REASON_TOO_LARGE.format(limit=limit))
     try:
-        handle, temporary = tempfile.mkstemp(prefix=".", suffix=".part", dir=destination.parent)
+        with atomic_path(destination) as temporary:
+            with open(temporary, "wb") as out:
+                written = _copy_bounded(bundle, info, out, limit)
+            os.utime(temporary, (_timestamp(info), _timestamp(info)))
     except OSError as exc:
         raise _Rejected(REASON_UNWRITABLE.format(detail=exc.strerror or exc)) from exc
-    try:
-        with os.fdopen(handle, "wb") as out:
-            written = _copy_bounded(bundle, info, out, limit)
-        os.utime(temporary, (_timestamp(info), _timestamp(info)))
-        os.replace(temporary, destination)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise _Rejected(REASON_UNWRITABLE.format(detail=exc.strerror or exc)) from exc
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return written
 
 

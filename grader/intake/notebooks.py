@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader.errors import InvalidNotebook, SubmissionsError
+from grader.errors import InvalidNotebook, SubmissionsError, map_dependency_errors, strerror
 
 NOTEBOOK_SUFFIX = ".ipynb"
 PYTHON_NAMES = {"python", "python3", "ipython", "ipython3"}
@@ -31,7 +31,8 @@ class Submission:
     """One student's notebook, read and validated."""
 
     student: str
-    """Student identifier from the file name."""
+    """The student's id: the one intake mapped the file to (an LMS name, a rubric
+    pattern), else :func:`student_id` of the file name."""
     path: Path
     """Where the file is."""
     sha256: str
@@ -48,10 +49,11 @@ def find_submissions(root: Path) -> list[Path]:
         raise SubmissionsError(f"{root}: no such file or folder")
     if root.is_file():
         return [root]
-    try:
+    with map_dependency_errors(
+        "submissions",
+        lambda exc: SubmissionsError(f"{root}: cannot read the folder ({strerror(exc)})"),
+    ):
         paths = sorted(p for p in root.rglob(f"*{NOTEBOOK_SUFFIX}") if _visible(p, root))
-    except OSError as exc:
-        raise SubmissionsError(f"{root}: cannot read the folder ({exc.strerror})") from exc
     return [p for p in paths if p.is_file()]
 
 
@@ -82,20 +84,20 @@ def load_submission(path: Path, student: str | None = None) -> Submission:
 
 def parse_notebook(raw: bytes) -> tuple[nbformat.NotebookNode, list[str]]:
     """Bytes to a validated nbformat-4 notebook, or :class:`InvalidNotebook`."""
-    try:
+    with map_dependency_errors(
+        "notebook", lambda exc: InvalidNotebook(MSG_NOT_JSON.format(detail=_short(exc)))
+    ):
         data = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidNotebook(MSG_NOT_JSON.format(detail=_short(exc))) from exc
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise InvalidNotebook(MSG_NOT_NOTEBOOK.format(detail="no 'cells' in the JSON"))
     notes = []
-    try:
+    with map_dependency_errors(
+        "notebook", lambda exc: InvalidNotebook(MSG_NOT_NOTEBOOK.format(detail=_short(exc)))
+    ):
         nb = nbformat.reads(json.dumps(data), as_version=4)
         if data.get("nbformat", 4) < 4:
             notes.append(f"upgraded from nbformat {data.get('nbformat')}")
         nbformat.validate(nb)
-    except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidNotebook(MSG_NOT_NOTEBOOK.format(detail=_short(exc))) from exc
     if not nb.cells:
         raise InvalidNotebook(MSG_NO_CELLS)
     if not any(cell.cell_type == "code" for cell in nb.cells):

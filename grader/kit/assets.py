@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.errors import AssetKitError
+from grader.errors import AssetKitError, map_dependency_errors, strerror
 from grader.files import source_digest
 
 KIT_FORMAT = "1"
@@ -36,6 +36,7 @@ def _kit_version() -> str:
 KIT_VERSION = _kit_version()
 CACHE_ENV = "GRADER_CACHE"
 MANIFEST = "manifest.json"
+MSG_CACHE = "{cache}: cannot use this cache folder ({detail})"
 EXTRACTED_SUFFIX = "_extracted"
 
 
@@ -64,8 +65,12 @@ def kit_dir(cache: Path | None = None) -> Path:
 def ensure_kit(cache: Path | None = None, progress: Callable[[str], None] = print) -> Kit:
     """The built kit, building it first (a few minutes, shown line by line) if missing."""
     root = kit_dir(cache)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".kit-v{KIT_VERSION}.lock", "w") as lock:
+    with map_dependency_errors(
+        "kit", lambda exc: AssetKitError(MSG_CACHE.format(cache=root.parent, detail=strerror(exc)))
+    ):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(root.parent / f".kit-v{KIT_VERSION}.lock", "w")  # closed by the block below
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; others wait, then reuse
         if not (root / MANIFEST).exists():
             progress(f"Building the offline asset kit into {root} (once; a few minutes)")

@@ -22,37 +22,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from grader.outputs.records import (
-    atomic_write_text,
-    grades_table,
-    neutralise_cell,
-    neutralise_table,
-)
-from grader.outputs.report import report_filename
+from grader.errors import InvalidInput, map_dependency_errors
+from grader.files import atomic_path, atomic_write_text
+from grader.outputs.names import CANVAS_FILE, GRADESCOPE_DIR, XLSX_FILE, gradescope_path
+from grader.outputs.records import grades_table, neutralise_cell, neutralise_table, unreadable
 from grader.results import SubmissionResult
 
-XLSX_FILE = "grades.xlsx"
-CANVAS_FILE = "canvas.csv"
-GRADESCOPE_DIR = "gradescope"
-GRADESCOPE_FILE = "results.json"
 GRADES_SHEET, STATS_SHEET = "grades", "checks"
 CANVAS_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
 ROSTER_KEYS = ("SIS Login ID", "SIS User ID", "ID", "Student")
 VISIBLE, HIDDEN = "visible", "after_published"
-MSG_ROSTER = "{path}: a roster needs a header with {columns}"
+MSG_ROSTER = "a roster needs a header with {columns}"
 
 
 def write_grades_xlsx(results: list[SubmissionResult], check_ids: list[str], path: Path) -> None:
     """The class table (header frozen) and a sheet of per-check statistics."""
     table = neutralise_table(grades_table(results, check_ids))
     stats = neutralise_table(check_statistics(results, check_ids))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    with pd.ExcelWriter(partial, engine="openpyxl") as writer:
+    with atomic_path(path) as partial, pd.ExcelWriter(partial, engine="openpyxl") as writer:
         table.to_excel(writer, sheet_name=GRADES_SHEET, index=False, freeze_panes=(1, 0))
         stats.to_excel(writer, sheet_name=STATS_SHEET, index=False, freeze_panes=(1, 0))
-    partial.replace(path)
 
 
 def check_statistics(results: list[SubmissionResult], check_ids: list[str]) -> pd.DataFrame:
@@ -78,11 +68,15 @@ def check_statistics(results: list[SubmissionResult], check_ids: list[str]) -> p
 
 
 def read_roster(path: Path) -> list[dict[str, str]]:
-    """A Canvas-style roster CSV (any of its identity columns; extra columns ignored)."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    """A Canvas-style roster CSV (any of its identity columns; extra columns ignored);
+    :class:`~grader.errors.InvalidInput` when it cannot be read or names no identity."""
+    with (
+        map_dependency_errors("read back", lambda exc: unreadable(path, exc)),
+        open(path, newline="", encoding="utf-8-sig") as handle,
+    ):
         rows = list(csv.DictReader(handle))
     if rows and not set(ROSTER_KEYS) & set(rows[0]):
-        raise ValueError(MSG_ROSTER.format(path=path, columns=" or ".join(ROSTER_KEYS)))
+        raise InvalidInput(MSG_ROSTER.format(columns=" or ".join(ROSTER_KEYS)), str(path))
     return rows
 
 
@@ -141,7 +135,7 @@ def write_gradebooks(
     people = read_roster(roster) if roster else None
     atomic_write_text(out / CANVAS_FILE, canvas_csv(results, assignment, people))
     for result in results:
-        target = out / GRADESCOPE_DIR / report_filename(result.student) / GRADESCOPE_FILE
+        target = gradescope_path(out, result.student)
         atomic_write_text(target, json.dumps(gradescope_results(result), indent=1) + "\n")
     return {
         "xlsx": out / XLSX_FILE,

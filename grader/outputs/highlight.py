@@ -1,8 +1,9 @@
-"""Python code as HTML with its keywords, strings, comments and numbers marked.
+"""Python code cut into the pieces a report colours: keywords, strings, comments, numbers.
 
-Every piece of the code is escaped here (student code never becomes markup); only the
-``<span class="...">`` wrappers are grader's. Code that does not tokenize (a fragment,
-a magic) comes back escaped and unmarked.
+:func:`python_tokens` only cuts; the ``<span class="...">`` around each marked piece is
+written by the ``python`` macro of ``templates/code.html.j2``, where autoescaping keeps
+every piece of student code text. Code that does not tokenize (a fragment, a magic)
+comes back as one unmarked piece.
 """
 
 from __future__ import annotations
@@ -10,34 +11,32 @@ from __future__ import annotations
 import io
 import keyword
 import tokenize
-from html import escape
-
-from markupsafe import Markup
 
 CLASSES = {tokenize.STRING: "s", tokenize.COMMENT: "c", tokenize.NUMBER: "n"}
+KEYWORD = "k"
 
 
-def highlight_python(code: str) -> Markup:
-    """``code`` as escaped HTML, keywords (k), strings (s), comments (c), numbers (n) marked."""
+def python_tokens(code: str) -> list[tuple[str, str]]:
+    """``code`` as ``(class, text)`` pieces that join back to it: class ``k`` (keyword),
+    ``s`` (string), ``c`` (comment), ``n`` (number), or ``""`` for the rest."""
     lines = code.splitlines(keepends=True)
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        return Markup(escape(code))
+        return [("", code)]
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line))
-    out, position = [], 0
+    pieces, position = [], 0
     for token in tokens:
         kind = CLASSES.get(token.type)
         if token.type == tokenize.NAME and keyword.iskeyword(token.string):
-            kind = "k"
+            kind = KEYWORD
         if not kind or token.start[0] > len(lines):
             continue
         start = offsets[token.start[0] - 1] + token.start[1]
         end = offsets[token.end[0] - 1] + token.end[1]
-        out.append(escape(code[position:start]))
-        out.append(f'<span class="{kind}">{escape(code[start:end])}</span>')
+        pieces += [("", code[position:start]), (kind, code[start:end])]
         position = end
-    out.append(escape(code[position:]))
-    return Markup("".join(out))
+    pieces.append(("", code[position:]))
+    return [(kind, text) for kind, text in pieces if text]

@@ -9,23 +9,17 @@ student id or flag such as ``=HYPERLINK(...)`` is never evaluated as a formula.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from grader.errors import InvalidInput, map_dependency_errors, strerror
+from grader.files import atomic_write_text
 from grader.results import SubmissionResult
-
-RESULTS_FILE = "results.jsonl"
-GRADES_FILE = "grades.csv"
-CONTRACT = {"results": RESULTS_FILE, "grades": GRADES_FILE}
-"""Names of the files a grading run writes into its output folder."""
 
 ENCODING = "utf-8"
 FLAG_SEPARATOR = ";"
@@ -38,32 +32,12 @@ FORMULA_ESCAPE = "'"
 LEADING_COLUMNS = ("student", "file")
 TRAILING_COLUMNS = ("score", "max_score", "late_penalty", "status", "flags", "remarks")
 
-MSG_MALFORMED_JSON = "{path}, line {line}: malformed JSON ({detail})"
-MSG_NOT_OBJECT = "{path}, line {line}: expected a JSON object, got {kind}"
-MSG_BAD_RECORD = "{path}, line {line}: not a submission result ({detail})"
+MSG_MALFORMED_JSON = "malformed JSON ({detail})"
+MSG_NOT_OBJECT = "expected a JSON object, got {kind}"
+MSG_BAD_RECORD = "not a submission result ({detail})"
+MSG_UNREADABLE = "cannot be read ({detail})"
 MSG_COLUMN_CLASH = "check ids clash with the grades table's own columns: {ids}"
 MSG_DUPLICATE_IDS = "duplicate check ids: {ids}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (UTF-8) so that readers see the old or the new file, never half.
-
-    The text goes to a temporary file in the same folder, is flushed to disk, then
-    replaces ``path`` with :func:`os.replace`. The folder is created if missing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding=ENCODING, newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
 
 
 def _sorted(results: Iterable[SubmissionResult]) -> list[SubmissionResult]:
@@ -81,29 +55,41 @@ def write_results_jsonl(results: list[SubmissionResult], path: Path) -> None:
 
 
 def _parse_line(text: str, path: Path, line: int) -> SubmissionResult:
-    """One ``results.jsonl`` line as a result; ``ValueError`` naming file and line if bad."""
-    try:
+    """One ``results.jsonl`` line as a result; :class:`InvalidInput` naming file and line."""
+    where = {"path": str(path), "line": line}
+    with map_dependency_errors(
+        "read back", lambda exc: InvalidInput(MSG_MALFORMED_JSON.format(detail=exc), **where)
+    ):
         record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(MSG_MALFORMED_JSON.format(path=path, line=line, detail=exc)) from exc
     if not isinstance(record, dict):
-        kind = type(record).__name__
-        raise ValueError(MSG_NOT_OBJECT.format(path=path, line=line, kind=kind))
-    try:
+        raise InvalidInput(MSG_NOT_OBJECT.format(kind=type(record).__name__), **where)
+    with map_dependency_errors(
+        "read back", lambda exc: InvalidInput(MSG_BAD_RECORD.format(detail=exc), **where)
+    ):
         return SubmissionResult.from_record(record)
-    except (TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(MSG_BAD_RECORD.format(path=path, line=line, detail=exc)) from exc
+
+
+def unreadable(path: Path, exc: Exception) -> InvalidInput:
+    """The error for a file grader reads back that cannot be read at all."""
+    return InvalidInput(MSG_UNREADABLE.format(detail=strerror(exc)), str(path))
 
 
 def read_results_jsonl(path: Path) -> list[SubmissionResult]:
     """Read the results written by :func:`write_results_jsonl` (blank lines are skipped).
 
-    Raises ``ValueError`` naming the file and the 1-based line number of the first
-    line that is not valid JSON or not a submission result.
+    Raises :class:`~grader.errors.InvalidInput` (a ``ValueError``) naming the file and the
+    1-based line number of the first line that is not valid JSON or not a submission
+    result, or why the file cannot be read.
     """
     path = Path(path)
     results = []
-    with path.open(encoding=ENCODING) as handle:
+    with (
+        map_dependency_errors(
+            "read back",
+            lambda exc: InvalidInput(MSG_UNREADABLE.format(detail=strerror(exc)), str(path)),
+        ),
+        path.open(encoding=ENCODING) as handle,
+    ):
         for number, text in enumerate(handle, start=1):
             if text.strip():
                 results.append(_parse_line(text, path, number))
@@ -111,13 +97,14 @@ def read_results_jsonl(path: Path) -> list[SubmissionResult]:
 
 
 def _check_columns(check_ids: list[str]) -> None:
-    """Refuse check ids that would overwrite a fixed column or each other."""
+    """Refuse check ids that would overwrite a fixed column or each other
+    (:class:`~grader.errors.InvalidInput`)."""
     clash = sorted(set(check_ids) & set(LEADING_COLUMNS + TRAILING_COLUMNS))
     if clash:
-        raise ValueError(MSG_COLUMN_CLASH.format(ids=", ".join(clash)))
+        raise InvalidInput(MSG_COLUMN_CLASH.format(ids=", ".join(clash)))
     duplicates = sorted({c for c in check_ids if check_ids.count(c) > 1})
     if duplicates:
-        raise ValueError(MSG_DUPLICATE_IDS.format(ids=", ".join(duplicates)))
+        raise InvalidInput(MSG_DUPLICATE_IDS.format(ids=", ".join(duplicates)))
 
 
 def _grades_row(result: SubmissionResult, check_ids: list[str]) -> dict[str, Any]:

@@ -1,79 +1,44 @@
 """Human-readable outputs: one HTML report per student and a class index page.
 
-Pages are rendered with Jinja2 from ``grader/templates`` with autoescaping on for
-every template, so all student-controlled text (ids, messages, code, tracebacks,
-flags) is HTML-escaped. Pages are self-contained: inline CSS and SVG, no external
+Pages are rendered with Jinja2 from ``grader/outputs/templates`` (the environment of
+:mod:`grader.outputs.templating`, autoescaping every template), so all
+student-controlled text (ids, messages, code, tracebacks, flags, chart labels) is
+HTML-escaped. Pages are self-contained: inline CSS and SVG, no external
 assets, and a Content-Security-Policy that forbids every script but the class page's
 own table sorter (allowed by its hash; it reads no student text as code).
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import math
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
 from grader.checks.review import FLAG_REVIEW
-from grader.outputs.charts import bar_chart, curve_series, histogram, line_chart
-from grader.outputs.highlight import highlight_python
-from grader.outputs.records import atomic_write_text
+from grader.files import atomic_write_text
+from grader.outputs.charts import Chart, bar_chart, curve_series, histogram, line_chart
+from grader.outputs.names import INDEX_FILE, REPORTS_DIR, report_names
+from grader.outputs.names import report_filename as report_filename  # for older importers
+from grader.outputs.templating import (
+    NOT_AVAILABLE,
+    format_percent,
+    format_points,
+    is_number,
+    render,
+    script_hash,
+    sort_script,
+)
 from grader.results import STATUS_GRADED, STATUSES, SubmissionResult
 
-TEMPLATE_PACKAGE = "grader.outputs"
-TEMPLATE_FOLDER = "templates"
 REPORT_TEMPLATE = "report.html.j2"
 INDEX_TEMPLATE = "index.html.j2"
-
-REPORTS_DIR = "reports"
-INDEX_FILE = "index.html"
-REPORT_SUFFIX = ".html"
-
-FILENAME_MAX = 100
-FILENAME_FALLBACK = "unnamed"
-FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-FILENAME_REPLACEMENT = "_"
-WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL"}
-    | {f"COM{i}" for i in range(1, 10)}
-    | {f"LPT{i}" for i in range(1, 10)}
-)
 
 ACCURACY_LABELS = {
     "measured": "Measured",
     "reference": "Reference",
     "self_reported": "Self-reported",
 }
-SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], col = th.cellIndex;
-    var ascending = th.getAttribute("aria-sort") !== "ascending";
-    th.closest("tr").querySelectorAll("th").forEach(function (other) {
-      other.removeAttribute("aria-sort");
-    });
-    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-    var key = function (row) {
-      var cell = row.cells[col];
-      return cell.hasAttribute("data-value") ? cell.getAttribute("data-value") : cell.textContent;
-    };
-    Array.from(body.rows).sort(function (a, b) {
-      var x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
-      var order = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
-      return ascending ? order : -order;
-    }).forEach(function (row) { body.appendChild(row); });
-  });
-});
-"""
-"""Sorts the students table in the browser; allowed by its hash in the page's CSP."""
 CODE_ITEMS = {
     "include_top_false": "The code that loads MobileNetV2 without its top classification layers",
     "base_frozen": "The code that makes the base model non-trainable for feature extraction",
@@ -87,48 +52,11 @@ CURVES = (
     ("Accuracy per epoch", ("accuracy", "val_accuracy"), True),
     ("Loss per epoch", ("loss", "val_loss"), False),
 )
-NOT_AVAILABLE = "—"
-
-
-@functools.lru_cache(maxsize=1)
-def _environment() -> Environment:
-    """The Jinja2 environment shared by all pages (autoescape everywhere, strict undefined)."""
-    env = Environment(
-        loader=PackageLoader(TEMPLATE_PACKAGE, TEMPLATE_FOLDER),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["points"] = format_points
-    env.filters["percent"] = format_percent
-    env.filters["python"] = highlight_python
-    return env
-
-
-def _is_number(value: Any) -> bool:
-    """True for a finite int or float (bools excluded)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def format_points(value: Any) -> str:
-    """Points without noise: ``3.0`` → ``3``, ``2.5`` → ``2.5``."""
-    if not _is_number(value):
-        return NOT_AVAILABLE if value is None else str(value)
-    return f"{value:g}"
-
-
-def format_percent(value: Any) -> str:
-    """An accuracy as a percentage; values in [0, 1] are fractions, larger ones percents."""
-    if not _is_number(value):
-        return NOT_AVAILABLE if value is None else str(value)
-    percent = value * 100 if 0 <= value <= 1 else value
-    return f"{percent:.1f} %"
 
 
 def _format_metric(value: Any) -> str:
     """A metric's final value, four decimals when numeric."""
-    return f"{value:.4f}" if _is_number(value) else format_points(value)
+    return f"{value:.4f}" if is_number(value) else format_points(value)
 
 
 def _accuracy_rows(
@@ -173,7 +101,7 @@ def _training_rows(training: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "optimizer": NOT_AVAILABLE
                 if phase.get("optimizer") is None
                 else str(phase["optimizer"]),
-                "learning_rate": f"{rate:g}" if _is_number(rate) else format_points(rate),
+                "learning_rate": f"{rate:g}" if is_number(rate) else format_points(rate),
                 "metrics": _final_metrics(phase.get("history")),
             }
         )
@@ -185,7 +113,7 @@ def _cell_time_rows(cell_times: list[float | None]) -> list[tuple[int, str]]:
     return [
         (index + 1, f"{seconds:.2f}")
         for index, seconds in enumerate(cell_times)
-        if _is_number(seconds)
+        if is_number(seconds)
     ]
 
 
@@ -199,9 +127,9 @@ def render_report(
     ``reference_accuracy`` is shown as the reference when ``result.accuracy`` has none;
     ``reference_history`` (the reference's training phases) is drawn beside the curves.
     """
-    template = _environment().get_template(REPORT_TEMPLATE)
-    total_time = sum(t for t in result.cell_times if _is_number(t))
-    return template.render(
+    total_time = sum(t for t in result.cell_times if is_number(t))
+    return render(
+        REPORT_TEMPLATE,
         r=result,
         accuracy_rows=_accuracy_rows(result.accuracy, reference_accuracy),
         accuracy_chart=_accuracy_chart(result.accuracy, reference_accuracy),
@@ -214,23 +142,23 @@ def render_report(
     )
 
 
-def _curves(training: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> list[str]:
-    """SVG charts of accuracy and loss per epoch; empty when nothing was trained."""
+def _curves(training: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> list[Chart]:
+    """Charts of accuracy and loss per epoch; empty when nothing was trained."""
     charts = []
     for title, metrics, unit in CURVES:
-        svg = line_chart(title, curve_series(training, metrics, reference), metrics[0], unit)
-        if svg:
-            charts.append(svg)
+        chart = line_chart(title, curve_series(training, metrics, reference), metrics[0], unit)
+        if chart:
+            charts.append(chart)
     return charts
 
 
-def _accuracy_chart(accuracy: dict[str, Any], reference_accuracy: float | None) -> str:
+def _accuracy_chart(accuracy: dict[str, Any], reference_accuracy: float | None) -> Chart | None:
     figures = {
         **{"reference": reference_accuracy},
         **{k: v for k, v in accuracy.items() if v is not None},
     }
     bars = [
-        (label, figures[key] if _is_number(figures.get(key)) else None)
+        (label, figures[key] if is_number(figures.get(key)) else None)
         for key, label in ACCURACY_LABELS.items()
     ]
     return bar_chart("Accuracy: measured, reference, self-reported", bars)
@@ -268,42 +196,9 @@ def _layer_row(layer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def report_filename(student: str) -> str:
-    """A safe file name stem (without ``.html``) for a student's report.
-
-    Accents are dropped (``é`` → ``e``); any character outside ``[A-Za-z0-9._-]``
-    becomes ``_``; leading dots become ``_``; Windows device names get a ``_``
-    prefix; the result is at most 100 characters and never empty.
-    """
-    decomposed = unicodedata.normalize("NFKD", student or "")
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    name = FILENAME_UNSAFE.sub(FILENAME_REPLACEMENT, stripped)
-    dots = len(name) - len(name.lstrip("."))
-    name = FILENAME_REPLACEMENT * dots + name[dots:]
-    if name.split(".")[0].upper() in WINDOWS_RESERVED:
-        name = FILENAME_REPLACEMENT + name
-    return name[:FILENAME_MAX] or FILENAME_FALLBACK
-
-
 def _report_names(results: list[SubmissionResult]) -> list[str]:
-    """Report file names (with ``.html``) aligned with ``results``.
-
-    Names are unique even on case-insensitive disks; clashes get ``_2``, ``_3``... in
-    (student, file) order, so the names do not depend on the order of ``results``.
-    """
-    order = sorted(range(len(results)), key=lambda i: (results[i].student, results[i].file))
-    used: set[str] = set()
-    names = [""] * len(results)
-    for index in order:
-        stem = report_filename(results[index].student)
-        candidate, counter = stem, 1
-        while candidate.casefold() in used:
-            counter += 1
-            suffix = f"_{counter}"
-            candidate = stem[: FILENAME_MAX - len(suffix)] + suffix
-        used.add(candidate.casefold())
-        names[index] = candidate + REPORT_SUFFIX
-    return names
+    """Report file names (with ``.html``) aligned with ``results``."""
+    return report_names([(r.student, r.file) for r in results])
 
 
 def _check_rates(results: list[SubmissionResult], check_ids: list[str]) -> list[dict[str, Any]]:
@@ -342,33 +237,24 @@ def render_index(results: list[SubmissionResult], check_ids: list[str]) -> str:
     scores = [r.score for r in results]
     mean = format_points(round(sum(scores) / len(scores), 2)) if scores else NOT_AVAILABLE
     best_max = max((r.max_score for r in results), default=0.0)
-    return (
-        _environment()
-        .get_template(INDEX_TEMPLATE)
-        .render(
-            total=len(results),
-            status_counts=_status_counts(results),
-            mean_score=mean,
-            max_score=format_points(best_max),
-            check_rates=_check_rates(results, list(check_ids)),
-            rows=rows,
-            flagged=[row for row in rows if _flagged(row["r"])],
-            histogram=histogram("Score distribution", scores, best_max),
-            sort_script=SORT_SCRIPT,
-            sort_script_hash=script_hash(SORT_SCRIPT),
-        )
+    return render(
+        INDEX_TEMPLATE,
+        total=len(results),
+        status_counts=_status_counts(results),
+        mean_score=mean,
+        max_score=format_points(best_max),
+        check_rates=_check_rates(results, list(check_ids)),
+        rows=rows,
+        flagged=[row for row in rows if _flagged(row["r"])],
+        histogram=histogram("Score distribution", scores, best_max),
+        sort_script=sort_script(),
+        sort_script_hash=script_hash(sort_script()),
     )
 
 
 def _flagged(result: SubmissionResult) -> bool:
     """Worth a look: not graded cleanly, or a flag beyond the routine ones."""
     return result.status != STATUS_GRADED or bool(set(result.flags) - ROUTINE_FLAGS)
-
-
-def script_hash(script: str) -> str:
-    """The Content-Security-Policy source allowing exactly this inline script."""
-    digest = hashlib.sha256(script.encode()).digest()
-    return "sha256-" + base64.b64encode(digest).decode()
 
 
 def write_reports(

@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.errors import InvalidInput, OutputError, map_dependency_errors, strerror
+from grader.files import atomic_write_text
 from grader.outputs.gradebooks import write_gradebooks
-from grader.outputs.records import (
+from grader.outputs.names import (
     GRADES_FILE,
+    INDEX_FILE,
+    REFERENCE_FILE,
+    REPORTS_DIR,
     RESULTS_FILE,
-    atomic_write_text,
-    write_grades_csv,
-    write_results_jsonl,
 )
+from grader.outputs.records import unreadable, write_grades_csv, write_results_jsonl
 from grader.outputs.report import write_reports
 from grader.results import SubmissionResult
 
-REFERENCE_FILE = "reference.json"
+MSG_NOT_FIGURES = "expected a JSON object with the reference's accuracy and history"
 
 
 @dataclass
@@ -47,13 +50,26 @@ class ClassInfo:
         """Fill the reference's figures from ``out/reference.json`` when it exists."""
         path = out / REFERENCE_FILE
         if path.exists():
-            figures = json.loads(path.read_text())
+            with map_dependency_errors("read back", lambda exc: unreadable(path, exc)):
+                figures = json.loads(path.read_text())
+            if not isinstance(figures, dict):
+                raise InvalidInput(MSG_NOT_FIGURES, str(path))
             self.reference_accuracy = figures.get("accuracy", self.reference_accuracy)
             self.reference_history = figures.get("history") or []
 
 
 def write_outputs(results: list[SubmissionResult], info: ClassInfo, out: Path) -> dict[str, Path]:
-    """Every output under ``out``: results, spreadsheets, gradebooks, pages."""
+    """Every output under ``out``: results, spreadsheets, gradebooks, pages; an
+    :class:`~grader.errors.OutputError` naming the file when one cannot be written."""
+    with map_dependency_errors("outputs", lambda exc: _unwritable(out, exc)):
+        return _write_all(results, info, out)
+
+
+def _unwritable(out: Path, exc: Exception) -> OutputError:
+    return OutputError(str(getattr(exc, "filename", None) or out), strerror(exc))
+
+
+def _write_all(results: list[SubmissionResult], info: ClassInfo, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_results_jsonl(results, out / RESULTS_FILE)
     info.save(out)
@@ -70,6 +86,6 @@ def write_outputs(results: list[SubmissionResult], info: ClassInfo, out: Path) -
         "results": out / RESULTS_FILE,
         "grades": out / GRADES_FILE,
         **books,
-        "reports": out / "reports",
-        "index": out / "index.html",
+        "reports": out / REPORTS_DIR,
+        "index": out / INDEX_FILE,
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.errors import RubricError
+from grader.errors import RubricError, map_dependency_errors, strerror
 from grader.intake.copies import DEFAULT_THRESHOLD
 from grader.rubric.tomlfields import (
     NUMBER,
@@ -25,6 +25,7 @@ from grader.rubric.tomlfields import (
     path_value,
     strings,
     subtable,
+    typed_fields,
     value_of,
 )
 
@@ -47,6 +48,12 @@ SECTIONS = {
     "intake",
 }
 KIND_CODE, KIND_WRITTEN = "code", "written"
+FRACTION_FIELDS = ("tolerance", "floor", "mismatch")
+"""Accuracy bands: each a fraction from 0 up to (not including) 1."""
+WRITTEN_FIELDS = ("hint", "hidden")
+CODE_FIELDS = (*WRITTEN_FIELDS, *FRACTION_FIELDS, "model_variable", "unverified_credit")
+"""The optional fields of a written and of a code check: each is read typed like its
+default in :class:`CheckSpec`, and is that default when absent."""
 
 
 @dataclass(frozen=True)
@@ -85,18 +92,20 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    """Time and resource limits for one notebook."""
+    """What one notebook may use (``[limits]``), and what happens past each limit."""
 
     cell_timeout_s: float = 240.0
-    """Seconds one cell may run before it is interrupted."""
+    """Seconds one cell may run; then it is interrupted, recorded, and the next cell runs."""
     notebook_timeout_s: float = 900.0
-    """Seconds all cells of one notebook may run together."""
+    """Seconds all cells of one notebook may run together: each cell's limit shrinks to
+    what is left, and the cells after the one that used it up are not run."""
     memory_mb: int = 4096
-    """Memory for the kernel and everything it starts (cgroup, or an RSS watchdog)."""
+    """Memory for the kernel and everything it starts (cgroup, or an RSS watchdog); past
+    it the kernel is killed and the result says out of memory."""
     max_processes: int = 512
     """Processes and threads the kernel may have at once (TensorFlow needs ~100)."""
     max_file_mb: int = 1024
-    """Largest file the kernel may write."""
+    """Largest file the kernel may write (``RLIMIT_FSIZE``)."""
     max_output_kb: int = 4096
     """Output kept per cell; the rest is dropped behind a visible marker."""
 
@@ -119,6 +128,10 @@ class LatePolicy:
     """How that time is written (``strptime``), read as UTC."""
 
 
+LATE_FIELDS = tuple(f for f in LatePolicy.__dataclass_fields__ if f != "due")
+"""``[late]``'s fields read like ``CODE_FIELDS`` (``due`` is parsed on its own)."""
+
+
 @dataclass(frozen=True)
 class QuickMode:
     """Caps applied by the probe in quick mode."""
@@ -139,9 +152,7 @@ class QuickMode:
     """The evaluator measures this many holdout images, spread evenly (0: all)."""
 
 
-SELF_CHECK_CAPS = QuickMode(
-    max_epochs=1, max_steps_per_epoch=10, max_validation_steps=1, eager_steps=1, holdout_images=128
-)
+SELF_CHECK_CAPS = QuickMode(max_epochs=1, max_validation_steps=1, eager_steps=1, holdout_images=128)
 """``grader check``'s caps (``[check]``): one epoch of 10 steps per ``fit``, one-batch
 validations run eagerly, 128 holdout images. Fewer training steps leave the reference
 at chance (0.50 measured with 10 + 2 or 3 + 10 steps), which would tell a student nothing."""
@@ -171,7 +182,7 @@ class Rubric:
     checks: tuple[CheckSpec, ...]
     """Checks in the order they are reported."""
     limits: Limits = field(default_factory=Limits)
-    """Time limits."""
+    """Time, memory, process, file-size and output limits for each notebook (``[limits]``)."""
     quick: QuickMode = field(default_factory=QuickMode)
     """``--quick`` caps (``[quick]``)."""
     selfcheck: QuickMode = SELF_CHECK_CAPS
@@ -205,14 +216,14 @@ def load_rubric(path: str | Path) -> Rubric:
     """Read and validate a rubric file."""
     path = Path(path)
     name = str(path)
-    try:
+    with map_dependency_errors(
+        "rubric", lambda exc: RubricError(name, "", f"cannot read the rubric ({strerror(exc)})")
+    ):
         raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise RubricError(name, "", f"cannot read the rubric ({exc.strerror})") from exc
-    try:
+    with map_dependency_errors(
+        "rubric", lambda exc: RubricError(name, "", f"not valid TOML ({exc})")
+    ):
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RubricError(name, "", f"not valid TOML ({exc})") from exc
     no_unknown(name, "", raw, SECTIONS)
     base = path.parent
     section = subtable(name, raw, "assignment")
@@ -248,58 +259,46 @@ def load_rubric(path: str | Path) -> Rubric:
 def _checks(name: str, raw: Any) -> tuple[CheckSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise RubricError(name, "checks", "expected at least one [[checks]] table")
-    allowed = set(CheckSpec.__dataclass_fields__)
     checks: list[CheckSpec] = []
     for i, table in enumerate(raw):
         where = f"checks[{i}]"
         if not isinstance(table, dict):
             raise RubricError(name, where, f"expected a [[checks]] table, got {table!r}")
-        no_unknown(name, where, table, allowed)
+        no_unknown(name, where, table, set(CheckSpec.__dataclass_fields__))
         check_id = value_of(name, f"{where}.id", table, "id", str, None)
         kind = value_of(name, f"{where}.kind", table, "kind", str, KIND_CODE)
         if kind not in (KIND_CODE, KIND_WRITTEN):
             raise RubricError(name, f"{where}.kind", f"expected 'code' or 'written', got {kind!r}")
-        if kind == KIND_WRITTEN:
-            if check_id in {c.id for c in checks} or check_id in KNOWN_CHECKS:
-                raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
-            checks.append(_written(name, where, table, check_id))
-            continue
-        if check_id not in KNOWN_CHECKS:
-            raise RubricError(
-                name,
-                f"{where}.id",
-                f"unknown check {check_id!r} (known: {', '.join(KNOWN_CHECKS)})",
-            )
-        if check_id in {c.id for c in checks}:
+        taken = {c.id for c in checks} | (set(KNOWN_CHECKS) if kind == KIND_WRITTEN else set())
+        if kind == KIND_CODE and check_id not in KNOWN_CHECKS:
+            known = ", ".join(KNOWN_CHECKS)
+            raise RubricError(name, f"{where}.id", f"unknown check {check_id!r} (known: {known})")
+        if check_id in taken:
             raise RubricError(name, f"{where}.id", f"check {check_id!r} appears twice")
-        for key in ("tolerance", "floor", "mismatch"):
-            value = table.get(key, 0.5)
-            if isinstance(value, NUMBER) and not 0 <= value < 1:
-                raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
-        points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
-        if points < 0:
-            raise RubricError(name, f"{where}.points", f"must not be negative, got {points!r}")
-        checks.append(
-            CheckSpec(
-                id=check_id,
-                title=value_of(name, f"{where}.title", table, "title", str, check_id),
-                points=float(points),
-                hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
-                hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
-                tolerance=float(
-                    value_of(name, f"{where}.tolerance", table, "tolerance", NUMBER, 0.05)
-                ),
-                floor=float(value_of(name, f"{where}.floor", table, "floor", NUMBER, 0.5)),
-                mismatch=float(value_of(name, f"{where}.mismatch", table, "mismatch", NUMBER, 0.2)),
-                model_variable=value_of(
-                    name, f"{where}.model_variable", table, "model_variable", str, ""
-                ),
-                unverified_credit=value_of(
-                    name, f"{where}.unverified_credit", table, "unverified_credit", bool, False
-                ),
-            )
-        )
+        make = _written if kind == KIND_WRITTEN else _code
+        checks.append(make(name, where, table, check_id))
     return tuple(checks)
+
+
+def _code(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckSpec:
+    """A structural or accuracy check: its points and, for accuracy, its bands."""
+    for key in FRACTION_FIELDS:
+        value = table.get(key, 0.0)
+        if isinstance(value, NUMBER) and not 0 <= value < 1:
+            raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
+    return CheckSpec(
+        id=check_id,
+        title=value_of(name, f"{where}.title", table, "title", str, check_id),
+        points=_points(name, where, table),
+        **typed_fields(name, where, table, CheckSpec, CODE_FIELDS),
+    )
+
+
+def _points(name: str, where: str, table: dict[str, Any]) -> float:
+    points = value_of(name, f"{where}.points", table, "points", NUMBER, None)
+    if points < 0:
+        raise RubricError(name, f"{where}.points", f"must not be negative, got {points!r}")
+    return float(points)
 
 
 def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckSpec:
@@ -325,8 +324,7 @@ def _written(name: str, where: str, table: dict[str, Any], check_id: str) -> Che
         id=check_id,
         title=value_of(name, f"{where}.title", table, "title", str, question),
         points=float(points),
-        hint=value_of(name, f"{where}.hint", table, "hint", str, ""),
-        hidden=value_of(name, f"{where}.hidden", table, "hidden", bool, False),
+        **typed_fields(name, where, table, CheckSpec, WRITTEN_FIELDS),
         kind=KIND_WRITTEN,
         question=question,
         concepts=tuple(tuple(p.strip() for p in c) for c in concepts),
@@ -341,34 +339,18 @@ def _late(name: str, raw: dict[str, Any]) -> LatePolicy | None:
     no_unknown(name, "late", table, set(LatePolicy.__dataclass_fields__))
     due = table.get("due")
     if isinstance(due, str):
-        try:
-            due = _dt.datetime.fromisoformat(due)
-        except ValueError as exc:
-            raise RubricError(name, "late.due", f"not an ISO date and time: {due!r}") from exc
+        text = due
+        with map_dependency_errors(
+            "rubric", lambda _: RubricError(name, "late.due", f"not an ISO date and time: {text!r}")
+        ):
+            due = _dt.datetime.fromisoformat(text)
     if not isinstance(due, _dt.datetime):
         raise RubricError(name, "late.due", "expected a date and time, e.g. 2026-11-20T23:59:00Z")
     if due.tzinfo is None:
         due = due.replace(tzinfo=_dt.timezone.utc)
-    policy = LatePolicy(
-        due=due,
-        grace_minutes=float(
-            value_of(name, "late.grace_minutes", table, "grace_minutes", NUMBER, 0.0)
-        ),
-        penalty_per_day=float(
-            value_of(name, "late.penalty_per_day", table, "penalty_per_day", NUMBER, 0.1)
-        ),
-        max_penalty=float(value_of(name, "late.max_penalty", table, "max_penalty", NUMBER, 1.0)),
-        name_time_pattern=value_of(
-            name, "late.name_time_pattern", table, "name_time_pattern", str,
-            LatePolicy.name_time_pattern,
-        ),
-        name_time_format=value_of(
-            name, "late.name_time_format", table, "name_time_format", str,
-            LatePolicy.name_time_format,
-        ),
-    )  # fmt: skip
-    for key in ("grace_minutes", "penalty_per_day", "max_penalty"):
-        if getattr(policy, key) < 0:
+    policy = LatePolicy(due=due, **typed_fields(name, "late", table, LatePolicy, LATE_FIELDS))
+    for key in LATE_FIELDS:
+        if isinstance(getattr(policy, key), float) and getattr(policy, key) < 0:
             raise RubricError(name, f"late.{key}", "must not be negative")
     return policy
 
@@ -379,12 +361,13 @@ def _intake(name: str, raw: dict[str, Any]) -> IntakeConfig:
     no_unknown(name, "intake", table, set(IntakeConfig.__dataclass_fields__))
     patterns = strings(name, "intake.patterns", table.get("patterns", []))
     for i, pattern in enumerate(patterns):
-        try:
+        key = f"intake.patterns[{i}]"
+        with map_dependency_errors(
+            "rubric", lambda exc, key=key: RubricError(name, key, f"not a valid regex ({exc})")
+        ):
             regex = re.compile(pattern)
-        except re.error as exc:
-            raise RubricError(name, f"intake.patterns[{i}]", f"not a valid regex ({exc})") from exc
         if "student" not in regex.groupindex:
-            raise RubricError(name, f"intake.patterns[{i}]", "needs a named group (?P<student>...)")
+            raise RubricError(name, key, "needs a named group (?P<student>...)")
     threshold = value_of(
         name, "intake.copy_threshold", table, "copy_threshold", NUMBER, DEFAULT_THRESHOLD
     )

@@ -6,6 +6,7 @@ so a wrong value is reported as ``rubric.toml: limits.cell_timeout_s: expected a
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,18 @@ def path_value(name: str, base: Path, key: str, value: Any) -> Path | None:
     if not isinstance(value, str) or not value:
         raise RubricError(name, key, f"expected a path string, got {value!r}")
     return (base / value).resolve()
+
+
+def typed_fields(
+    name: str, where: str, table: dict[str, Any], cls: type, keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """``table``'s values for ``keys``, each typed like ``cls``'s default for that field and
+    that default when absent: a default is written once, in its dataclass."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = {}
+    for key in keys:
+        default = defaults[key]
+        kind = NUMBER if isinstance(default, float) else type(default)
+        value = value_of(name, f"{where}.{key}", table, key, kind, default)
+        values[key] = float(value) if kind is NUMBER else value
+    return values

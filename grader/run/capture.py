@@ -1,4 +1,7 @@
-"""nbclient's client with a cap on the output kept per cell.
+"""What a kernel's cells leave behind: their output, capped, and their errors.
+
+nbclient's client with a cap on the output kept per cell, and :func:`collect_errors`,
+the exceptions the executed notebook records.
 
 A cell printing without end would otherwise grow the grader's memory until its time
 limit. nbclient has no hook for single outputs, so :class:`CappedClient` overrides its
@@ -10,15 +13,19 @@ they are evidence.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import nbformat
 from jupyter_client import AsyncKernelManager
 from nbclient import NotebookClient
 
+from grader.results import CellError
+
 TRUNCATED_MARKER = "\n[grader: output truncated here - more than {limit} kB]\n"
 MAX_ERROR_CHARS = 20_000
 MAX_TRACEBACK_LINES = 50
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class CappedClient(NotebookClient):
@@ -60,3 +67,26 @@ class CappedClient(NotebookClient):
         )
         outs.append(marker)
         return marker
+
+
+def collect_errors(nb: nbformat.NotebookNode, skip: set[int] | None = None) -> list[CellError]:
+    """Error outputs of the notebook's cells (cells in ``skip`` are left out)."""
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or index in (skip or set()):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append(
+                    CellError(
+                        cell=index,
+                        ename=str(output.get("ename", "")),
+                        evalue=str(output.get("evalue", "")),
+                        traceback=strip_ansi("\n".join(output.get("traceback", []))),
+                    )
+                )
+    return errors
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)

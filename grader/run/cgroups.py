@@ -12,8 +12,6 @@ import signal
 import time
 from pathlib import Path
 
-from grader.rubric.schema import Limits
-
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "grader"
 KILL_ROUNDS = 50
@@ -24,8 +22,10 @@ def cgroups_named(name: str) -> list[Path]:
     return [p / CGROUP_PARENT / name for p in places if (p / CGROUP_PARENT / name).is_dir()]
 
 
-def make_cgroups(kind: str, name: str, limits: Limits) -> list[Path]:
-    memory = str(limits.memory_mb * 2**20)
+def make_cgroups(kind: str, name: str, memory_mb: int, max_processes: int) -> list[Path]:
+    """The run's cgroups (``kind`` ``v1``: a memory and a pids group; ``v2``: one group),
+    holding it to ``memory_mb`` (swap included) and ``max_processes``."""
+    memory = str(memory_mb * 2**20)
     if kind == "v1":
         mem = CGROUP_V1 / "memory" / CGROUP_PARENT / name
         pids = CGROUP_V1 / "pids" / CGROUP_PARENT / name
@@ -35,7 +35,7 @@ def make_cgroups(kind: str, name: str, limits: Limits) -> list[Path]:
         swap = mem / "memory.memsw.limit_in_bytes"
         if swap.exists():
             swap.write_text(memory)
-        (pids / "pids.max").write_text(str(limits.max_processes))
+        (pids / "pids.max").write_text(str(max_processes))
         return [mem, pids]
     parent = CGROUP_V1 / CGROUP_PARENT
     parent.mkdir(exist_ok=True)
@@ -45,7 +45,7 @@ def make_cgroups(kind: str, name: str, limits: Limits) -> list[Path]:
     group.mkdir(exist_ok=True)
     (group / "memory.max").write_text(memory)
     (group / "memory.swap.max").write_text("0")
-    (group / "pids.max").write_text(str(limits.max_processes))
+    (group / "pids.max").write_text(str(max_processes))
     return [group]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import site
@@ -33,12 +32,13 @@ from grader.kit.assets import Kit, prepare_keras_home
 from grader.results import CellError
 from grader.rubric.schema import Limits
 from grader.run import probe
-from grader.run.capture import CappedClient
-from grader.run.sandbox import KernelSandbox, make_run_folder
+from grader.run.capture import CappedClient, collect_errors
+from grader.run.capture import strip_ansi as strip_ansi  # where tests and benches look
+from grader.run.sandbox import KernelLimits, KernelSandbox, make_run_folder
+from grader.run.threads import thread_env
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
 MSG_NOTEBOOK_TIMEOUT = (
     "the notebook ran longer than {limit:.0f} s; cells from {cell} on were not run"
@@ -144,7 +144,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run = Execution(nb=running, root=root, cell_times=[None] * len(nb.cells))
     sandbox = KernelSandbox(
         root=root,
-        limits=settings.limits,
+        limits=kernel_limits(settings.limits),
         hide=settings.hide,
         expose=exposed_paths(settings.kit),
     )
@@ -166,6 +166,11 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run.stdin_requested = [e.cell for e in run.errors if e.ename == STDIN_ENAME]
     run.messages += [MSG_STDIN.format(cell=c + 1) for c in run.stdin_requested]
     return run
+
+
+def kernel_limits(limits: Limits) -> KernelLimits:
+    """The rubric's limits that the sandbox enforces (the time and output ones are here)."""
+    return KernelLimits(limits.memory_mb, limits.max_processes, limits.max_file_mb)
 
 
 def exposed_paths(kit: Kit) -> tuple[str, ...]:
@@ -329,7 +334,7 @@ def _shutdown(km: AsyncKernelManager) -> None:
     try:
         if km.has_kernel:
             run_sync(km.shutdown_kernel)(now=True)
-    except Exception:  # noqa: BLE001 - already gone is fine
+    except Exception:  # already gone is fine: nothing to stop
         pass
 
 
@@ -366,10 +371,7 @@ def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, 
     env = dict(KERNEL_ENV)  # the whole environment but PATH and locale: nothing of the grader's
     env["KERAS_HOME"] = str(keras_home)
     env["HOME"] = str(root / "work")
-    if threads:
-        for key in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-            env[key] = str(threads)
-        env["TF_NUM_INTEROP_THREADS"] = "1"
+    env.update(thread_env(threads))
     return env
 
 
@@ -378,26 +380,3 @@ def _probe_error(nb: nbformat.NotebookNode) -> str | None:
         if output.get("output_type") == "error":
             return f"{output.get('ename')}: {output.get('evalue')}"
     return None
-
-
-def collect_errors(nb: nbformat.NotebookNode, skip: set[int] | None = None) -> list[CellError]:
-    """Error outputs of the notebook's cells (cells in ``skip`` are left out)."""
-    errors = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or index in (skip or set()):
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                errors.append(
-                    CellError(
-                        cell=index,
-                        ename=str(output.get("ename", "")),
-                        evalue=str(output.get("evalue", "")),
-                        traceback=strip_ansi("\n".join(output.get("traceback", []))),
-                    )
-                )
-    return errors
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)

@@ -41,23 +41,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from grader.errors import UsageError
-from grader.rubric.schema import Limits
-from grader.run.cgroups import (
-    CGROUP_V1,
-    KILL_ROUNDS,
-    cgroups_named,
-    kill_all,
-    make_cgroups,
-    oom_killed,
-    peak_mb,
-    pids_of_session,
-    pids_of_uid,
-    proc_stat,
-    process_start,
-    read_pids,
-    remove_cgroup,
-    rss,
-)
+from grader.run import cgroups
 
 UID_BASE = 1_500_000_000
 """Sandbox uids start here: UID_BASE + (grading process's pid, run number), so no two
@@ -78,6 +62,7 @@ FOREIGN_STALE_S = 24 * 3600
 stale a day after its last change: far longer than a notebook's time limit in practice."""
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
+"""Each fresh tmpfs's size (a ``mount -o size=`` value); the policy always carries it."""
 WATCHDOG_PERIOD_S = 0.25
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
 SKIP_VARIABLE = "GRADER_SANDBOX_SKIP"
@@ -159,11 +144,8 @@ def capabilities() -> Capabilities:
 def not_enforced_warning(caps: Capabilities) -> str | None:
     """One line naming what is not enforced here, or None when everything is."""
     missing = caps.missing()
-    return (
-        MSG_NOT_ENFORCED.format(what="; ".join(NOT_ENFORCED[m] for m in missing))
-        if missing
-        else None
-    )
+    what = "; ".join(NOT_ENFORCED[m] for m in missing)
+    return MSG_NOT_ENFORCED.format(what=what) if missing else None
 
 
 def _namespaces_work() -> bool:
@@ -181,13 +163,23 @@ def _namespaces_work() -> bool:
 def _cgroup_kind(root: bool) -> str | None:
     if not root:
         return None
-    v1 = [CGROUP_V1 / "memory", CGROUP_V1 / "pids"]
+    v1 = [cgroups.CGROUP_V1 / "memory", cgroups.CGROUP_V1 / "pids"]
     if all((c / "cgroup.procs").exists() and os.access(c, os.W_OK) for c in v1):
         return "v1"
-    controllers = CGROUP_V1 / "cgroup.controllers"
+    controllers = cgroups.CGROUP_V1 / "cgroup.controllers"
     if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
-        return "v2" if os.access(CGROUP_V1, os.W_OK) else None
+        return "v2" if os.access(cgroups.CGROUP_V1, os.W_OK) else None
     return None
+
+
+@dataclass(frozen=True)
+class KernelLimits:
+    """What the sandbox holds one kernel to (the rubric's ``[limits]``, converted by
+    :mod:`grader.run.execute`; the time and output limits are not the sandbox's)."""
+
+    memory_mb: int
+    max_processes: int
+    max_file_mb: int
 
 
 @dataclass
@@ -196,7 +188,7 @@ class KernelSandbox:
 
     root: Path
     """The run's folder; everything the kernel may write lives here."""
-    limits: Limits
+    limits: KernelLimits
     hide: tuple[str, ...] = ()
     """Paths covered with an empty folder in the kernel's view (grader's inputs, caches)."""
     expose: tuple[str, ...] = ()
@@ -218,7 +210,10 @@ class KernelSandbox:
             for path in writable:
                 _chown_tree(path, self.uid)
         if self.caps.cgroup:
-            self.cgroups = make_cgroups(self.caps.cgroup, self.root.name, self.limits)
+            limits = self.limits
+            self.cgroups = cgroups.make_cgroups(
+                self.caps.cgroup, self.root.name, limits.memory_mb, limits.max_processes
+            )
         policy = self.root / "sandbox.json"
         policy.write_text(json.dumps(self._policy()))
         os.chmod(policy, 0o600)
@@ -266,9 +261,9 @@ class KernelSandbox:
         def watch() -> None:
             while not self._stop.wait(WATCHDOG_PERIOD_S):
                 pids = self._pids(kernel_pid)
-                if pids and sum(rss(p) for p in pids) > limit:
+                if pids and sum(cgroups.rss(p) for p in pids) > limit:
                     self.out_of_memory = True
-                    kill_all(pids)
+                    cgroups.kill_all(pids)
 
         self._watchdog = threading.Thread(target=watch, daemon=True)
         self._watchdog.start()
@@ -276,27 +271,29 @@ class KernelSandbox:
     def teardown(self, kernel_pid: int | None) -> None:
         """Kill everything the kernel started, remove cgroups, note an OOM kill."""
         self._stop.set()
-        for _ in range(KILL_ROUNDS):
+        for _ in range(cgroups.KILL_ROUNDS):
             pids = self._pids(kernel_pid)
             if not pids:
                 break
-            kill_all(pids)
+            cgroups.kill_all(pids)
             time.sleep(0.05)
         for cgroup in self.cgroups:
-            self.out_of_memory |= oom_killed(cgroup)
-            self.peak_memory_mb = max(self.peak_memory_mb or 0, peak_mb(cgroup) or 0) or None
-            remove_cgroup(cgroup)
+            self.out_of_memory |= cgroups.oom_killed(cgroup)
+            self.peak_memory_mb = (
+                max(self.peak_memory_mb or 0, cgroups.peak_mb(cgroup) or 0) or None
+            )
+            cgroups.remove_cgroup(cgroup)
         if self.uid is not None:
             _chown_tree(self.root, 0)
 
     def _pids(self, kernel_pid: int | None) -> set[int]:
         pids: set[int] = set()
         for cgroup in self.cgroups:
-            pids |= read_pids(cgroup / "cgroup.procs")
+            pids |= cgroups.read_pids(cgroup / "cgroup.procs")
         if self.uid is not None:
-            pids |= pids_of_uid(self.uid)
+            pids |= cgroups.pids_of_uid(self.uid)
         if kernel_pid:
-            pids |= pids_of_session(kernel_pid)
+            pids |= cgroups.pids_of_session(kernel_pid)
         pids.discard(os.getpid())
         return pids
 
@@ -327,7 +324,7 @@ def make_run_folder() -> Path:
     """A new kernel run folder, named for this process from the instant it exists, so a
     later grader can tell it is stale even if this one is killed then."""
     pid = os.getpid()
-    me = RunOwner(pid, process_start(pid) or 0, pid_namespace())
+    me = RunOwner(pid, cgroups.process_start(pid) or 0, pid_namespace())
     return Path(tempfile.mkdtemp(prefix=run_folder_prefix(me)))
 
 
@@ -359,8 +356,8 @@ def is_stale(folder: Path, now: float | None = None) -> bool:
 
 
 def _is_running(owner: RunOwner) -> bool:
-    if proc_stat(str(owner.pid)) is not None:
-        start = process_start(owner.pid)  # None for a zombie: it is gone
+    if cgroups.proc_stat(str(owner.pid)) is not None:
+        start = cgroups.process_start(owner.pid)  # None for a zombie: it is gone
         return start is not None and owner.start in (0, start)
     try:  # /proc hides it (hidepid) or has no entry
         os.kill(owner.pid, 0)
@@ -378,9 +375,9 @@ def sweep_stale(tmp: Path | None = None) -> int:
     for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
         if folder.is_symlink() or not folder.is_dir() or not is_stale(folder):
             continue
-        for cgroup in cgroups_named(folder.name):
-            kill_all(read_pids(cgroup / "cgroup.procs"))
-            remove_cgroup(cgroup)
+        for cgroup in cgroups.cgroups_named(folder.name):
+            cgroups.kill_all(cgroups.read_pids(cgroup / "cgroup.procs"))
+            cgroups.remove_cgroup(cgroup)
         shutil.rmtree(folder, ignore_errors=True)
         removed += not folder.exists()
     return removed

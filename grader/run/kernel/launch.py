@@ -14,7 +14,8 @@ so it is the process jupyter_client starts and waits on. In order it:
 7. ``exec``s the kernel command, so the kernel keeps this process's pid.
 
 Only the standard library is imported here: this runs before every kernel. Each step is
-taken only when the policy asks for it; the grader decides what the machine allows.
+taken only when the policy asks for it: the grader decides what the machine allows, and
+every value this module has no default for (``REQUIRED``: the private tmpfs's size).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ MS_NODEV = 4
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+REQUIRED = ("tmp_size",)
+"""Policy keys with no default here: the grader decides them (grader.run.sandbox)."""
 RLIMITS = {
     "fsize": resource.RLIMIT_FSIZE,
     "nproc": resource.RLIMIT_NPROC,
@@ -79,7 +82,7 @@ def _build_view(policy: dict) -> None:
     for path in policy.get("hide", []):
         if os.path.isdir(path):
             _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-    size = policy.get("tmp_size", "256m")
+    size = policy["tmp_size"]
     for path in policy.get("private_tmp", []):
         if os.path.isdir(path):
             _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
@@ -124,6 +127,9 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python -m grader.run.kernel.launch POLICY.json -- KERNEL COMMAND...")
     with open(argv[0]) as handle:
         policy = json.load(handle)
+    missing = [key for key in REQUIRED if key not in policy]
+    if missing:
+        sys.exit(f"grader.run.kernel.launch: the policy lacks {', '.join(missing)}")
     command = argv[2:]
     if policy.get("uid") is not None:  # e.g. the connection file jupyter_client wrote as root
         for arg in command:

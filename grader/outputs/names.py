@@ -1,0 +1,111 @@
+"""The names of what a grading run writes into its output folder, and nothing heavy.
+
+Every writer and every reader of the output folder takes its file names from here
+(the output contract of DESIGN.md), so a worker that writes one executed notebook does
+not import the HTML writer, and a name changed here changes everywhere::
+
+    OUT/results.jsonl               RESULTS_FILE
+    OUT/grades.csv                  GRADES_FILE
+    OUT/grades.xlsx                 XLSX_FILE
+    OUT/canvas.csv                  CANVAS_FILE
+    OUT/gradescope/<name>/results.json   gradescope_path()
+    OUT/reports/<name>.html         report_names()
+    OUT/index.html                  INDEX_FILE
+    OUT/executed/<name>.ipynb       executed_path()
+    OUT/reference.json              REFERENCE_FILE
+    OUT/.grader.lock                LOCK_FILE
+    <folder>/<stem>.report.html     self_check_report_path() (``grader check``)
+
+``<name>`` is :func:`report_filename` of the student id: one safe stem for every file
+named after a student.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+RESULTS_FILE = "results.jsonl"
+GRADES_FILE = "grades.csv"
+XLSX_FILE = "grades.xlsx"
+CANVAS_FILE = "canvas.csv"
+GRADESCOPE_DIR = "gradescope"
+GRADESCOPE_FILE = "results.json"
+REPORTS_DIR = "reports"
+REPORT_SUFFIX = ".html"
+INDEX_FILE = "index.html"
+EXECUTED_DIR = "executed"
+EXECUTED_SUFFIX = ".ipynb"
+REFERENCE_FILE = "reference.json"
+"""The reference's figures, so that ``grader report`` redraws its curves."""
+SELF_CHECK_SUFFIX = ".report.html"
+"""``grader check``'s report: ``<notebook stem>.report.html``, next to the notebook."""
+LOCK_FILE = ".grader.lock"
+"""Held by the one grader writing to the folder."""
+CLASS_OUTPUTS = (RESULTS_FILE, GRADES_FILE, XLSX_FILE, CANVAS_FILE, INDEX_FILE)
+"""The class-wide files: when one is missing, the outputs are written again."""
+
+FILENAME_MAX = 100
+FILENAME_FALLBACK = "unnamed"
+FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+FILENAME_REPLACEMENT = "_"
+WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+
+
+def report_filename(student: str) -> str:
+    """A safe file name stem (without a suffix) for a file named after a student.
+
+    Accents are dropped (``é`` → ``e``); any character outside ``[A-Za-z0-9._-]``
+    becomes ``_``; leading dots become ``_``; Windows device names get a ``_``
+    prefix; the result is at most 100 characters and never empty.
+    """
+    decomposed = unicodedata.normalize("NFKD", student or "")
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    name = FILENAME_UNSAFE.sub(FILENAME_REPLACEMENT, stripped)
+    dots = len(name) - len(name.lstrip("."))
+    name = FILENAME_REPLACEMENT * dots + name[dots:]
+    if name.split(".")[0].upper() in WINDOWS_RESERVED:
+        name = FILENAME_REPLACEMENT + name
+    return name[:FILENAME_MAX] or FILENAME_FALLBACK
+
+
+def report_names(keys: Sequence[tuple[str, str]]) -> list[str]:
+    """Report file names (with ``.html``) for ``(student, file)`` pairs, in their order.
+
+    Names are unique even on case-insensitive disks; clashes get ``_2``, ``_3``... in
+    (student, file) order, so the names do not depend on the order of ``keys``.
+    """
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    used: set[str] = set()
+    names = [""] * len(keys)
+    for index in order:
+        stem = report_filename(keys[index][0])
+        candidate, counter = stem, 1
+        while candidate.casefold() in used:
+            counter += 1
+            suffix = f"_{counter}"
+            candidate = stem[: FILENAME_MAX - len(suffix)] + suffix
+        used.add(candidate.casefold())
+        names[index] = candidate + REPORT_SUFFIX
+    return names
+
+
+def executed_path(out: Path, student: str) -> Path:
+    """Where a student's executed notebook goes: ``OUT/executed/<name>.ipynb``."""
+    return out / EXECUTED_DIR / f"{report_filename(student)}{EXECUTED_SUFFIX}"
+
+
+def gradescope_path(out: Path, student: str) -> Path:
+    """Where a student's Gradescope record goes: ``OUT/gradescope/<name>/results.json``."""
+    return out / GRADESCOPE_DIR / report_filename(student) / GRADESCOPE_FILE
+
+
+def self_check_report_path(folder: Path, notebook: Path) -> Path:
+    """Where ``grader check`` writes a notebook's report: ``<stem>.report.html``."""
+    return folder / f"{notebook.stem}{SELF_CHECK_SUFFIX}"
