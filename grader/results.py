@@ -161,7 +161,8 @@ class SubmissionResult:
     message: str = ""
     """One line on the status when it is not ``graded`` (what went wrong, where)."""
     mode: str = "full"
-    """``full`` or ``quick`` (epochs and steps capped by the probe)."""
+    """``full``, ``quick`` or ``check`` (epochs and steps capped by the probe), or
+    ``static`` (nothing ran)."""
     graded_at: str = ""
     """ISO timestamp of when grading finished."""
     cell_times: list[float | None] = field(default_factory=list)

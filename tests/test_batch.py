@@ -16,7 +16,6 @@ from grader.batch.classrun import FLAG_MULTIPLE_FILES, flag_copies, note_intake
 from grader.batch.pipeline import RUN_CONDITIONS, run_flags, run_status
 from grader.batch.progress import Progress, close_log, eta_text, open_log, result_line
 from grader.batch.runners import (
-    EXECUTED_DIR,
     FLAG_EXECUTED_NOT_WRITTEN,
     Job,
     default_workers,
@@ -26,6 +25,7 @@ from grader.batch.runners import (
 from grader.batch.store import BatchKey, ResultsStore, filesystem_type, grader_fingerprint
 from grader.intake.copies import FLAG_POSSIBLE_COPY
 from grader.intake.lms import gather
+from grader.outputs.names import EXECUTED_DIR
 from grader.results import CheckResult, SubmissionResult
 from grader.run.execute import Execution
 

@@ -96,7 +96,7 @@ class DaskRunner:
         tried the task on other workers) when workers died running it."""
         try:
             return future.result()
-        except Exception as exc:  # noqa: BLE001 - KilledWorker, CommClosedError, ...
+        except Exception as exc:  # KilledWorker, CommClosedError, ...
             raise WorkerLost(f"{type(exc).__name__}: {exc}", retry=False) from exc
 
     def close(self) -> None:

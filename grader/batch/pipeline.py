@@ -285,7 +285,7 @@ def grade_guarded(path: Path, ctx: GradingContext, student: str | None = None) -
     start = time.monotonic()
     try:
         return grade(path, ctx, student)
-    except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
+    except Exception as exc:  # one submission must never stop the batch
         detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
         return Graded(internal_error(path, ctx, MSG_INTERNAL.format(error=detail), student, start))
 

@@ -37,13 +37,15 @@ from grader.batch.pipeline import (
 )
 from grader.batch.progress import Progress
 from grader.batch.store import BatchKey, ResultsStore
+from grader.files import atomic_write_text
 from grader.intake.lms import Intake
 from grader.intake.notebooks import file_digest
+from grader.outputs.names import executed_path
 from grader.results import SubmissionResult
 
 WORKERS_PER_CPU = 1.0
-"""Workers per core by default. Measured (``bench/batch_speed.py``, 10 notebooks, 2 cores):
-2 and 3 workers both took 467 s against 619 s serial; 2 uses less memory."""
+"""Workers per core by default: more workers than cores grade no faster on this
+workload (``bench/batch_speed.py``, ``bench/workers.py``) and take more memory."""
 WORKER_MEMORY_MB = 4096
 """A worker's peak: a training kernel (up to 2.4 GB measured) plus its evaluator."""
 MSG_WORKER_DIED = "the grading worker died while grading this notebook alone ({detail})"
@@ -51,7 +53,6 @@ MSG_RUNNER_FAILED = "grading this notebook failed outside grader's own code ({de
 FLAG_WORKER_DIED = "worker_died"
 """The notebook's worker died with it running alone: stored like any verdict."""
 FLAG_EXECUTED_NOT_WRITTEN = "executed_not_written"
-EXECUTED_DIR = "executed"
 """Where a batch keeps each student's executed notebook, under the output folder."""
 PR_SET_PDEATHSIG = 1
 
@@ -137,13 +138,8 @@ def keep_executed(
 def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
     """``out/executed/STUDENT.ipynb``, replaced whole: a batch killed mid-write leaves the
     old file or the new one."""
-    from grader.outputs.report import report_filename
-
-    path = out / EXECUTED_DIR / f"{report_filename(student)}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    nbformat.write(nb, partial)
-    os.replace(partial, path)
+    path = executed_path(out, student)
+    atomic_write_text(path, nbformat.writes(nb))
     return path
 
 
@@ -299,7 +295,7 @@ def _outcome(future: Any, job: Job, runner: Runner, ctx: GradingContext) -> Subm
         if exc.retry and not job.alone:
             return None
         detail = str(exc)
-    except Exception as exc:  # noqa: BLE001 - the runner's failure is this student's error
+    except Exception as exc:  # the runner's failure is this student's error
         return internal_error(job.path, ctx, MSG_RUNNER_FAILED.format(detail=exc), job.student)
     message = MSG_WORKER_DIED.format(detail=detail)
     return internal_error(job.path, ctx, message, job.student, flag=FLAG_WORKER_DIED)

@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from grader.checks.facts import CompileEvent, ProbeEvent
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
+from grader.run.threads import thread_env
 
 if TYPE_CHECKING:
     from grader.run.execute import RunSettings
@@ -38,9 +39,7 @@ EVALUATOR_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIB
 def _env(threads: int | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_")}
     env.update(EVALUATOR_ENV)
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads))
-        env["TF_NUM_INTEROP_THREADS"] = "1"
+    env.update(thread_env(threads))
     return env
 
 

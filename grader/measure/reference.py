@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from grader import __version__
 from grader.checks.accuracy import self_reported_accuracy
 from grader.checks.facts import FitEndEvent, ReferenceBand, history_record, parse_events
 from grader.errors import ReferenceRunError
-from grader.files import source_digest
+from grader.files import atomic_write_text, source_digest
 from grader.measure.client import close_shared, start_measuring
 from grader.rubric.schema import Rubric
 from grader.run.execute import Execution, RunSettings, run_notebook
@@ -121,10 +120,7 @@ def load_or_run(
         except (ValueError, TypeError):
             pass  # a damaged record: run again
     figures = run_reference(rubric, settings, key)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_suffix(".part")
-    partial.write_text(json.dumps(asdict(figures), indent=2))
-    os.replace(partial, stored)
+    atomic_write_text(stored, json.dumps(asdict(figures), indent=2))
     return figures
 
 
