@@ -114,7 +114,7 @@ def grade_class(
             warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
         jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
-        ctx = grading_context(rubric, settings, figures.accuracy, request.mode, request.out)
+        ctx = grading_context(rubric, settings, figures, request.mode, request.out)
         logger = open_log(request.out)
         try:
             for problem in intake.problems:
@@ -261,14 +261,20 @@ def warn_unenforced(warn: Callable[[str], None]) -> None:
 def grading_context(
     rubric: Rubric,
     settings: RunSettings,
-    reference_accuracy: float | None,
+    figures: ReferenceFigures | None,
     mode: str,
     out: Path | None = None,
 ) -> GradingContext:
-    """What every submission of a run is graded with (``out``: where executed notebooks
-    go; None writes none)."""
+    """What every submission of a run is graded with: the reference's figures (none for a
+    rubric without an accuracy check) and ``out``, where executed notebooks go (None
+    writes none)."""
     return GradingContext(
-        rubric=rubric, settings=settings, reference_accuracy=reference_accuracy, out=out, mode=mode
+        rubric=rubric,
+        settings=settings,
+        reference_accuracy=figures.accuracy if figures is not None else None,
+        reference_band=figures.band() if figures is not None else None,
+        out=out,
+        mode=mode,
     )
 
 

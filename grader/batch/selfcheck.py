@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grader.checks.accuracy import CHECK_ACCURACY
 from grader.checks.dispatch import decide
 from grader.checks.facts import Facts
 from grader.checks.notes import find_notes
@@ -35,7 +36,6 @@ from grader.static.facts import analyze_notebook
 if TYPE_CHECKING:
     from grader.batch.pipeline import GradingContext
 
-ACCURACY = "accuracy"
 MODE_STATIC = "static"
 """Status and mode of a ``--static`` result: nothing ran."""
 MSG_NOT_STATIC = "Not checked without running the notebook (run `grader check` without --static)."
@@ -147,18 +147,17 @@ def _run_and_report(
     mode = MODE_FULL if request.full else MODE_CHECK
     inputs = [request.notebook, *filter(None, [request.out])]
     settings, digest = run_settings(visible, mode, request.cache, 1, say, *inputs)
-    reference_accuracy = None
-    if any(c.id == ACCURACY for c in visible.checks):
+    figures = None
+    if any(c.id == CHECK_ACCURACY for c in visible.checks):
         if visible.reference_notebook is not None:
             say(MSG_RUNNING_REFERENCE.format(mode=mode))
-        quiet = reference_figures(visible, settings, request.cache, digest, mode, lambda _: None)
-        reference_accuracy = quiet.accuracy
-    ctx = grading_context(visible, settings, reference_accuracy, mode)
+        figures = reference_figures(visible, settings, request.cache, digest, mode, lambda _: None)
+    ctx = grading_context(visible, settings, figures, mode)
     outcome = check_notebook(request.notebook, ctx, hidden)
     outcome.report = self_check_report_path(
         request.out or request.notebook.parent, request.notebook
     )
-    atomic_write_text(outcome.report, render_report(outcome.result, reference_accuracy))
+    atomic_write_text(outcome.report, render_report(outcome.result, ctx.reference_accuracy))
     return outcome
 
 
@@ -191,7 +190,7 @@ def check_static(path: Path, rubric: Rubric) -> SelfCheck:
 
 
 def _static_verdict(spec: CheckSpec, facts: Facts) -> CheckResult:
-    if spec.id == ACCURACY:
+    if spec.id == CHECK_ACCURACY:
         return CheckResult(
             id=spec.id, passed=False, score=0.0, max_score=spec.points,
             message=MSG_NOT_STATIC, source=SOURCE_NONE, title=spec.title,
