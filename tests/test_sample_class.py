@@ -136,8 +136,11 @@ def test_the_reference_graded_as_a_student_measures_the_same_and_gets_full_credi
     record = next(r for r in records(graded[0]) if r["student"] == "reference_as_student")
     accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
     assert accuracy["source"] == "measured" and accuracy["passed"]
-    # a second, separate run of the same notebook (seeded) measures exactly the same
-    assert record["accuracy"]["measured"] == pytest.approx(record["accuracy"]["reference"])
+    # a separate run of the same notebook under the probe's seed is one of the reference's
+    # own draws: inside the reference's spread, compared on the whole-exercise basis
+    figures = record["accuracy"]
+    assert figures["basis"] == "final"  # it fine-tunes: the evaluator found its base changed
+    assert figures["reference_low"] <= figures["measured"] <= figures["reference_high"]
     code = [c for c in record["checks"] if not c["id"].startswith("q")]
     assert all(c["passed"] for c in code)  # every code check; its written answers are absent
 
@@ -213,3 +216,24 @@ def test_pages_and_exports_of_the_batch(graded: tuple[Path, str]) -> None:
 
 def by_score(out: Path, student: str) -> float:
     return next(r["score"] for r in records(out) if r["student"] == student)
+
+
+def test_head_only_students_are_compared_with_the_head_only_reference(
+    graded: tuple[Path, str],
+) -> None:
+    """One training phase on a frozen base leaves the base's weights as shipped: the
+    evaluator finds them unchanged and the student meets the reference before its
+    fine-tuning; whoever trained the base meets the whole reference."""
+    head_only = trained_base = 0
+    for record in records(graded[0]):
+        if record["accuracy"].get("measured") is None:
+            continue
+        frozen = next(c for c in record["checks"] if c["id"] == "base_frozen")
+        one_phase = len(record["training"]) == 1
+        if frozen["passed"] and frozen["source"] == "runtime" and one_phase:
+            assert record["accuracy"]["basis"] == "head", record["student"]
+            head_only += 1
+        elif not frozen["passed"]:
+            assert record["accuracy"]["basis"] == "final", record["student"]
+            trained_base += 1
+    assert head_only and trained_base  # the class has both
