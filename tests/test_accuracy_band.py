@@ -14,7 +14,7 @@ from grader.checks.accuracy import bar_for, check_accuracy, sampling_error
 from grader.checks.facts import BASIS_FINAL, BASIS_HEAD, Facts, ReferenceBand, parse_events
 from grader.measure.evaluator import BASE_CHANGED, BASE_UNCHANGED, base_state
 from grader.rubric.schema import CheckSpec
-from grader.static.facts import StaticFacts
+from grader.static.evidence import StaticFacts
 
 ACC = CheckSpec(id="accuracy", title="Acc", points=2.0, hint="train", tolerance=0.05, floor=0.5)
 TRAINED = parse_events([{"event": "fit", "model": {"class": "Functional", "name": "m"}}])

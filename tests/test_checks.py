@@ -31,7 +31,8 @@ from grader.checks.structural import (
     check_pooling_head,
 )
 from grader.rubric.schema import KNOWN_CHECKS, CheckSpec
-from grader.static.facts import StaticFacts, analyze_sources
+from grader.static.evidence import StaticFacts
+from grader.static.facts import analyze_sources
 from grader.static.keras_names import AUGMENTATION_CLASSES
 
 SPEC = CheckSpec(id="x", title="X", points=2.0, hint="do it")

@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from grader.static.facts import CodeRef, StaticFacts, analyze_notebook, analyze_sources
+from grader.static.evidence import CodeRef, StaticFacts
+from grader.static.facts import analyze_notebook, analyze_sources
 from grader.static.magics import neutralise_magics
 
 TF = "import tensorflow as tf\n"

@@ -56,7 +56,8 @@ from grader.results import (
 )
 from grader.rubric.schema import Rubric
 from grader.run.execute import Execution, RunSettings, run_notebook
-from grader.static.facts import StaticFacts, analyze_notebook
+from grader.static.evidence import StaticFacts
+from grader.static.facts import analyze_notebook
 
 FLAG_GRADER_FAILED = "grader_failed"
 """grader itself failed on this submission: the result is not stored, the next run retries."""

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from grader.results import CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
-from grader.static.facts import StaticFacts
+from grader.static.evidence import StaticFacts
 from grader.static.keras_names import BASE_MARKERS
 
 MAX_TREE_DEPTH = 16

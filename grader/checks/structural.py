@@ -10,7 +10,7 @@ from __future__ import annotations
 from grader.checks.facts import Facts, LayerNode, find_base, verdict
 from grader.results import SOURCE_NONE, SOURCE_RUNTIME, SOURCE_STATIC, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
-from grader.static.facts import CodeRef
+from grader.static.evidence import CodeRef
 from grader.static.keras_names import (
     IMAGENET_CLASSES,
     POOLING_CLASSES,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from grader.static.evidence import CodeRef, StaticFacts
 from grader.static.keras_names import (
     BASE_CLASS,
     FLATTEN_CLASS,
@@ -52,43 +52,6 @@ POOLING_OPTIONS = ("avg", "max")
 RESCALE_SCALE = 1 / 127.5
 RESCALE_OFFSET = -1.0
 TOLERANCE = 1e-6
-
-
-@dataclass
-class CodeRef:
-    """Source lines of one code cell that prove a fact."""
-
-    cell: int
-    """Index of the cell in ``nb.cells`` (0-based, markdown cells counted)."""
-    line: int
-    """First line of ``text`` within the cell (1-based)."""
-    text: str
-    """The whole statement, each line stripped of trailing whitespace."""
-
-
-@dataclass
-class StaticFacts:
-    """What the code of a notebook says, without running it."""
-
-    unparsable_cells: list[int] = field(default_factory=list)
-    magic_lines: list[CodeRef] = field(default_factory=list)
-    base_calls: list[CodeRef] = field(default_factory=list)
-    include_top: bool | None = None
-    include_top_ref: CodeRef | None = None
-    base_pooling: str | None = None
-    base_names: list[str] = field(default_factory=list)
-    frozen_before_fit: bool = False
-    freeze_ref: CodeRef | None = None
-    augmentation_layers: list[str] = field(default_factory=list)
-    augmentation_ref: CodeRef | None = None
-    augmentation_in_model: bool = False
-    augmentation_in_pipeline: bool = False
-    augmentation_use_ref: CodeRef | None = None
-    pooling_layers: list[str] = field(default_factory=list)
-    pooling_ref: CodeRef | None = None
-    flatten_used: bool = False
-    preprocess_input_used: bool = False
-    fit_refs: list[CodeRef] = field(default_factory=list)
 
 
 def _is_random(parts: list[str] | None) -> bool:
