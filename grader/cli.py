@@ -214,6 +214,46 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
 
 @main.command()
+@rubric_option
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(["quick", "check", "full"]),
+    multiple=True,
+    help="Modes to calibrate (repeatable; default: quick and check).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(2, 50),
+    default=None,
+    help="Runs of the reference per mode (default: as many as grading uses, 3).",
+)
+@cache_option
+def calibrate(
+    rubric_path: Path, modes: tuple[str, ...], seeds: int | None, cache: Path | None
+) -> None:
+    """Run the reference under several seeds and print the accuracy check's band.
+
+    Shows, per mode, the reference's figure for each seed, where full points start for a
+    head-only and for a fine-tuned solution, and warns when the spread is wider than the
+    tolerance: then the caps, not the student, decide the figure.
+
+    Example: grader calibrate --rubric rubrics/transfer_learning.toml --mode quick --seeds 5
+    """
+    from grader.batch.calibrate import calibrate as run_calibration
+    from grader.batch.calibrate import calibration_lines
+
+    try:
+        found = run_calibration(rubric_path, list(modes or ("quick", "check")), seeds, cache)
+    except GraderError as exc:
+        _fail(exc)
+        return
+    for calibration in found:
+        for line in calibration_lines(calibration):
+            click.echo(line)
+
+
+@main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @rubric_option
 @roster_option

@@ -94,3 +94,22 @@ def test_base_state_reads_the_weights_the_model_holds() -> None:
     _, other = small_model()
     renamed = {f"x_{name}": weights for name, weights in shipped.items()}
     assert base_state(other, renamed) is None  # not the shipped base: no finding
+
+
+def test_calibration_gives_the_band_per_basis_and_warns_when_the_draw_decides() -> None:
+    from grader.batch.calibrate import _calibration, calibration_lines
+    from grader.measure.reference import ReferenceFigures
+
+    seeds = [
+        {"seed": 1234, "final": 0.95, "head": 0.70},
+        {"seed": 1235, "final": 0.94, "head": 0.90},
+        {"seed": 1236, "final": 0.96, "head": 0.86},
+    ]
+    figures = ReferenceFigures("k", 0.95, None, 0.95, 60.0, [], seeds=seeds)
+    calibration = _calibration("quick", figures, ACC, images=320)
+    assert calibration.bars["final"].full_at == pytest.approx(0.94 - 0.05)
+    head_allowance = max(0.05, 2 * sampling_error(0.70, 320))  # 2 x 0.026 > 0.05
+    assert calibration.bars["head"].full_at == pytest.approx(0.70 - head_allowance)
+    assert len(calibration.warnings) == 1 and "head figures spread 20.0%" in calibration.warnings[0]
+    lines = calibration_lines(calibration)
+    assert "seed 1235: after the first fit 0.900, after the last 0.940" in lines

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,23 @@ def test_head_only_students_are_compared_with_the_head_only_reference(
             assert record["accuracy"]["basis"] == "final", record["student"]
             trained_base += 1
     assert head_only and trained_base  # the class has both
+
+
+def test_calibrate_prints_the_band_from_the_stored_reference_runs(graded: tuple[Path, str]) -> None:
+    rubric = Path(__file__).parent / "fixtures" / "rubric_fast.toml"
+    command = [
+        sys.executable,
+        "-m",
+        "grader",
+        "calibrate",
+        "--rubric",
+        str(rubric),
+        "--mode",
+        "quick",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert sum(line.strip().startswith("seed ") for line in lines) == 3
+    assert any(line.strip().startswith("final: reference") for line in lines)
+    assert any("full points from" in line for line in lines)

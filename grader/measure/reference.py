@@ -110,16 +110,19 @@ def load_or_run(
     kit_digest: str,
     mode: str,
     force: bool = False,
+    seeds: int = REFERENCE_SEEDS,
 ) -> ReferenceFigures:
-    """Stored figures when fresh, else run the reference now and store them."""
-    key = reference_key(rubric, kit_digest, mode, caps_text(settings))
+    """Stored figures when fresh, else run the reference now (``seeds`` times) and store
+    them."""
+    caps = caps_text(settings) + ("" if seeds == REFERENCE_SEEDS else f"|seeds={seeds}")
+    key = reference_key(rubric, kit_digest, mode, caps)
     stored = cache / REFERENCE_DIR / f"{key}.json"
     if stored.exists() and not force:
         try:
             return ReferenceFigures(**json.loads(stored.read_text()))
         except (ValueError, TypeError):
             pass  # a damaged record: run again
-    figures = run_reference(rubric, settings, key)
+    figures = run_reference(rubric, settings, key, seeds)
     atomic_write_text(stored, json.dumps(asdict(figures), indent=2))
     return figures
 
