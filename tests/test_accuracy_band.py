@@ -112,4 +112,4 @@ def test_calibration_gives_the_band_per_basis_and_warns_when_the_draw_decides() 
     assert calibration.bars["head"].full_at == pytest.approx(0.70 - head_allowance)
     assert len(calibration.warnings) == 1 and "head figures spread 20.0%" in calibration.warnings[0]
     lines = calibration_lines(calibration)
-    assert "seed 1235: after the first fit 0.900, after the last 0.940" in lines
+    assert "  seed 1235: after the first fit 0.900, after the last 0.940" in lines
