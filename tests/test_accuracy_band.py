@@ -11,8 +11,17 @@ import keras
 import pytest
 
 from grader.checks.accuracy import bar_for, check_accuracy, sampling_error
-from grader.checks.facts import BASIS_FINAL, BASIS_HEAD, Facts, ReferenceBand, parse_events
-from grader.measure.evaluator import BASE_CHANGED, BASE_UNCHANGED, base_state
+from grader.checks.facts import Facts, parse_events
+from grader.checks.measured import (
+    BASE_CHANGED,
+    BASE_UNCHANGED,
+    BASIS_FINAL,
+    BASIS_HEAD,
+    Measurement,
+    ReferenceBand,
+    parse_measurement,
+)
+from grader.measure.evaluator import base_state
 from grader.rubric.schema import CheckSpec
 from grader.static.evidence import StaticFacts
 
@@ -22,7 +31,7 @@ BAND = ReferenceBand(final=(0.95, 0.93, 0.96), head=(0.90, 0.88, 0.91))
 
 
 def facts(measured: float, base: str | None, images: int = 320, band=BAND) -> Facts:
-    answer = {"accuracy": measured, "images": images, "base": base, "error": None}
+    answer = Measurement(accuracy=measured, images=images, base=base)
     return Facts(
         static=StaticFacts(),
         events=TRAINED,
@@ -113,3 +122,16 @@ def test_calibration_gives_the_band_per_basis_and_warns_when_the_draw_decides() 
     assert len(calibration.warnings) == 1 and "head figures spread 20.0%" in calibration.warnings[0]
     lines = calibration_lines(calibration)
     assert "  seed 1235: after the first fit 0.900, after the last 0.940" in lines
+
+
+def test_the_evaluators_answer_is_parsed_as_hostile_input() -> None:
+    """It measured a student's file: anything out of type or range reads as absent."""
+    good = {"accuracy": 0.9, "images": 320, "rule": "logit", "base": "unchanged", "error": None}
+    assert parse_measurement(good) == Measurement(0.9, 320, "logit", BASE_UNCHANGED, None)
+    bad = {"accuracy": 1.5, "images": "320", "rule": "<b>", "base": True, "error": "x" * 5000}
+    parsed = parse_measurement(bad)
+    assert parsed is not None and (parsed.accuracy, parsed.images) == (None, 0)
+    assert parsed.rule is None and parsed.base is None and len(parsed.error or "") == 400
+    assert parse_measurement({"accuracy": float("nan")}).accuracy is None
+    assert parse_measurement(["not", "a", "dict"]).error  # type: ignore[arg-type]
+    assert parse_measurement(None) is None

@@ -24,6 +24,7 @@ from grader.checks.facts import (
     NamedModelEvent,
     parse_events,
 )
+from grader.checks.measured import Measurement
 from grader.checks.structural import (
     check_augmentation,
     check_base_frozen,
@@ -220,7 +221,7 @@ def test_self_reported_prefers_the_last_evaluate_after_the_last_fit() -> None:
     assert self_reported_accuracy(parse_events(events)) == 0.8
     assert self_reported_accuracy(parse_events(events[:2])) == 0.7
     facts = facts_for(None, events=events)
-    facts.measured = {"accuracy": 0.8, "images": 320}
+    facts.measured = Measurement(accuracy=0.8, images=320)
     result = check_accuracy(ACC, facts)
     assert result.score == pytest.approx(3.43, abs=0.01) and not result.passed
     assert result.source == "measured"
@@ -235,7 +236,7 @@ TRAINED = [
 
 def test_a_claim_far_from_the_measurement_is_flagged_and_earns_only_the_measured() -> None:
     facts = facts_for(None, events=TRAINED)
-    facts.measured, facts.reported, facts.printed = {"accuracy": 0.55, "images": 320}, 0.99, 0.99
+    facts.measured, facts.reported, facts.printed = Measurement(0.55, 320), 0.99, 0.99
     result = check_accuracy(ACC, facts)
     assert result.score == pytest.approx(0.57, abs=0.01)
     assert "reported 99.0% but the model measures 55.0%" in result.message
@@ -246,7 +247,7 @@ def test_a_claim_far_from_the_measurement_is_flagged_and_earns_only_the_measured
 
 def test_a_model_that_cannot_be_loaded_safely_is_unverified() -> None:
     facts = facts_for(None, events=TRAINED)
-    facts.measured = {"accuracy": None, "error": "Lambda layer refused"}
+    facts.measured = Measurement(error="Lambda layer refused")
     facts.reported = 0.99
     result = check_accuracy(ACC, facts)
     assert (result.score, result.source) == (0.0, "runtime")

@@ -16,10 +16,16 @@ from pathlib import Path
 
 from grader.batch.classrun import run_settings
 from grader.checks.accuracy import CHECK_ACCURACY, Bar, bar_for
-from grader.checks.facts import BASIS_FINAL, BASIS_HEAD, Facts
+from grader.checks.facts import Facts
+from grader.checks.measured import (
+    BASE_CHANGED,
+    BASE_UNCHANGED,
+    BASIS_FINAL,
+    BASIS_HEAD,
+    Measurement,
+)
 from grader.errors import UsageError
 from grader.kit.assets import default_cache_dir
-from grader.measure.evaluator import BASE_CHANGED, BASE_UNCHANGED
 from grader.measure.reference import REFERENCE_SEEDS, ReferenceFigures, load_or_run
 from grader.rubric.schema import CheckSpec, load_rubric
 from grader.static.evidence import StaticFacts
@@ -90,7 +96,7 @@ def _calibration(mode: str, figures: ReferenceFigures, spec: CheckSpec, images: 
             static=StaticFacts(),
             reference_accuracy=figures.accuracy,
             reference_band=band,
-            measured={"base": base, "images": images},
+            measured=Measurement(base=base, images=images),
         )
         bar = bar_for(spec, facts)
         if bar is not None and bar.basis == basis:

@@ -32,10 +32,10 @@ from grader.checks.facts import (
     FitEndEvent,
     FitEvent,
     ProbeEvent,
-    ReferenceBand,
     history_record,
     parse_events,
 )
+from grader.checks.measured import Measurement, ReferenceBand
 from grader.checks.notes import advise, find_notes
 from grader.checks.review import finalize, submission_late
 from grader.errors import SubmissionError
@@ -147,7 +147,7 @@ def evidence(
     static: StaticFacts,
     run: Execution,
     events: list[ProbeEvent],
-    measured: dict | None,
+    measured: Measurement | None,
     ctx: GradingContext,
 ) -> Facts:
     """All the evidence: the code, the probe's records, the measurement, the printed
@@ -237,13 +237,13 @@ def accuracy_figures(facts: Facts, rubric: Rubric) -> dict[str, float | str | No
     with the reference's seeds, what the figure was compared with (the basis, the
     reference's lowest and highest seed, where full points start)."""
     figures: dict[str, float | str | None] = {
-        "measured": (facts.measured or {}).get("accuracy"),
+        "measured": facts.measured_accuracy,
         "self_reported": facts.reported,
         "printed": facts.printed,
         "reference": facts.reference_accuracy,
     }
-    if facts.measured and facts.measured.get("error"):
-        figures["measured_error"] = facts.measured["error"]
+    if facts.measured is not None and facts.measured.error:
+        figures["measured_error"] = facts.measured.error
     spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)
     bar = bar_for(spec, facts) if spec is not None and facts.reference_band else None
     if bar is not None:

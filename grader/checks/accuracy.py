@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import nbformat
 
 from grader.checks.facts import (
-    BASIS_FINAL,
-    BASIS_HEAD,
     EvaluateEvent,
     Facts,
     FitEndEvent,
@@ -27,7 +25,7 @@ from grader.checks.facts import (
     ProbeEvent,
     verdict,
 )
-from grader.measure.evaluator import BASE_UNCHANGED
+from grader.checks.measured import BASE_UNCHANGED, BASIS_FINAL, BASIS_HEAD
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 from grader.static.keras_names import ACCURACY_METRICS
@@ -150,16 +148,15 @@ def bar_for(spec: CheckSpec, facts: Facts) -> Bar | None:
     """The bar for this submission: like with like, on a basis the trusted side confirmed
     (the evaluator found the base's weights unchanged: head only), the full-credit line
     below the reference's lowest seed by its tolerance or the holdout's sampling error."""
-    band, measured = facts.reference_band, facts.measured or {}
+    band, measured = facts.reference_band, facts.measured
     if band is None:
         ref = facts.reference_accuracy
         return None if ref is None else Bar(ref, ref, ref, 1, BASIS_FINAL, ref - spec.tolerance)
-    unchanged = measured.get("base") == BASE_UNCHANGED and bool(band.head)
+    unchanged = measured is not None and measured.base == BASE_UNCHANGED and bool(band.head)
     basis = BASIS_HEAD if unchanged else BASIS_FINAL
     figures = band.figures(basis)
     low = min(figures)
-    images = measured.get("images")
-    error = sampling_error(low, images if isinstance(images, int) else 0)
+    error = sampling_error(low, measured.images if measured is not None else 0)
     allowance = max(spec.tolerance, SAMPLING_ERRORS * error)
     median = statistics.median(figures)
     return Bar(median, low, max(figures), len(figures), basis, low - allowance)
@@ -169,7 +166,7 @@ def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
     """``accuracy_unverified`` / ``accuracy_mismatch`` for a model that trained."""
     if facts.first_fit is None:  # any accuracy it claims cannot come from a trained model
         return [FLAG_MISMATCH] if facts.claimed else []
-    measured = (facts.measured or {}).get("accuracy")
+    measured = facts.measured_accuracy
     if measured is None:
         return [FLAG_UNVERIFIED] if facts.first_fit is not None else []
     gaps = [abs(claim - measured) for claim in facts.claimed]
@@ -183,7 +180,7 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
         message = MSG_NO_TRAINING + _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_NONE, evidence, score=0.0)
     bar = bar_for(spec, facts)
-    measured = (facts.measured or {}).get("accuracy")
+    measured = facts.measured_accuracy
     if bar is None:
         return verdict(spec, MSG_NO_REFERENCE, SOURCE_NONE, evidence, score=0.0)
     if measured is not None:
@@ -196,7 +193,7 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
         return verdict(spec, MSG_NO_FIGURE, SOURCE_RUNTIME, evidence, score=0.0)
     message = _band_message("Self-reported", reported, bar, spec)
     credit = "" if spec.unverified_credit else "; the rubric gives no credit for it"
-    error = (facts.measured or {}).get("error") or "no saved model"
+    error = (facts.measured.error if facts.measured else None) or "no saved model"
     message += MSG_UNVERIFIED.format(error=error, credit=credit)
     score = score_from(reported, bar.full_at, spec) if spec.unverified_credit else 0.0
     return verdict(spec, message, SOURCE_RUNTIME, evidence, score=score)
@@ -213,7 +210,7 @@ def _band_message(kind: str, accuracy: float, bar: Bar, spec: CheckSpec) -> str:
 
 
 def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:
-    measured = (facts.measured or {}).get("accuracy")
+    measured = facts.measured_accuracy
     claims = [c for c in facts.claimed if measured is None or abs(c - measured) > spec.mismatch]
     if not claims:
         return ""
@@ -226,10 +223,10 @@ def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:
 
 def _accuracy_evidence(facts: Facts) -> list[Evidence]:
     lines = []
-    measured = (facts.measured or {}).get("accuracy")
+    measured = facts.measured_accuracy
     if measured is not None:
         lines.append(
-            f"measured on {facts.measured.get('images')} hidden holdout images: {measured:.4f}"
+            f"measured on {facts.measured.images} hidden holdout images: {measured:.4f}"
         )
     reported = self_reported_accuracy(facts.events)
     if reported is not None:

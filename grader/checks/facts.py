@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from grader.checks.measured import Measurement, ReferenceBand
 from grader.results import CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 from grader.static.evidence import StaticFacts
@@ -304,22 +305,6 @@ def find_base(model: LayerNode) -> LayerNode | None:
 # --- all the evidence, and the verdict -------------------------------------------------
 
 
-BASIS_HEAD, BASIS_FINAL = "head", "final"
-
-
-@dataclass(frozen=True)
-class ReferenceBand:
-    """The reference's measured figures over its seeds, per basis of comparison."""
-
-    final: tuple[float, ...]
-    """After its last ``fit``: the whole exercise, fine-tuning included."""
-    head: tuple[float, ...] = ()
-    """After its first ``fit``: the head trained on the frozen base (empty: not known)."""
-
-    def figures(self, basis: str) -> tuple[float, ...]:
-        return self.head if basis == BASIS_HEAD and self.head else self.final
-
-
 @dataclass
 class Facts:
     """All the evidence about one submission."""
@@ -334,12 +319,17 @@ class Facts:
     """The reference solution's figure students are scored against."""
     reference_band: ReferenceBand | None = None
     """The reference's figures over several seeds, per basis (None: the one figure)."""
-    measured: dict[str, Any] | None = None
-    """The trusted evaluator's answer (``accuracy`` or ``error``), None if not run."""
+    measured: Measurement | None = None
+    """The trusted evaluator's answer, None if nothing was measured."""
     printed: float | None = None
     """The last accuracy figure the notebook printed."""
     reported: float | None = None
     """The notebook's own evaluate/fit figure recorded by the probe."""
+
+    @property
+    def measured_accuracy(self) -> float | None:
+        """The holdout accuracy the trusted evaluator measured, if it could."""
+        return self.measured.accuracy if self.measured is not None else None
 
     @property
     def claimed(self) -> list[float]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from grader.checks.facts import CompileEvent, ProbeEvent
+from grader.checks.measured import Measurement, parse_measurement
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 from grader.run.threads import thread_env
 
@@ -213,17 +214,16 @@ class Measurer:
 
     settings: RunSettings
 
-    def measure(
-        self, model_path: Path | None, events: Sequence[ProbeEvent]
-    ) -> dict[str, Any] | None:
-        """The evaluator's answer for the saved model; None when the run saved none."""
+    def measure(self, model_path: Path | None, events: Sequence[ProbeEvent]) -> Measurement | None:
+        """The evaluator's answer for the saved model, parsed; None when the run saved none."""
         if model_path is None:
             return None
         holdout, threads = self.settings.kit.holdout, self.settings.threads
         hint = output_hint(events)
         weights = self.settings.kit.keras_home / "models"
         limit = self.settings.holdout_images
-        return evaluate(model_path, holdout, hint, threads, limit=limit, weights=weights)
+        answer = evaluate(model_path, holdout, hint, threads, limit=limit, weights=weights)
+        return parse_measurement(answer)
 
 
 def start_measuring(settings: RunSettings) -> Measurer:

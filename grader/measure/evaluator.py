@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grader.checks.measured import BASE_CHANGED, BASE_UNCHANGED
+
 BATCH_SIZE = 32
 DEFAULT_SIDE = 160
 TRACE_FROM_BATCHES = 3
@@ -35,7 +37,6 @@ KERAS_ROWS = (96, 128, 160, 192, 224)
 """Input sizes Keras ships MobileNetV2 weights for; any other size loads the 224 file."""
 BASE_FOUND_SHARE = 0.9
 """The share of the shipped base's weighted layers a model must hold to hold the base."""
-BASE_UNCHANGED, BASE_CHANGED = "unchanged", "changed"
 SERVE_FLAG = "--serve"
 ANSWER_PREFIX = "GRADER-EVALUATOR "
 """Marks the answer line: anything else a library prints on stdout is ignored."""

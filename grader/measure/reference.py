@@ -16,7 +16,8 @@ import nbformat
 
 from grader import __version__
 from grader.checks.accuracy import self_reported_accuracy
-from grader.checks.facts import FitEndEvent, ReferenceBand, history_record, parse_events
+from grader.checks.facts import FitEndEvent, history_record, parse_events
+from grader.checks.measured import Measurement, ReferenceBand
 from grader.errors import ReferenceRunError
 from grader.files import atomic_write_text, source_digest
 from grader.measure.client import close_shared, start_measuring
@@ -30,7 +31,7 @@ MSG_REFERENCE_FAILED = (
     "the reference notebook did not run cleanly, so it cannot set the bar: {detail}"
 )
 MSG_NO_ACCURACY = "the reference notebook ran but recorded no accuracy ({detail})"
-NOT_MEASURED = {"accuracy": None, "error": "no saved model"}
+NOT_MEASURED = Measurement(error="no saved model")
 REFERENCE_SEEDS = 3
 """Runs of the reference, each under another seed: its figure is a distribution."""
 
@@ -170,8 +171,8 @@ def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) 
             raise ReferenceRunError(MSG_REFERENCE_FAILED.format(detail=detail))
         events = parse_events(run.events)
         reported = self_reported_accuracy(events)
-        measured = measuring.measure(run.model_path, events) or dict(NOT_MEASURED)
-        final = measured.get("accuracy")
+        measured = measuring.measure(run.model_path, events) or NOT_MEASURED
+        final = measured.accuracy
         if final is None and (settings.kit.holdout is not None or reported is None):
             raise ReferenceRunError(MSG_NO_ACCURACY.format(detail=_failure(run, measured)))
         first_fit = run.root / "probe" / FIT_MODEL_FILE.format(n=1)
@@ -179,7 +180,7 @@ def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) 
         return {
             "seed": settings.probe.seed,
             "final": final,
-            "head": (head or {}).get("accuracy"),
+            "head": head.accuracy if head is not None else None,
             "reported": reported,
             "duration_s": run.duration_s,
             "history": [
@@ -192,6 +193,6 @@ def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) 
         run.cleanup()
 
 
-def _failure(run: Execution, measured: dict) -> str:
+def _failure(run: Execution, measured: Measurement) -> str:
     errors = "; ".join(f"cell {e.cell + 1}: {e.ename}: {e.evalue}" for e in run.errors[:3])
-    return "; ".join(run.messages) or errors or run.probe_error or str(measured.get("error"))
+    return "; ".join(run.messages) or errors or run.probe_error or str(measured.error)
