@@ -229,8 +229,9 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
     help="Runs of the reference per mode (default: as many as grading uses, 3).",
 )
 @cache_option
+@click.option("--force", is_flag=True, help="Run again even when stored runs exist.")
 def calibrate(
-    rubric_path: Path, modes: tuple[str, ...], seeds: int | None, cache: Path | None
+    rubric_path: Path, modes: tuple[str, ...], seeds: int | None, cache: Path | None, force: bool
 ) -> None:
     """Run the reference under several seeds and print the accuracy check's band.
 
@@ -244,7 +245,8 @@ def calibrate(
     from grader.batch.calibrate import calibration_lines
 
     try:
-        found = run_calibration(rubric_path, list(modes or ("quick", "check")), seeds, cache)
+        chosen = list(modes or ("quick", "check"))
+        found = run_calibration(rubric_path, chosen, seeds, cache, force=force)
     except GraderError as exc:
         _fail(exc)
         return

@@ -62,6 +62,8 @@ def test_a_trained_or_unknown_base_is_compared_with_the_whole_reference(base) ->
     result = check_accuracy(ACC, facts(0.86, base))
     assert not result.passed and 0 < result.score < 2.0
     assert "before fine-tuning" not in result.message
+    reason = "was trained too" if base == BASE_CHANGED else "could not find the pre-trained base"
+    assert reason in result.message  # the student is told why
 
 
 def test_the_full_credit_line_allows_the_holdouts_sampling_error_when_larger() -> None:
@@ -83,10 +85,12 @@ def test_a_reference_band_without_head_figures_compares_everyone_with_the_final_
     assert bar is not None and bar.basis == BASIS_FINAL and bar.low == 0.92
 
 
-def small_model(name: str = "base"):
+def small_model(name: str = "base", blocks: int = 1):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="Conv1")(inputs)
     x = keras.layers.BatchNormalization(name="bn_Conv1")(x)
+    for i in range(1, blocks):
+        x = keras.layers.Conv2D(4, 1, name=f"block_{i}_conv")(x)
     base = keras.Model(inputs, x, name=name)
     outer_in = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(base(outer_in))
@@ -103,6 +107,25 @@ def test_base_state_reads_the_weights_the_model_holds() -> None:
     _, other = small_model()
     renamed = {f"x_{name}": weights for name, weights in shipped.items()}
     assert base_state(other, renamed) is None  # not the shipped base: no finding
+
+
+def test_a_base_trained_then_partly_renamed_or_beside_a_trained_copy_reads_changed() -> None:
+    """``unchanged`` lowers the bar: a fine-tuned layer renamed out of the comparison, or a
+    shipped base kept untouched beside a trunk that learns, must not earn it."""
+    base, model = small_model(blocks=12)
+    shipped = {layer.name: layer.get_weights() for layer in base.layers}
+    assert base_state(model, shipped) == "unchanged"
+    base.get_layer("block_11_conv").name = "my_head_conv"  # trained, then renamed away
+    assert base_state(model, shipped) == "changed"
+    base, model = small_model()
+    shipped = {layer.name: layer.get_weights() for layer in base.layers}
+    inputs = keras.Input((8, 8, 3))
+    decoy = keras.layers.Conv2D(4, 3, name="my_trunk")(inputs)
+    pooled = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(base(inputs)), keras.layers.Flatten()(decoy)]
+    )
+    both = keras.Model(inputs, keras.layers.Dense(1)(pooled))
+    assert base_state(both, shipped) == "changed"  # a convolution of its own beside the base
 
 
 def test_calibration_gives_the_band_per_basis_and_warns_when_the_draw_decides() -> None:

@@ -242,6 +242,10 @@ def test_head_only_students_are_compared_with_the_head_only_reference(
 
 
 def test_calibrate_prints_the_band_from_the_stored_reference_runs(graded: tuple[Path, str]) -> None:
+    from grader.kit.assets import default_cache_dir
+
+    runs = default_cache_dir() / "reference"
+    stored = {path: path.stat().st_mtime_ns for path in runs.glob("*.json")}
     rubric = Path(__file__).parent / "fixtures" / "rubric_fast.toml"
     command = [
         sys.executable,
@@ -259,3 +263,5 @@ def test_calibrate_prints_the_band_from_the_stored_reference_runs(graded: tuple[
     assert sum(line.strip().startswith("seed ") for line in lines) == 3
     assert any(line.strip().startswith("final: reference") for line in lines)
     assert any("full points from" in line for line in lines)
+    after = {path: path.stat().st_mtime_ns for path in runs.glob("*.json")}
+    assert stored and after == stored  # the batch's stored runs were used, none run again

@@ -59,9 +59,10 @@ def calibrate(
     seeds: int | None = None,
     cache: Path | None = None,
     say: Callable[[str], None] = print,
+    force: bool = False,
 ) -> list[Calibration]:
-    """Run (or reuse) the reference ``seeds`` times per mode (None: as many times as
-    grading does); the band for each."""
+    """Run (or reuse, unless ``force``) the reference ``seeds`` times per mode (None: as
+    many times as grading does); the band for each."""
     seeds = seeds or REFERENCE_SEEDS
     rubric = load_rubric(rubric_path)
     spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)
@@ -74,7 +75,7 @@ def calibrate(
         settings, digest = run_settings(rubric, mode, cache, 1, say)
         say(f"[{mode}] the reference under {seeds} seeds (stored runs are reused)")
         figures = load_or_run(
-            rubric, settings, cache or default_cache_dir(), digest, mode, seeds=seeds
+            rubric, settings, cache or default_cache_dir(), digest, mode, force, seeds
         )
         holdout = settings.kit.holdout
         images = settings.holdout_images or _count_images(holdout)

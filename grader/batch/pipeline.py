@@ -248,7 +248,12 @@ def accuracy_figures(facts: Facts, rubric: Rubric) -> dict[str, float | str | No
     bar = bar_for(spec, facts) if spec is not None and facts.reference_band else None
     if bar is not None:
         figures.update(
-            basis=bar.basis, reference_low=bar.low, reference_high=bar.high, full_at=bar.full_at
+            reference=bar.reference,
+            reference_final=facts.reference_accuracy,
+            basis=bar.basis,
+            reference_low=bar.low,
+            reference_high=bar.high,
+            full_at=bar.full_at,
         )
     return figures
 

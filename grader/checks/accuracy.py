@@ -25,7 +25,7 @@ from grader.checks.facts import (
     ProbeEvent,
     verdict,
 )
-from grader.checks.measured import BASE_UNCHANGED, BASIS_FINAL, BASIS_HEAD
+from grader.checks.measured import BASE_CHANGED, BASE_UNCHANGED, BASIS_FINAL, BASIS_HEAD
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 from grader.static.keras_names import ACCURACY_METRICS
@@ -53,6 +53,14 @@ PHASE = {BASIS_HEAD: ", before fine-tuning", BASIS_FINAL: ""}
 MSG_BASIS_HEAD = (
     " The model's base still has its pre-trained weights (the grader compared them), so "
     "it is compared with the reference trained the same way: the head alone."
+)
+MSG_BASIS_CHANGED = (
+    " The model's base was trained too (its weights differ from the pre-trained ones), so "
+    "it is compared with the whole reference, fine-tuning included."
+)
+MSG_BASIS_UNKNOWN = (
+    " The grader could not find the pre-trained base in the saved model, so it is compared "
+    "with the whole reference, fine-tuning included."
 )
 SAMPLING_ERRORS = 2
 """The full-credit line sits this many holdout sampling errors (at least the rubric's
@@ -184,7 +192,8 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     if bar is None:
         return verdict(spec, MSG_NO_REFERENCE, SOURCE_NONE, evidence, score=0.0)
     if measured is not None:
-        message = _band_message("Measured", measured, bar, spec)
+        base = facts.measured.base if facts.measured is not None else None
+        message = _band_message("Measured", measured, bar, spec, base)
         score = score_from(measured, bar.full_at, spec)
         message += _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
@@ -199,14 +208,21 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     return verdict(spec, message, SOURCE_RUNTIME, evidence, score=score)
 
 
-def _band_message(kind: str, accuracy: float, bar: Bar, spec: CheckSpec) -> str:
+def _basis_reason(bar: Bar, base: str | None) -> str:
+    if bar.basis == BASIS_HEAD:
+        return MSG_BASIS_HEAD
+    return MSG_BASIS_CHANGED if base == BASE_CHANGED else MSG_BASIS_UNKNOWN
+
+
+def _band_message(
+    kind: str, accuracy: float, bar: Bar, spec: CheckSpec, base: str | None = None
+) -> str:
     figures = {"kind": kind, "accuracy": accuracy, "reference": bar.reference}
     limits = {"full": bar.full_at, "floor": spec.floor}
     if bar.seeds == 1:
         return MSG_BAND.format(**figures, **limits)
     spread = {"low": bar.low, "high": bar.high, "seeds": bar.seeds, "phase": PHASE[bar.basis]}
-    basis = MSG_BASIS_HEAD if bar.basis == BASIS_HEAD else ""
-    return MSG_BAND_SEEDS.format(**figures, **spread, **limits) + basis
+    return MSG_BAND_SEEDS.format(**figures, **spread, **limits) + _basis_reason(bar, base)
 
 
 def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:

@@ -35,6 +35,8 @@ WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_to
 """The base's weight file, as Keras names it in its cache (the kit's, or a course's)."""
 KERAS_ROWS = (96, 128, 160, 192, 224)
 """Input sizes Keras ships MobileNetV2 weights for; any other size loads the 224 file."""
+CONVOLUTION = "Conv"
+"""A layer class with this in its name learns features (Conv2D, DepthwiseConv2D, ...)."""
 BASE_FOUND_SHARE = 0.9
 """The share of the shipped base's weighted layers a model must hold to hold the base."""
 SERVE_FLAG = "--serve"
@@ -162,27 +164,45 @@ def _leaf_layers(layer: Any) -> list[Any]:
 
 def base_state(model: Any, shipped: dict[str, list[Any]]) -> str | None:
     """``unchanged`` when the model holds the shipped base with the weights it shipped
-    with (the base never trained: a head-only solution), ``changed`` when it holds the
-    base with other weights (fine-tuned, or trained from the start), None when the model
-    does not hold that base. Decided from the saved weights alone, whatever the notebook
-    claims."""
-    import numpy as np
-
+    with and nothing else that learns features (the base never trained: a head-only
+    solution); ``changed`` when it holds the base otherwise (fine-tuned, trained from the
+    start, a layer of it missing, renamed or twice, a convolution of its own beside it);
+    None when it does not hold that base. Decided from the saved weights alone, whatever
+    the notebook claims; ``unchanged`` lowers the bar, so every doubt reads ``changed``."""
     expected = {name: weights for name, weights in shipped.items() if weights}
-    found = changed = 0
+    seen: dict[str, int] = {}
+    changed = False
     for layer in _leaf_layers(model):
         weights = expected.get(layer.name)
         if weights is None:
+            changed = changed or (CONVOLUTION in type(layer).__name__ and bool(layer.weights))
             continue
-        found += 1
-        mine = layer.get_weights()
-        same = len(mine) == len(weights) and all(
-            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, weights, strict=True)
-        )
-        changed += not same
-    if not expected or found < BASE_FOUND_SHARE * len(expected):
+        seen[layer.name] = seen.get(layer.name, 0) + 1
+        changed = changed or not _same_weights(layer.get_weights(), weights)
+    if not expected or len(seen) < BASE_FOUND_SHARE * len(expected):
         return None
-    return BASE_CHANGED if changed else BASE_UNCHANGED
+    whole = len(seen) == len(expected) and all(count == 1 for count in seen.values())
+    return BASE_UNCHANGED if whole and not changed else BASE_CHANGED
+
+
+def _same_weights(mine: list[Any], shipped: list[Any]) -> bool:
+    import numpy as np
+
+    return len(mine) == len(shipped) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, shipped, strict=True)
+    )
+
+
+def _base_state(model: Any, shipped: ShippedBase | None, side: tuple[int, int]) -> str | None:
+    """:func:`base_state` against the shipped file Keras would have loaded for this input
+    (224 for a size it ships none for, or a non-square input); None if it cannot tell."""
+    if shipped is None:
+        return None
+    try:
+        layers = shipped.layers(side[0] if side[0] == side[1] else 224)
+        return base_state(model, layers) if layers else None
+    except Exception:  # a damaged weight file costs the comparison, never the measurement
+        return None
 
 
 def measure(
@@ -206,8 +226,7 @@ def measure(
     rule, side = _output_rule(model, hint), _input_side(model)
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
-    layers = shipped.layers(side[0]) if shipped is not None else None
-    base = base_state(model, layers) if layers else None
+    base = _base_state(model, shipped, side)
     batches = images_of.batches(side, limit)
     predict = _predictor(model, batches)
     correct = total = 0

@@ -17,7 +17,7 @@ import nbformat
 from grader import __version__
 from grader.checks.accuracy import self_reported_accuracy
 from grader.checks.facts import FitEndEvent, history_record, parse_events
-from grader.checks.measured import Measurement, ReferenceBand
+from grader.checks.measured import BASE_UNCHANGED, Measurement, ReferenceBand
 from grader.errors import ReferenceRunError
 from grader.files import atomic_write_text, source_digest
 from grader.measure.client import close_shared, start_measuring
@@ -180,7 +180,7 @@ def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) 
         return {
             "seed": settings.probe.seed,
             "final": final,
-            "head": head.accuracy if head is not None else None,
+            "head": head.accuracy if head is not None and head.base == BASE_UNCHANGED else None,
             "reported": reported,
             "duration_s": run.duration_s,
             "history": [
