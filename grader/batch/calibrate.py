@@ -32,6 +32,10 @@ from grader.static.evidence import StaticFacts
 
 MSG_NO_ACCURACY_CHECK = "the rubric has no accuracy check: there is nothing to calibrate"
 MSG_NO_REFERENCE = "calibrating needs the rubric's reference notebook ([reference] notebook)"
+MSG_HEAD_UNUSED = (
+    "warning: the head-only figures spread too widely to set a bar: head-only solutions "
+    "are compared with the whole reference, fine-tuning included"
+)
 MSG_WIDE = (
     "warning: the reference's {basis} figures spread {width:.1%} over {seeds} seeds, wider "
     "than the tolerance ({tolerance:.1%}): under these caps the figure depends on the draw; "
@@ -102,13 +106,17 @@ def _calibration(mode: str, figures: ReferenceFigures, spec: CheckSpec, images: 
         bar = bar_for(spec, facts)
         if bar is not None and bar.basis == basis:
             bars[basis] = bar
-    warnings = [
-        MSG_WIDE.format(
-            basis=basis, width=bar.high - bar.low, seeds=bar.seeds, tolerance=spec.tolerance
-        )
-        for basis, bar in bars.items()
-        if bar.high - bar.low > spec.tolerance
-    ]
+    warnings = []
+    for basis, values in (("head", band.head), ("final", band.final)) if band else ():
+        width = max(values) - min(values) if values else 0.0
+        if width > spec.tolerance:
+            warnings.append(
+                MSG_WIDE.format(
+                    basis=basis, width=width, seeds=len(values), tolerance=spec.tolerance
+                )
+            )
+    if band and band.head and BASIS_HEAD not in bars:
+        warnings.append(MSG_HEAD_UNUSED)
     return Calibration(mode, figures, bars, images, warnings)
 
 

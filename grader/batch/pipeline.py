@@ -244,6 +244,8 @@ def accuracy_figures(facts: Facts, rubric: Rubric) -> dict[str, float | str | No
     }
     if facts.measured is not None and facts.measured.error:
         figures["measured_error"] = facts.measured.error
+    if facts.measured is not None and facts.measured.base is not None:
+        figures["base"] = facts.measured.base
     spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)
     bar = bar_for(spec, facts) if spec is not None and facts.reference_band else None
     if bar is not None:

@@ -62,6 +62,14 @@ MSG_BASIS_UNKNOWN = (
     " The grader could not find the pre-trained base in the saved model, so it is compared "
     "with the whole reference, fine-tuning included."
 )
+MSG_BASIS_WIDE = (
+    " Its base still has its pre-trained weights, but under these caps the reference's "
+    "own head-only figures spread too widely ({low:.1%}-{high:.1%}) to set a bar, so it is "
+    "compared with the whole reference, fine-tuning included."
+)
+BASIS_SPREAD_TOLERANCES = 2
+"""A basis whose reference figures spread wider than this many tolerances sets no bar: its
+lowest seed would let anything pass (a reference phase the caps leave unconverged)."""
 SAMPLING_ERRORS = 2
 """The full-credit line sits this many holdout sampling errors (at least the rubric's
 tolerance) below the reference's lowest seed."""
@@ -145,6 +153,8 @@ class Bar:
     """``head`` (before fine-tuning) or ``final``."""
     full_at: float
     """Full points from this figure."""
+    too_wide: tuple[float, float] | None = None
+    """The head-only reference's spread, when it was too wide to use (then ``final``)."""
 
 
 def sampling_error(accuracy: float, images: int) -> float:
@@ -161,13 +171,16 @@ def bar_for(spec: CheckSpec, facts: Facts) -> Bar | None:
         ref = facts.reference_accuracy
         return None if ref is None else Bar(ref, ref, ref, 1, BASIS_FINAL, ref - spec.tolerance)
     unchanged = measured is not None and measured.base == BASE_UNCHANGED and bool(band.head)
+    too_wide = None
+    if unchanged and max(band.head) - min(band.head) > BASIS_SPREAD_TOLERANCES * spec.tolerance:
+        unchanged, too_wide = False, (min(band.head), max(band.head))
     basis = BASIS_HEAD if unchanged else BASIS_FINAL
     figures = band.figures(basis)
     low = min(figures)
     error = sampling_error(low, measured.images if measured is not None else 0)
     allowance = max(spec.tolerance, SAMPLING_ERRORS * error)
     median = statistics.median(figures)
-    return Bar(median, low, max(figures), len(figures), basis, low - allowance)
+    return Bar(median, low, max(figures), len(figures), basis, low - allowance, too_wide)
 
 
 def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
@@ -211,6 +224,8 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
 def _basis_reason(bar: Bar, base: str | None) -> str:
     if bar.basis == BASIS_HEAD:
         return MSG_BASIS_HEAD
+    if bar.too_wide is not None:
+        return MSG_BASIS_WIDE.format(low=bar.too_wide[0], high=bar.too_wide[1])
     return MSG_BASIS_CHANGED if base == BASE_CHANGED else MSG_BASIS_UNKNOWN
 
 
