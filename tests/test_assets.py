@@ -12,7 +12,7 @@ import pytest
 from grader.errors import AssetKitError
 from grader.kit.assets import Kit, course_kit, prepare_keras_home
 from grader.measure.client import MSG_NO_HOLDOUT, evaluate
-from grader.run.execute import collect_errors, strip_ansi
+from grader.run.capture import collect_errors, strip_ansi
 
 
 def fake_kit(tmp_path: Path) -> Kit:

@@ -10,9 +10,9 @@ import pytest
 
 from grader.checks.accuracy import (
     accuracy_flags,
-    band_score,
     check_accuracy,
     printed_accuracy,
+    score_from,
     self_reported_accuracy,
 )
 from grader.checks.dispatch import CHECKS, decide
@@ -202,7 +202,7 @@ def test_static_evidence_decides_when_training_never_happened() -> None:
     [(0.95, 4.0), (0.85, 4.0), (0.849, 3.99), (0.675, 2.0), (0.5, 0.0), (0.3, 0.0)],
 )
 def test_accuracy_bands(accuracy: float, points: float) -> None:
-    assert band_score(accuracy, 0.9, ACC) == pytest.approx(points, abs=0.01)
+    assert score_from(accuracy, 0.9 - ACC.tolerance, ACC) == pytest.approx(points, abs=0.01)
 
 
 def test_never_trained_earns_no_accuracy_even_if_it_evaluated_high() -> None:

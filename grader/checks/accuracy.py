@@ -125,11 +125,6 @@ def printed_accuracy(nb: nbformat.NotebookNode) -> float | None:
     return found
 
 
-def band_score(accuracy: float, reference: float, spec: CheckSpec) -> float:
-    """Points for ``accuracy`` under the rubric's bands, against one reference figure."""
-    return score_from(accuracy, reference - spec.tolerance, spec)
-
-
 def score_from(accuracy: float, full_at: float, spec: CheckSpec) -> float:
     """Full points from ``full_at``, falling linearly to none at the rubric's floor."""
     if accuracy <= spec.floor:

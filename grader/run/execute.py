@@ -33,7 +33,6 @@ from grader.results import CellError
 from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
-from grader.run.capture import strip_ansi as strip_ansi  # where tests and benches look
 from grader.run.sandbox import KernelLimits, KernelSandbox, make_run_folder
 from grader.run.threads import thread_env
 
