@@ -10,6 +10,12 @@ cells, are graded with a first cell ``keras.utils.set_random_seed(k)`` for sever
 * ``full``: the course rubric uncapped (slow: fewer seeds);
 * ``test``: the test rubric's caps (``tests/fixtures/rubric_fast.toml``, quick).
 
+``--kit`` grades with another build of the offline kit, made once into
+``OUT/kits/<name>/`` (its own cache, so its reference runs too): ``threads1`` builds it
+with one compute thread, ``pretrain2`` from another pre-training seed (the images are
+the same). A student's self-check on a laptop and the instructor's batch on a server
+use different builds; their verdicts must agree.
+
 Each mode grades one folder through the library's ``grade_class`` into
 ``OUT/<mode>/``, so a stopped run resumes where it stopped (the results store) and a
 second run only prints. It prints per variant the accuracy points across seeds and,
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +62,12 @@ MODES = {
     "test": (TEST_RUBRIC, MODE_QUICK),
 }
 SEPARATOR = "__seed"
+KIT_BUILDS = {
+    "default": {},
+    "threads1": dict.fromkeys(("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"), "1"),
+    "pretrain2": {"GRADER_KIT_PRETRAIN_SEED": "7"},
+}
+"""The environment each kit build is made in (``default``: this machine's own)."""
 
 Cells = list[str]
 Edit = Callable[[Cells], Cells]
@@ -247,6 +260,28 @@ class Run:
     seed, the sampling error); None when nothing was measured."""
 
 
+def use_kit(name: str, out: Path) -> Path:
+    """Build kit ``name`` (once) into its own cache and grade with it from now on;
+    returns the folder this kit's results go into."""
+    if name == "default":
+        return out
+    from grader.kit.assets import CACHE_ENV, ensure_kit
+
+    cache = out / "kits" / name
+    saved = {key: os.environ.get(key) for key in KIT_BUILDS[name]}
+    os.environ.update(KIT_BUILDS[name])
+    try:
+        ensure_kit(cache, progress=lambda line: print(f"[kit {name}] {line}", flush=True))
+    finally:  # the build's environment only: kernels keep their own thread settings
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+    os.environ[CACHE_ENV] = str(cache)
+    return out / f"kit-{name}"
+
+
 def grade_mode(
     mode: str,
     variants: list[Variant],
@@ -335,14 +370,17 @@ def main() -> None:
     parser.add_argument(
         "--rubric", type=Path, help="grade every mode with this rubric (candidate caps)"
     )
+    parser.add_argument("--kit", choices=sorted(KIT_BUILDS), default="default")
     args = parser.parse_args()
     variants = [v for v in VARIANTS if not args.subset or v.name in SUBSET]
+    args.out = use_kit(args.kit, args.out)
     totals = []
     for mode in args.modes.split(","):
         seeds = [int(s) for s in (args.full_seeds if mode == "full" else args.seeds).split(",")]
         runs = grade_mode(mode, variants, seeds, args.out, args.workers, args.rubric)
         totals.append(report(mode, runs, variants))
     print("\n" + json.dumps(totals, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "totals.json").write_text(json.dumps(totals, indent=1) + "\n")
 
 
