@@ -42,18 +42,15 @@ def records(out: Path) -> list[dict[str, Any]]:
 
 
 def verdict(record: dict[str, Any]) -> dict[str, Any]:
-    """What the batch decided for one student, less what depends on the machine: the
-    accuracy check's pass/fail follows a trained figure, which differs between machines,
-    kit builds and thread counts, so only its source is compared here (the accuracy
-    figures are asserted by behaviour below, and their spread in
-    ``bench/accuracy_stability.py``)."""
+    """What the batch decided for one student, the accuracy check's pass/fail included:
+    with the kit's readout and the 60-step head budget, correct work measures 0.97-0.99
+    and the full-credit line sits near 0.93 on every seed, thread count and kit build
+    measured (``bench/accuracy_stability.py``), so the verdict no longer follows the
+    machine. The figures themselves do, and are not compared."""
     return {
         "status": record["status"],
         "flags": sorted(record["flags"]),
-        "checks": {
-            c["id"]: [None if c["id"] == "accuracy" else c["passed"], c["source"]]
-            for c in record["checks"]
-        },
+        "checks": {c["id"]: [c["passed"], c["source"]] for c in record["checks"]},
         "structural_score": sum(c["score"] for c in record["checks"] if c["id"] != "accuracy"),
     }
 
@@ -64,6 +61,21 @@ def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
     if os.environ.get("GRADER_UPDATE_EXPECTED"):
         EXPECTED.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
     assert actual == json.loads(EXPECTED.read_text())
+
+
+def test_every_correct_sample_student_gets_full_accuracy_credit(graded: tuple[Path, str]) -> None:
+    """The students whose intended verdicts say "Correct" (tutorial-like, Keras 3,
+    Sequential with Rescaling, pooling on the base with augmentation in the pipeline,
+    global max pooling) each earn the accuracy check's full points, above its line."""
+    intended = json.loads((EXPECTED.parent / "sample_class_intended.json").read_text())
+    correct = [s for s, v in intended.items() if v["notes"].startswith("Correct")]
+    by_student = {r["student"]: r for r in records(graded[0])}
+    assert len(correct) == 5
+    for student in correct:
+        accuracy = next(c for c in by_student[student]["checks"] if c["id"] == "accuracy")
+        assert accuracy["passed"] and accuracy["score"] == accuracy["max_score"], student
+        figures = by_student[student]["accuracy"]
+        assert figures["measured"] >= figures["full_at"], student
 
 
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
