@@ -42,7 +42,7 @@ def test_course_rubric_loads_with_every_check() -> None:
 def test_minimal_rubric_gets_defaults(tmp_path: Path) -> None:
     rubric = load_rubric(write(tmp_path, MINIMAL))
     assert rubric.limits.cell_timeout_s == 240
-    assert (rubric.quick.max_epochs, rubric.quick.later_fit_steps) == (6, 2)
+    assert (rubric.quick.max_epochs, rubric.quick.later_fit_steps) == (4, 2)
     assert rubric.checks[0].title == "base_frozen"
 
 
