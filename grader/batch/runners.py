@@ -258,6 +258,7 @@ def _drive(
                 job.alone = True  # its worker died beside others: find out alone
                 queue.append(job)
                 continue
+            result = result.encodable()  # as stored and written, whatever the kernel said
             if FLAG_GRADER_FAILED not in result.flags:
                 store.put(job.key, result)
             progress.finish(result)

@@ -25,7 +25,7 @@ from pathlib import Path
 from grader import __version__
 from grader.errors import StoreError
 from grader.files import PACKAGE, source_digest
-from grader.results import SubmissionResult
+from grader.results import SubmissionResult, encodable
 
 STORE_FILE = "results.sqlite"
 SCHEMA = """
@@ -162,15 +162,20 @@ class ResultsStore:
         return found
 
     def put(self, key: str, result: SubmissionResult) -> None:
-        """Store one finished submission (one transaction: all of it or nothing)."""
-        record = json.dumps(result.to_record(), ensure_ascii=False)
+        """Store one finished submission (one transaction: all of it or nothing).
+
+        Every string is written encodable (:func:`~grader.results.encodable`): text a
+        kernel made (a lone surrogate) can cost neither the row nor the batch."""
+        record = encodable(json.dumps(result.to_record(), ensure_ascii=False))
+        student, file = encodable(result.student), encodable(result.file)
+        status = encodable(result.status)
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
                     "INSERT OR REPLACE INTO results (key, student, file, status, record)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (key, result.student, result.file, result.status, record),
+                    (key, student, file, status, record),
                 )
         except sqlite3.Error as exc:
             raise StoreError(MSG_STORE.format(path=self.path, detail=exc)) from exc
