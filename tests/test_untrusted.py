@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import zipfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from grader.batch.pipeline import GradingContext
 from grader.batch.progress import Progress
-from grader.batch.runners import Job, run_batch
-from grader.batch.store import ResultsStore
+from grader.batch.runners import Job, grade_task, plan_jobs, run_batch
+from grader.batch.store import BatchKey, ResultsStore
 from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
+from grader.errors import SubmissionsError
+from grader.intake.lms import Intake, gather
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
+from grader.rubric.schema import load_rubric
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
 
 LONE = "\ud800"
 """A lone surrogate: Python holds it, UTF-8 and SQLite cannot."""
@@ -127,3 +138,77 @@ def test_a_kernels_lone_surrogate_costs_neither_the_batch_nor_the_outputs(tmp_pa
     back = read_results_jsonl(tmp_path / "results.jsonl")
     assert back[0].message == "name \ufffd"
     assert json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])["student"] == "a"
+
+
+# --- 2. file names that are not UTF-8 ---------------------------------------------------
+
+NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+"""A notebook with no cells: graded ``invalid`` at once, no kernel started."""
+
+
+class _InProcess(_Ready):
+    """The real per-job task (:func:`grade_task`), run here instead of in a worker."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def submit(self, job: Job, ctx: Any) -> Future[SubmissionResult]:
+        future: Future[SubmissionResult] = Future()
+        future.set_result(grade_task(job.path, ctx, job.student))
+        return future
+
+
+def _context() -> GradingContext:
+    rubric = load_rubric(ROOT / "rubrics" / "transfer_learning.toml")
+    return GradingContext(rubric, None, None, None, "quick")  # type: ignore[arg-type]
+
+
+def _grade_all(intake: Intake, out: Path) -> list[SubmissionResult]:
+    jobs = plan_jobs(intake, KEY)
+    with ResultsStore(out / "results.sqlite") as store:
+        progress = Progress(len(jobs), 1, stream=io.StringIO())
+        results = run_batch(jobs, _context(), _InProcess, store, progress)
+        assert store.count() == len(jobs)
+    return results
+
+
+def test_a_folder_entry_with_undecodable_bytes_is_that_students_row(tmp_path: Path) -> None:
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    Path(os.fsdecode(bytes(folder) + b"/caf\xe9.ipynb")).write_text(NOTEBOOK)
+    (folder / "ok.ipynb").write_text(NOTEBOOK)
+    results = _grade_all(gather(folder, tmp_path / "out"), tmp_path)
+    assert sorted(r.file for r in results) == ["café.ipynb", "ok.ipynb"]
+    assert {r.status for r in results} == {"invalid"}
+    assert all(_encodes(r.student + r.file + r.message) for r in results)
+
+
+def _misflagged_zip(path: Path) -> Path:
+    """A zip whose entry ``caf??.ipynb`` says UTF-8 over Latin-1 bytes (as some tools
+    write), beside an ordinary entry."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        bundle.writestr("café.ipynb", NOTEBOOK)  # non-ASCII: the UTF-8 flag is set
+        bundle.writestr("ok.ipynb", NOTEBOOK)
+    data = path.read_bytes().replace("café".encode(), b"caf\xe9\xe9")  # same length
+    path.write_bytes(data)
+    return path
+
+
+def test_a_zip_whose_names_wrongly_claim_utf8_is_graded_not_refused(tmp_path: Path) -> None:
+    archive = _misflagged_zip(tmp_path / "class.zip")
+    with pytest.raises(UnicodeDecodeError):
+        zipfile.ZipFile(archive)  # what stopped the batch before any student
+    intake = gather(archive, tmp_path / "out")
+    assert intake.problems == []
+    names = sorted(entry.path.name for entry in intake.entries)
+    assert names == ["cafΘΘ.ipynb", "ok.ipynb"]  # the bytes read as CP437
+    assert all(entry.path.read_text() == NOTEBOOK for entry in intake.entries)
+    results = _grade_all(intake, tmp_path)
+    assert {r.status for r in results} == {"invalid"}
+
+
+def test_a_zip_that_is_not_one_is_still_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "class.zip"
+    broken.write_bytes(b"PK\x05\x06" + b"\0" * 10)
+    with pytest.raises(SubmissionsError, match="not a readable zip"):
+        gather(broken, tmp_path / "out")

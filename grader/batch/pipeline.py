@@ -52,6 +52,7 @@ from grader.results import (
     STATUS_TRUNCATED,
     CheckResult,
     SubmissionResult,
+    encodable,
     total_score,
 )
 from grader.rubric.schema import Rubric
@@ -125,7 +126,7 @@ def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded
         return Graded(refused(path, ctx, exc.status, str(exc), student, start))
     static = analyze_notebook(submission.nb)
     measuring = start_measuring(ctx.settings)  # its evaluator loads while the notebook runs
-    run = run_notebook(submission.nb, path.name, ctx.settings)
+    run = run_notebook(submission.nb, encodable(path.name), ctx.settings)
     try:
         events = parse_events(run.events)
         measured = measuring.measure(run.model_path, events)
@@ -176,7 +177,7 @@ def assemble(
     final score (:func:`~grader.checks.review.finalize`)."""
     return SubmissionResult(
         student=submission.student,
-        file=submission.path.name,
+        file=encodable(submission.path.name),
         sha256=submission.sha256,
         status=run_status(run),
         score=round(total_score(checks), 2),
@@ -321,7 +322,7 @@ def refused(
     except OSError:
         digest = ""
     result = SubmissionResult.without_results(
-        student or student_id(path), path.name, digest, status, message
+        student or student_id(path), encodable(path.name), digest, status, message
     )
     result.max_score = ctx.rubric.max_score
     result.duration_s = round(time.monotonic() - start, 2)
