@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import zipfile
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from grader.batch.classrun import rebuild_outputs
 from grader.batch.pipeline import GradingContext
 from grader.batch.progress import Progress
 from grader.batch.runners import Job, grade_task, plan_jobs, run_batch
@@ -212,3 +214,64 @@ def test_a_zip_that_is_not_one_is_still_a_clear_error(tmp_path: Path) -> None:
     broken.write_bytes(b"PK\x05\x06" + b"\0" * 10)
     with pytest.raises(SubmissionsError, match="not a readable zip"):
         gather(broken, tmp_path / "out")
+
+
+# --- 3. a field of the wrong type in a stored result -------------------------------------
+
+
+def _stored(out: Path, results: list[SubmissionResult], edits: dict[str, dict]) -> None:
+    """``results.jsonl`` as grader wrote it, then some records' fields changed on disk."""
+    write_results_jsonl(results, out / "results.jsonl")
+    lines = []
+    for line in (out / "results.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        record.update(edits.get(record["student"], {}))
+        lines.append(json.dumps(record))
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_one_bad_record_is_that_students_error_page_never_the_class(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    bad_model = {"class": "Functional", "name": "m", "layers": [{"params_trainable": "12x"}, "a"]}
+    edits = {
+        "model": {"model": bad_model},  # a parameter count that is a string
+        "score": {
+            "duration_s": "slow",
+            "checks": [
+                {"id": "c", "passed": True, "score": "x", "max_score": 1.0, "message": "ok"}
+            ],
+        },
+        "late": {"late": {"penalty": 1.0}},  # sound types, but a page cannot be drawn
+    }
+    _stored(out, [result(s) for s in ["fine", *edits]], edits)
+    rubric = ROOT / "rubrics" / "transfer_learning.toml"
+    outcome = rebuild_outputs(out, rubric, None, say=lambda _: None)
+    reports = {p.stem: p.read_text() for p in (out / "reports").glob("*.html")}
+    assert sorted(reports) == ["fine", "late", "model", "score"]
+    by_student = {r["student"]: r for r in map(json.loads, _lines(out / "results.jsonl"))}
+    assert by_student["model"]["status"] == "graded"
+    assert by_student["model"]["model"]["layers"][0]["params_trainable"] == 0
+    assert by_student["score"]["status"] == "error"
+    assert "duration_s is not a number" in by_student["score"]["message"]
+    assert "cannot be shown" in reports["late"] and "cannot be shown" in reports["score"]
+    index = (out / "index.html").read_text()
+    assert all(name in index for name in ["fine", "late", "model", "score"])
+    assert len(outcome.results) == 4
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_stored_row_of_the_wrong_types_comes_back_as_that_students_error(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as store:
+        store.put("k", result("s"))
+    record = result("s").to_record()
+    record["checks"][0]["score"] = "x"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE results SET record = ? WHERE key = 'k'", (json.dumps(record),))
+    with ResultsStore(path) as store:
+        back = store.finished(["k"])["k"]
+    assert back.status == "error" and back.student == "s" and "check 'c'" in back.message

@@ -25,6 +25,7 @@ from pathlib import Path
 from grader import __version__
 from grader.errors import StoreError
 from grader.files import PACKAGE, source_digest
+from grader.outputs.readback import well_formed
 from grader.results import SubmissionResult, encodable
 
 STORE_FILE = "results.sqlite"
@@ -157,7 +158,7 @@ class ResultsStore:
             ).fetchall()
             for key, record in rows:
                 try:
-                    found[key] = SubmissionResult.from_record(json.loads(record))
+                    found[key] = well_formed(SubmissionResult.from_record(json.loads(record)))
                 except (ValueError, TypeError):
                     continue  # written by another grader version: grade again
         return found

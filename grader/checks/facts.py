@@ -205,6 +205,13 @@ def parse_layer(raw: Any, depth: int = 0) -> LayerNode | None:
     )
 
 
+def model_record(raw: Any) -> dict[str, Any] | None:
+    """A recorded model tree read again as :func:`parse_layer` reads the probe's: every
+    field of the wrong type absent or zero, strings encodable (None: no tree)."""
+    node = parse_layer(raw)
+    return node.to_record() if node is not None else None
+
+
 def _optimizer(raw: Any) -> Optimizer | None:
     if not isinstance(raw, dict):
         return None
