@@ -10,12 +10,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
 import zipfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from grader.batch.classrun import rebuild_outputs
@@ -30,6 +33,8 @@ from grader.intake.lms import Intake, gather
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
 from grader.rubric.schema import load_rubric
+from grader.run import sandbox, trees
+from grader.run.execute import Execution
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
@@ -275,3 +280,71 @@ def test_a_stored_row_of_the_wrong_types_comes_back_as_that_students_error(tmp_p
     with ResultsStore(path) as store:
         back = store.finished(["k"])["k"]
     assert back.status == "error" and back.student == "s" and "check 'c'" in back.message
+
+
+# --- 4. a very deep folder tree left by a kernel -----------------------------------------
+
+
+DEEP = 1050
+"""Past Python's recursion limit (1000 frames)."""
+LONG = "d" * 100
+"""With :data:`DEEP` levels, a path 27 times the longest the system takes (4096)."""
+
+
+def _deep_tree(root: Path, depth: int = DEEP) -> None:
+    """``root/ddd.../ddd...`` ``depth`` folders deep, a file at every level, made as a
+    kernel would: relative to each folder (the whole path is too long to name)."""
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+            os.mkdir(LONG, dir_fd=fd)
+            child = os.open(LONG, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+
+
+def test_a_deep_tree_is_removed_without_recursion_and_no_link_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the kernel's")
+    run = tmp_path / "run"
+    _deep_tree(run)
+    (run / "link").symlink_to(outside)
+    (run / LONG / "file-link").symlink_to(outside / "keep.txt")
+    (run / "locked").mkdir()
+    (run / "locked" / "x").write_text("x")
+    (run / "locked").chmod(0o500)
+    try:
+        if os.getuid() == 0:  # the sandbox's hand-over before and after a kernel
+            assert trees.chown_tree(run, 4242) is None
+            assert (run / LONG / "f").stat().st_uid == 4242
+            assert (run / "link").lstat().st_uid == 4242 and outside.stat().st_uid == 0
+        with pytest.raises(RecursionError):
+            shutil.rmtree(run, ignore_errors=True)  # what teardown and the sweep did
+        execution = Execution(nb=nbformat.v4.new_notebook(), root=run)
+        assert execution.cleanup() is None
+        assert not run.exists()
+    finally:
+        trees.remove_tree(run)  # pytest's own clean-up of old temporary folders recurses
+    assert (outside / "keep.txt").read_text() == "not the kernel's"
+
+
+def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = f"{dead.pid}-1-{sandbox.pid_namespace()}"
+    small, big = (tmp_path / f"{sandbox.RUN_PREFIX}{owner}-{n}" for n in ("a", "b"))
+    for folder, entries in ((small, 5), (big, 50)):
+        (folder / "sub").mkdir(parents=True)
+        for n in range(entries):
+            (folder / "sub" / str(n)).touch()
+    told: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trees, "MAX_ENTRIES", 20)  # past the bound: told, and kept
+        assert sandbox.sweep_stale(tmp_path, report=told.append) == 1
+    assert not small.exists() and big.exists()
+    assert len(told) == 1 and big.name in told[0] and "more than 20 entries" in told[0]

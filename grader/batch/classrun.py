@@ -109,7 +109,7 @@ def grade_class(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out
         )
         # Only once the request is known to be good: a usage error is its one line.
-        stale = sweep_stale()
+        stale = sweep_stale(report=warn)
         if stale:
             warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import site
 import subprocess
@@ -35,6 +34,7 @@ from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
 from grader.run.sandbox import KernelLimits, KernelSandbox, make_run_folder
 from grader.run.threads import thread_env
+from grader.run.trees import remove_tree
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
@@ -125,8 +125,10 @@ class Execution:
         path = self.root / "probe" / probe.MODEL_FILE
         return path if path.exists() else None
 
-    def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def cleanup(self) -> str | None:
+        """Remove the run's folder, whatever the kernel left in it; why it could not be
+        removed, if it could not (never raised: the next batch's sweep tries again)."""
+        return remove_tree(self.root)
 
 
 def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
