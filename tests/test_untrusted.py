@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 import zipfile
 from concurrent.futures import Future
 from pathlib import Path
@@ -29,6 +30,7 @@ from grader.batch.store import BatchKey, ResultsStore
 from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
 from grader.errors import SubmissionsError
+from grader.intake.copies import find_copies
 from grader.intake.lms import Intake, gather
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
@@ -348,3 +350,70 @@ def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path)
         assert sandbox.sweep_stale(tmp_path, report=told.append) == 1
     assert not small.exists() and big.exists()
     assert len(told) == 1 and big.name in told[0] and "more than 20 entries" in told[0]
+
+
+# --- 5. intake limits, and copy detection that cannot be held up -------------------------
+
+SMALL_LIMITS = "[limits]\nmax_notebook_mb = 1\nmax_cell_kb = 2\n"
+ONE_CHECK = '[[checks]]\nid = "base_frozen"\npoints = 2\n'
+
+
+def _notebook(*sources: str) -> str:
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": "# Week 6"}]
+    cells += [
+        {"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+        for s in sources
+    ]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4})
+
+
+def test_intake_limits_are_rubric_keys_with_sane_defaults(tmp_path: Path) -> None:
+    (tmp_path / "default.toml").write_text(ONE_CHECK)
+    (tmp_path / "small.toml").write_text(SMALL_LIMITS + ONE_CHECK)
+    limits = load_rubric(tmp_path / "default.toml").limits
+    assert (limits.max_notebook_mb, limits.max_cell_kb) == (25, 100)
+    limits = load_rubric(tmp_path / "small.toml").limits
+    assert (limits.max_notebook_mb, limits.max_cell_kb) == (1, 2)
+    course = (ROOT / "rubrics" / "transfer_learning.toml").read_text()
+    assert "max_notebook_mb = 25" in course and "max_cell_kb = 100" in course
+
+
+def test_an_over_limit_notebook_is_an_invalid_row_saying_which_limit(tmp_path: Path) -> None:
+    (tmp_path / "small.toml").write_text(SMALL_LIMITS + ONE_CHECK)
+    rubric = load_rubric(tmp_path / "small.toml")
+    ctx = GradingContext(rubric, None, None, None, "quick")  # type: ignore[arg-type]
+    big, cell, fine = (tmp_path / f"{n}.ipynb" for n in ("big", "cell", "fine"))
+    big.write_text(_notebook("x = 1", "s = '" + "x" * 1_200_000 + "'"))
+    cell.write_text(_notebook("x = 1", "s = '" + "x" * 3_000 + "'"))
+    fine.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    results = {p.stem: grade_task(p, ctx, p.stem) for p in (big, cell, fine)}
+    assert {r.status for r in results.values()} == {"invalid"}
+    assert "1.1 MB, more than the 1 MB" in results["big"].message
+    assert "max_notebook_mb" in results["big"].message
+    assert "cell 3 holds 3 KB of source, more than the 2 KB" in results["cell"].message
+    assert "max_cell_kb" in results["cell"].message
+    assert results["fine"].message == "the notebook has no cells"  # the limits pass it on
+
+
+def test_copy_detection_stays_linear_on_hostile_code() -> None:
+    hostile = {
+        "quotes": _notebook("'\\" * 100_000),  # a string that never closes, escapes only
+        "defs": _notebook("def a(" * 33_000),  # a thousand unclosed parameter lists
+        "literal": _notebook("s = '" + "x" * 12_800_000 + "'"),
+        "copy": _notebook("'\\" * 100_000),
+    }
+    start = time.monotonic()
+    found = find_copies({k: v.encode() for k, v in hostile.items()})
+    assert time.monotonic() - start < 10  # 200 s and more before
+    assert set(found) == {"quotes", "copy"}
+
+
+def test_past_its_time_budget_copy_detection_compares_bytes_only() -> None:
+    code = "\n".join(f"value_{n} = compute({n}, rate=0.{n})" for n in range(40))
+    notebooks = {
+        "a": _notebook(code).encode(),
+        "b": _notebook(code + "\n# mine").encode(),  # same code, other bytes
+        "c": _notebook(code).encode(),  # the same file as a's
+    }
+    assert set(find_copies(notebooks)) == {"a", "b", "c"}
+    assert set(find_copies(notebooks, budget_s=0)) == {"a", "c"}

@@ -121,7 +121,7 @@ def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded
     (an LMS name), by default its file name."""
     start = time.monotonic()
     try:
-        submission = load_submission(path, student)
+        submission = load_submission(path, student, ctx.rubric.limits)
     except SubmissionError as exc:
         return Graded(refused(path, ctx, exc.status, str(exc), student, start))
     static = analyze_notebook(submission.nb)

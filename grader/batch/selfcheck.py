@@ -172,7 +172,7 @@ def check_static(path: Path, rubric: Rubric) -> SelfCheck:
     """Verdicts from the code alone; raises :class:`~grader.errors.SubmissionError`."""
     start = time.monotonic()
     visible, hidden = visible_rubric(rubric)
-    submission = load_submission(path)
+    submission = load_submission(path, limits=rubric.limits)
     facts = Facts(static=analyze_notebook(submission.nb), notebook=submission.nb)
     checks = [_static_verdict(spec, facts) for spec in visible.checks]
     result = SubmissionResult(

@@ -108,6 +108,12 @@ class Limits:
     """Largest file the kernel may write (``RLIMIT_FSIZE``)."""
     max_output_kb: int = 4096
     """Output kept per cell; the rest is dropped behind a visible marker."""
+    max_notebook_mb: int = 25
+    """Largest notebook file graded (outputs included); a larger one is ``invalid``,
+    refused before it is read."""
+    max_cell_kb: int = 100
+    """Most source one cell may hold (UTF-8); a notebook with a larger cell is
+    ``invalid`` (a tutorial's longest cell holds about 3 KB)."""
 
 
 @dataclass(frozen=True)
