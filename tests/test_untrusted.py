@@ -23,13 +23,13 @@ import nbformat
 import pytest
 
 from grader.batch.classrun import rebuild_outputs
-from grader.batch.pipeline import GradingContext
+from grader.batch.pipeline import GradingContext, run_flags, run_status
 from grader.batch.progress import Progress
 from grader.batch.runners import Job, grade_task, plan_jobs, run_batch
 from grader.batch.store import BatchKey, ResultsStore
 from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
-from grader.errors import SubmissionsError
+from grader.errors import KernelOutputError, SubmissionsError
 from grader.intake.copies import find_copies
 from grader.intake.lms import Intake, gather
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
@@ -37,6 +37,7 @@ from grader.results import CheckResult, SubmissionResult, encodable
 from grader.rubric.schema import load_rubric
 from grader.run import sandbox, trees
 from grader.run.execute import Execution
+from grader.run.probe import EVENTS_FILE, MAX_EVENTS_BYTES, read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = BatchKey(rubric="r", reference="ref", kit="kit", mode="quick", grader="g")
@@ -417,3 +418,29 @@ def test_past_its_time_budget_copy_detection_compares_bytes_only() -> None:
     }
     assert set(find_copies(notebooks)) == {"a", "b", "c"}
     assert set(find_copies(notebooks, budget_s=0)) == {"a", "c"}
+
+
+# --- 6. what the kernel leaves is its doing: a result, not a grader failure --------------
+
+
+def test_a_records_file_made_a_folder_is_the_students_error(tmp_path: Path) -> None:
+    (tmp_path / EVENTS_FILE).mkdir()
+    with pytest.raises(KernelOutputError, match="not a file") as info:
+        read_events(tmp_path)
+    assert info.value.status == "error"
+    run = Execution(nb=nbformat.v4.new_notebook(), root=tmp_path, unreadable=str(info.value))
+    assert run_status(run) == "error" and "kernel_output_unreadable" in run_flags(run)
+
+
+def test_records_nested_past_any_depth_are_skipped_not_raised(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = [json.dumps({"event": "compile"}), deep, '{"event": ' * 50_000, '{"event": "fit"}']
+    (tmp_path / EVENTS_FILE).write_text("\n".join(lines) + "\n")
+    assert [e["event"] for e in read_events(tmp_path)] == ["compile", "fit"]
+
+
+def test_records_past_their_size_cap_are_refused_unread(tmp_path: Path) -> None:
+    with open(tmp_path / EVENTS_FILE, "wb") as handle:
+        handle.truncate(MAX_EVENTS_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(KernelOutputError, match="more than"):
+        read_events(tmp_path)

@@ -111,6 +111,7 @@ RUN_CONDITIONS = (
     RunCondition("stdin_requested", STATUS_STDIN, lambda run: bool(run.stdin_requested)),
     RunCondition("cell_errors", STATUS_ERROR, lambda run: bool(run.errors)),
     RunCondition("output_truncated", STATUS_TRUNCATED, lambda run: bool(run.truncated)),
+    RunCondition("kernel_output_unreadable", STATUS_ERROR, lambda run: bool(run.unreadable)),
 )
 """Every condition a run can hit, in the order of its flags; several may apply, and the
 status is the first of :data:`~grader.results.PRECEDENCE` among those hit."""
@@ -122,8 +123,13 @@ def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded
     start = time.monotonic()
     try:
         submission = load_submission(path, student, ctx.rubric.limits)
-    except SubmissionError as exc:
+        return graded(submission, path, ctx, start)
+    except SubmissionError as exc:  # this student's doing: stored like any verdict
         return Graded(refused(path, ctx, exc.status, str(exc), student, start))
+
+
+def graded(submission: Submission, path: Path, ctx: GradingContext, start: float) -> Graded:
+    """:func:`grade` past intake: run, measure, decide, assemble."""
     static = analyze_notebook(submission.nb)
     measuring = start_measuring(ctx.settings)  # its evaluator loads while the notebook runs
     run = run_notebook(submission.nb, encodable(path.name), ctx.settings)
