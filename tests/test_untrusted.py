@@ -7,6 +7,7 @@ deep folder tree, an oversized notebook, a hostile events file, a name that lies
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -29,12 +30,13 @@ from grader.batch.runners import Job, grade_task, plan_jobs, run_batch
 from grader.batch.store import BatchKey, ResultsStore
 from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
+from grader.checks.review import lateness, submission_time
 from grader.errors import KernelOutputError, SubmissionsError
 from grader.intake.copies import find_copies
 from grader.intake.lms import Intake, gather
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
-from grader.rubric.schema import load_rubric
+from grader.rubric.schema import LatePolicy, load_rubric
 from grader.run import sandbox, trees
 from grader.run.execute import Execution
 from grader.run.probe import EVENTS_FILE, MAX_EVENTS_BYTES, read_events
@@ -444,3 +446,40 @@ def test_records_past_their_size_cap_are_refused_unread(tmp_path: Path) -> None:
         handle.truncate(MAX_EVENTS_BYTES + 1)  # sparse: no disk used
     with pytest.raises(KernelOutputError, match="more than"):
         read_events(tmp_path)
+
+
+# --- 7. integrity: what a name, a link or a look-alike id can claim ----------------------
+
+DUE = datetime.datetime(2026, 11, 20, 23, 59, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "week6-2026-11-20-23-00-00.ipynb",  # no LMS name: the date is the student's
+        "smithjane_12345_67890_week6_2026-11-20-23-00-00.ipynb",  # Canvas writes no time
+        "smithjane_12345_67890_a_b_attempt_2026-11-20-23-00-00.ipynb",
+        "Jane Smith_12345_assignsubmission_file_x_y_attempt_2026-11-20-23-00-00.ipynb",
+    ],
+)
+def test_a_date_in_the_students_own_file_name_is_never_the_submission_time(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    path.write_text("{}")
+    late = DUE.timestamp() + 3 * 86400
+    os.utime(path, (late, late))
+    policy = LatePolicy(due=DUE, penalty_per_day=0.1)
+    submitted, source = submission_time(path, policy)
+    assert (submitted.timestamp(), source) == (late, "file_time")
+    assert lateness(submitted, policy, 10) == (3, 3.0)
+
+
+def test_the_lms_time_is_read_from_its_own_part_of_the_name(tmp_path: Path) -> None:
+    path = (
+        tmp_path
+        / "Week 6_jsmith_attempt_2026-11-22-08-30-00_mine_attempt_2026-11-01-00-00-00.ipynb"
+    )
+    path.write_text("{}")
+    submitted, source = submission_time(path, LatePolicy(due=DUE))
+    assert (submitted.day, source) == (22, "file_name")

@@ -128,8 +128,13 @@ class LatePolicy:
     """Share of the maximum score lost per started day late."""
     max_penalty: float = 1.0
     """The largest share of the maximum score lateness can cost."""
-    name_time_pattern: str = r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})"
-    """Where an LMS file name carries the submission time (a regex with a ``time`` group)."""
+    name_time_pattern: str = (
+        r"[^/]*?_[^_/]+_attempt_(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})(?=[_.])"
+    )
+    """Where an LMS file name carries the submission time: a regex with a ``time`` group,
+    matched from the name's start, so it describes the part the LMS writes before the
+    student's own file name (default: ``{assignment}_{user}_attempt_{time}_{file}``).
+    A date the student puts in their own file name is never read."""
     name_time_format: str = "%Y-%m-%d-%H-%M-%S"
     """How that time is written (``strptime``), read as UTC."""
 
