@@ -483,3 +483,20 @@ def test_the_lms_time_is_read_from_its_own_part_of_the_name(tmp_path: Path) -> N
     path.write_text("{}")
     submitted, source = submission_time(path, LatePolicy(due=DUE))
     assert (submitted.day, source) == (22, "file_name")
+
+
+def test_a_link_out_of_the_submissions_folder_is_refused_and_named(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "shadow.ipynb").write_text("root:$6$...")
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "alice.ipynb").write_text(NOTEBOOK)
+    (folder / "mallory.ipynb").symlink_to(secret / "shadow.ipynb")
+    (folder / "eve").symlink_to(secret, target_is_directory=True)
+    (folder / "bob.ipynb").symlink_to(folder / "alice.ipynb")  # inside: fine
+    intake = gather(folder, tmp_path / "out")
+    assert sorted(e.student for e in intake.entries) == ["alice", "bob"]
+    assert intake.problems == [
+        "'mallory.ipynb': rejected: a symbolic link that leads outside the submissions folder"
+    ]  # a linked folder (eve/) is not entered at all

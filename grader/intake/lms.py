@@ -112,7 +112,8 @@ class Intake:
     entries: list[Entry]
     """One per student, sorted by student id."""
     problems: list[str]
-    """One line per archive entry that was rejected, naming the entry and why."""
+    """One line per archive entry or folder entry (a link leading outside the folder)
+    that was rejected, naming the entry and why."""
     extracted_to: Path | None
     """Where a zip was extracted; None for a folder or a single notebook."""
 
@@ -137,12 +138,13 @@ def gather(source: Path, work: Path, patterns: Sequence[str] = ()) -> Intake:
         return Intake(_entries(files, compiled), problems, target.resolve())
     root = source if source.is_dir() else source.parent
     own = Path(work).resolve()
+    problems: list[str] = []
     files = [
         (path, encodable(path.relative_to(root).as_posix()))
-        for path in find_submissions(source)
+        for path in find_submissions(source, problems)
         if not path.resolve().is_relative_to(own)
     ]
-    return Intake(_entries(files, compiled), [], None)
+    return Intake(_entries(files, compiled), [encodable(p) for p in problems], None)
 
 
 def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:

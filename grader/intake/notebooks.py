@@ -34,6 +34,7 @@ MSG_CELL_TOO_LARGE = (
     "cell {cell} holds {size:,} KB of source, more than the {limit} KB a cell may hold"
     " ([limits] max_cell_kb)"
 )
+MSG_LINK = "{name!r}: rejected: a symbolic link that leads outside the submissions folder"
 MSG_LANGUAGE = "the notebook is for {language!r}, not Python; grader runs Python notebooks only"
 
 
@@ -64,8 +65,12 @@ class SizeLimits(Protocol):
     def max_cell_kb(self) -> int: ...
 
 
-def find_submissions(root: Path) -> list[Path]:
-    """Every ``.ipynb`` under ``root`` (or ``root`` itself), sorted; hidden folders skipped."""
+def find_submissions(root: Path, problems: list[str] | None = None) -> list[Path]:
+    """Every ``.ipynb`` under ``root`` (or ``root`` itself), sorted; hidden folders skipped.
+
+    A symbolic link (to the file or to a folder above it) that leads outside ``root`` is
+    never read: it is left out, with a line in ``problems`` naming it."""
+    problems = [] if problems is None else problems
     if not root.exists():
         raise SubmissionsError(f"{root}: no such file or folder")
     if root.is_file():
@@ -75,7 +80,15 @@ def find_submissions(root: Path) -> list[Path]:
         lambda exc: SubmissionsError(f"{root}: cannot read the folder ({strerror(exc)})"),
     ):
         paths = sorted(p for p in root.rglob(f"*{NOTEBOOK_SUFFIX}") if _visible(p, root))
-    return [p for p in paths if p.is_file()]
+        inside = root.resolve()
+        kept = []
+        for path in paths:
+            if not path.resolve().is_relative_to(inside):
+                name = path.relative_to(root).as_posix()
+                problems.append(MSG_LINK.format(name=name))
+            elif path.is_file():
+                kept.append(path)
+    return kept
 
 
 def _visible(path: Path, root: Path) -> bool:
