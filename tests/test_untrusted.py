@@ -11,6 +11,7 @@ import datetime
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -26,7 +27,7 @@ import pytest
 from grader.batch.classrun import rebuild_outputs
 from grader.batch.pipeline import GradingContext, run_flags, run_status
 from grader.batch.progress import Progress
-from grader.batch.runners import Job, grade_task, plan_jobs, run_batch
+from grader.batch.runners import Job, grade_task, keep_executed, plan_jobs, run_batch
 from grader.batch.store import BatchKey, ResultsStore
 from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
@@ -34,6 +35,7 @@ from grader.checks.review import lateness, submission_time
 from grader.errors import KernelOutputError, SubmissionsError
 from grader.intake.copies import find_copies
 from grader.intake.lms import Intake, gather
+from grader.outputs.names import gradescope_path, output_name, report_names
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
 from grader.rubric.schema import LatePolicy, load_rubric
@@ -500,3 +502,19 @@ def test_a_link_out_of_the_submissions_folder_is_refused_and_named(tmp_path: Pat
     assert intake.problems == [
         "'mallory.ipynb': rejected: a symbolic link that leads outside the submissions folder"
     ]  # a linked folder (eve/) is not entered at all
+
+
+def test_ids_that_fold_alike_never_share_an_output(tmp_path: Path) -> None:
+    twins = ["victim", "ｖｉｃｔｉｍ", "vict\u0131m", "victim~34074375"]  # the last: its look
+    names = [output_name(s) for s in twins]
+    assert names[0] == "victim" and len(set(names)) == len(twins)
+    assert all(re.fullmatch(r"[A-Za-z0-9._~-]{1,100}", n) for n in names)
+    nb = nbformat.v4.new_notebook()
+    for student in twins:
+        nb.metadata["who"] = student
+        keep_executed(result(student), nb, tmp_path)
+    executed = sorted((tmp_path / "executed").glob("*.ipynb"))
+    assert len(executed) == len(twins)
+    assert {nbformat.read(p, as_version=4).metadata["who"] for p in executed} == set(twins)
+    assert len({gradescope_path(tmp_path, s) for s in twins}) == len(twins)
+    assert len(set(report_names([(s, f"{s}.ipynb") for s in twins]))) == len(twins)
