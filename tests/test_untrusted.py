@@ -518,3 +518,13 @@ def test_ids_that_fold_alike_never_share_an_output(tmp_path: Path) -> None:
     assert {nbformat.read(p, as_version=4).metadata["who"] for p in executed} == set(twins)
     assert len({gradescope_path(tmp_path, s) for s in twins}) == len(twins)
     assert len(set(report_names([(s, f"{s}.ipynb") for s in twins]))) == len(twins)
+
+
+def test_an_executed_notebook_with_a_lone_surrogate_is_still_kept(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("print(1)"))
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"x{LONE}\n")]
+    kept = keep_executed(result("s"), nb, tmp_path)
+    assert "executed_not_written" not in kept.flags
+    back = nbformat.read(tmp_path / "executed" / "s.ipynb", as_version=4)
+    assert back.cells[0].outputs[0].text == "x\ufffd\n"

@@ -139,7 +139,7 @@ def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
     """``out/executed/STUDENT.ipynb``, replaced whole: a batch killed mid-write leaves the
     old file or the new one."""
     path = executed_path(out, student)
-    atomic_write_text(path, nbformat.writes(nb))
+    atomic_write_text(path, encodable(nbformat.writes(nb)))  # kernel text: always writable
     return path
 
 
