@@ -30,6 +30,7 @@ from grader.checks.facts import FitEndEvent, parse_events
 from grader.checks.measured import parse_measurement
 from grader.errors import SubmissionsError
 from grader.intake.lms import Intake, gather
+from grader.outputs.readback import well_formed
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
 from grader.rubric.schema import load_rubric
@@ -279,7 +280,7 @@ def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_a_stored_row_of_the_wrong_types_comes_back_as_that_students_error(tmp_path: Path) -> None:
+def test_a_stored_row_of_the_wrong_types_is_graded_again(tmp_path: Path) -> None:
     path = tmp_path / "results.sqlite"
     with ResultsStore(path) as store:
         store.put("k", result("s"))
@@ -288,8 +289,9 @@ def test_a_stored_row_of_the_wrong_types_comes_back_as_that_students_error(tmp_p
     with sqlite3.connect(path) as db:
         db.execute("UPDATE results SET record = ? WHERE key = 'k'", (json.dumps(record),))
     with ResultsStore(path) as store:
-        back = store.finished(["k"])["k"]
-    assert back.status == "error" and back.student == "s" and "check 'c'" in back.message
+        assert store.finished(["k"]) == {}  # not trusted, not fatal: that student runs again
+    damaged = well_formed(SubmissionResult.from_record(record))
+    assert damaged.status == "error" and damaged.student == "s" and "check 'c'" in damaged.message
 
 
 # --- 4. a very deep folder tree left by a kernel -----------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 from grader import __version__
 from grader.errors import StoreError
 from grader.files import PACKAGE, source_digest
-from grader.outputs.readback import well_formed
+from grader.outputs.readback import FLAG_DAMAGED, well_formed
 from grader.results import SubmissionResult, encodable
 
 STORE_FILE = "results.sqlite"
@@ -158,9 +158,11 @@ class ResultsStore:
             ).fetchall()
             for key, record in rows:
                 try:
-                    found[key] = well_formed(SubmissionResult.from_record(json.loads(record)))
+                    result = well_formed(SubmissionResult.from_record(json.loads(record)))
                 except (ValueError, TypeError):
                     continue  # written by another grader version: grade again
+                if FLAG_DAMAGED not in result.flags:  # a damaged row: graded again too
+                    found[key] = result
         return found
 
     def put(self, key: str, result: SubmissionResult) -> None:
