@@ -15,13 +15,15 @@ carries the exit code the CLI ends with (``exit_code``)::
     ├── ClusterError          the Dask scheduler cannot be reached or lacks what grading needs
     ├── OutputError           the pages and exports could not be written (disk, template)
     └── SubmissionError       one student's notebook cannot be graded; it becomes a result
-        └── InvalidNotebook   not JSON, not a notebook, no cells, another language
+        ├── InvalidNotebook   not JSON, not a notebook, no cells, another language, too large
+        └── KernelOutputError what the student's kernel left (its probe's records, its
+                              folders) cannot be read: the kernel's doing, stored as such
 
 A :class:`SubmissionError` never stops a batch: the pipeline turns it into a
 :class:`grader.results.SubmissionResult` with a status and the message.
 
 Exceptions of dependencies (the standard library's OSError, json, tomllib, zipfile,
-sqlite3, re; nbformat, jinja2, openpyxl, distributed) become grader's own in one way
+sqlite3, re, RecursionError; nbformat, jinja2, openpyxl, distributed) become grader's own in one way
 only: inside :func:`map_dependency_errors`, which catches exactly the classes that
 :data:`DEPENDENCY_ERRORS` lists for what is being done and raises the grader error made
 from it, chained (``raise ... from exc``). This module imports nothing of grader and
@@ -116,6 +118,11 @@ class InvalidNotebook(SubmissionError):
     status = "invalid"
 
 
+class KernelOutputError(SubmissionError):
+    """What the student's kernel wrote cannot be read (a records file made a folder, JSON
+    nested past any depth): that student's ``error``, never a grader failure retried."""
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     """Which dependency exceptions mean that one kind of work failed, and as what."""
@@ -142,6 +149,11 @@ DEPENDENCY_ERRORS: dict[str, ErrorMapping] = {
         SubmissionsError,
         ("builtins:OSError", "re:error", "zipfile:BadZipFile", "zipfile:LargeZipFile",
          "builtins:EOFError", "builtins:ValueError"),
+    ),
+    "kernel output": ErrorMapping(
+        KernelOutputError,
+        ("builtins:OSError", "builtins:RecursionError", "builtins:UnicodeDecodeError",
+         "builtins:ValueError"),
     ),
     "output folder": ErrorMapping(UsageError, ("builtins:OSError",)),
     "read back": ErrorMapping(

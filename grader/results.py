@@ -7,6 +7,8 @@ output contract (``results.jsonl``); ``from_record`` reads it back.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -39,6 +41,12 @@ PRECEDENCE = (
     STATUS_TRUNCATED,
     STATUS_GRADED,
 )
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""A code point no UTF-8 file, SQLite row or terminal can hold on its own."""
+ESCAPED_BYTES = range(0xDC80, 0xDD00)
+"""How Python's ``surrogateescape`` keeps an undecodable byte (a Linux file name)."""
+REPLACEMENT = "\ufffd"
 
 SOURCE_MEASURED = "measured"
 SOURCE_RUNTIME = "runtime"
@@ -92,6 +100,26 @@ class CheckResult:
     """The automatic points, kept when an override replaced ``score``."""
     comment: str = ""
     """The instructor's comment from ``overrides.csv``."""
+
+
+def encodable(text: str) -> str:
+    """``text`` made safe to write as UTF-8: each lone surrogate becomes a character.
+
+    An undecodable byte of a file name (``surrogateescape``) is read as Windows-1252 /
+    Latin-1, what tools that do not write UTF-8 names use (``caf\\udce9`` -> ``café``);
+    any other surrogate becomes U+FFFD. Text that is already encodable is returned as is.
+    """
+    if SURROGATE.search(text) is None:
+        return text
+    return SURROGATE.sub(_surrogate_char, text)
+
+
+def _surrogate_char(match: re.Match[str]) -> str:
+    point = ord(match.group())
+    if point not in ESCAPED_BYTES:
+        return REPLACEMENT
+    char = bytes([point - 0xDC00]).decode("cp1252", errors="replace")
+    return char if char.isprintable() else REPLACEMENT
 
 
 def total_score(checks: Iterable[CheckResult], automatic: bool = False) -> float:
@@ -189,6 +217,12 @@ class SubmissionResult:
     def to_record(self) -> dict[str, Any]:
         """The JSON object written to ``results.jsonl``."""
         return asdict(self)
+
+    def encodable(self) -> SubmissionResult:
+        """This result with every string made encodable (:func:`encodable`), as it is
+        stored and written: text a kernel made can break no file and no store."""
+        text = json.dumps(self.to_record(), ensure_ascii=False)
+        return SubmissionResult.from_record(json.loads(encodable(text)))
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SubmissionResult:

@@ -247,6 +247,7 @@ def test_the_status_is_the_worst_condition_and_every_condition_is_flagged(tmp_pa
         "stdin_requested",
         "cell_errors",
         "output_truncated",
+        "kernel_output_unreadable",
     ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from grader.outputs.names import output_name
 from grader.outputs.report import (
     format_percent,
     render_index,
@@ -240,7 +241,7 @@ def test_write_reports_files_and_links(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(
         p.name for p in reports
     )
-    assert reports[0].name == f"{report_filename(HOSTILE_STUDENT)}.html"
+    assert reports[0].name == f"{output_name(HOSTILE_STUDENT)}.html"
     html = index.read_text(encoding="utf-8")
     _assert_no_live_markup(html)
     links = re.findall(r'href="([^"]*)"', html)

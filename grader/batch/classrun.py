@@ -109,7 +109,7 @@ def grade_class(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out
         )
         # Only once the request is known to be good: a usage error is its one line.
-        stale = sweep_stale()
+        stale = sweep_stale(report=warn)
         if stale:
             warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
@@ -178,12 +178,16 @@ def note_intake(results: list[SubmissionResult], jobs: list[Job]) -> None:
             result.remarks.extend(notes[result.student])
 
 
-def flag_copies(results: list[SubmissionResult], jobs: list[Job], threshold: float) -> int:
-    """Flag ``possible_copy`` on each result whose notebook matches another student's."""
+def flag_copies(
+    results: list[SubmissionResult], jobs: list[Job], threshold: float, max_mb: int | None = None
+) -> int:
+    """Flag ``possible_copy`` on each result whose notebook matches another student's
+    (a file over ``max_mb``, refused at intake, is not read)."""
     notebooks: dict[str, bytes] = {}
     for job in jobs:
         try:
-            notebooks[job.student] = job.path.read_bytes()
+            if max_mb is None or job.path.stat().st_size <= max_mb * 2**20:
+                notebooks[job.student] = job.path.read_bytes()
         except OSError:
             continue
     matches = find_copies(notebooks, threshold)
@@ -207,7 +211,7 @@ def write_class_outputs(
     from grader.outputs.write import ClassInfo, write_outputs
 
     note_intake(results, jobs)
-    flag_copies(results, jobs, rubric.intake.copy_threshold)
+    flag_copies(results, jobs, rubric.intake.copy_threshold, rubric.limits.max_notebook_mb)
     apply_review(results, rubric, request.out, say)
     info = ClassInfo(
         rubric.check_ids, rubric.title, figures.accuracy, figures.history, roster=request.roster

@@ -52,6 +52,7 @@ from grader.results import (
     STATUS_TRUNCATED,
     CheckResult,
     SubmissionResult,
+    encodable,
     total_score,
 )
 from grader.rubric.schema import Rubric
@@ -110,6 +111,7 @@ RUN_CONDITIONS = (
     RunCondition("stdin_requested", STATUS_STDIN, lambda run: bool(run.stdin_requested)),
     RunCondition("cell_errors", STATUS_ERROR, lambda run: bool(run.errors)),
     RunCondition("output_truncated", STATUS_TRUNCATED, lambda run: bool(run.truncated)),
+    RunCondition("kernel_output_unreadable", STATUS_ERROR, lambda run: bool(run.unreadable)),
 )
 """Every condition a run can hit, in the order of its flags; several may apply, and the
 status is the first of :data:`~grader.results.PRECEDENCE` among those hit."""
@@ -120,12 +122,17 @@ def grade(path: Path, ctx: GradingContext, student: str | None = None) -> Graded
     (an LMS name), by default its file name."""
     start = time.monotonic()
     try:
-        submission = load_submission(path, student)
-    except SubmissionError as exc:
+        submission = load_submission(path, student, ctx.rubric.limits)
+        return graded(submission, path, ctx, start)
+    except SubmissionError as exc:  # this student's doing: stored like any verdict
         return Graded(refused(path, ctx, exc.status, str(exc), student, start))
+
+
+def graded(submission: Submission, path: Path, ctx: GradingContext, start: float) -> Graded:
+    """:func:`grade` past intake: run, measure, decide, assemble."""
     static = analyze_notebook(submission.nb)
     measuring = start_measuring(ctx.settings)  # its evaluator loads while the notebook runs
-    run = run_notebook(submission.nb, path.name, ctx.settings)
+    run = run_notebook(submission.nb, encodable(path.name), ctx.settings)
     try:
         events = parse_events(run.events)
         measured = measuring.measure(run.model_path, events)
@@ -176,7 +183,7 @@ def assemble(
     final score (:func:`~grader.checks.review.finalize`)."""
     return SubmissionResult(
         student=submission.student,
-        file=submission.path.name,
+        file=encodable(submission.path.name),
         sha256=submission.sha256,
         status=run_status(run),
         score=round(total_score(checks), 2),
@@ -321,7 +328,7 @@ def refused(
     except OSError:
         digest = ""
     result = SubmissionResult.without_results(
-        student or student_id(path), path.name, digest, status, message
+        student or student_id(path), encodable(path.name), digest, status, message
     )
     result.max_score = ctx.rubric.max_score
     result.duration_s = round(time.monotonic() - start, 2)

@@ -41,7 +41,7 @@ from grader.files import atomic_write_text
 from grader.intake.lms import Intake
 from grader.intake.notebooks import file_digest
 from grader.outputs.names import executed_path
-from grader.results import SubmissionResult
+from grader.results import SubmissionResult, encodable
 
 WORKERS_PER_CPU = 1.0
 """Workers per core by default: more workers than cores grade no faster on this
@@ -139,7 +139,7 @@ def write_executed(nb: nbformat.NotebookNode, out: Path, student: str) -> Path:
     """``out/executed/STUDENT.ipynb``, replaced whole: a batch killed mid-write leaves the
     old file or the new one."""
     path = executed_path(out, student)
-    atomic_write_text(path, nbformat.writes(nb))
+    atomic_write_text(path, encodable(nbformat.writes(nb)))  # kernel text: always writable
     return path
 
 
@@ -207,7 +207,7 @@ def plan_jobs(intake: Intake, key: BatchKey) -> list[Job]:
             digest = file_digest(entry.path)
         except OSError:
             digest = ""  # unreadable: graded (as an error) every time
-        file_key = key.for_submission(entry.student, entry.path.name, digest)
+        file_key = key.for_submission(entry.student, encodable(entry.path.name), digest)
         jobs.append(Job(entry.path, entry.student, file_key, list(entry.notes)))
     return jobs
 
@@ -258,6 +258,7 @@ def _drive(
                 job.alone = True  # its worker died beside others: find out alone
                 queue.append(job)
                 continue
+            result = result.encodable()  # as stored and written, whatever the kernel said
             if FLAG_GRADER_FAILED not in result.flags:
                 store.put(job.key, result)
             progress.finish(result)

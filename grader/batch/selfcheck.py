@@ -29,6 +29,7 @@ from grader.results import (
     STATUS_INVALID,
     CheckResult,
     SubmissionResult,
+    encodable,
 )
 from grader.rubric.schema import CheckSpec, Rubric, load_rubric
 from grader.static.facts import analyze_notebook
@@ -171,12 +172,12 @@ def check_static(path: Path, rubric: Rubric) -> SelfCheck:
     """Verdicts from the code alone; raises :class:`~grader.errors.SubmissionError`."""
     start = time.monotonic()
     visible, hidden = visible_rubric(rubric)
-    submission = load_submission(path)
+    submission = load_submission(path, limits=rubric.limits)
     facts = Facts(static=analyze_notebook(submission.nb), notebook=submission.nb)
     checks = [_static_verdict(spec, facts) for spec in visible.checks]
     result = SubmissionResult(
         student=submission.student,
-        file=path.name,
+        file=encodable(path.name),
         sha256=submission.sha256,
         status=MODE_STATIC,
         score=sum(c.score for c in checks),

@@ -25,7 +25,8 @@ from pathlib import Path
 from grader import __version__
 from grader.errors import StoreError
 from grader.files import PACKAGE, source_digest
-from grader.results import SubmissionResult
+from grader.outputs.readback import FLAG_DAMAGED, well_formed
+from grader.results import SubmissionResult, encodable
 
 STORE_FILE = "results.sqlite"
 SCHEMA = """
@@ -71,7 +72,8 @@ class BatchKey:
         """The key of one notebook (its bytes' SHA-256) submitted as ``file`` by ``student``."""
         parts = [sha256, student, file, self.rubric, self.reference, self.kit, self.mode]
         parts.append(self.grader or grader_fingerprint())
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        text = "\0".join(parts)  # a name's surrogates are kept apart, never refused
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def outputs_digest(keys: Iterable[str], *files: Path | None) -> str:
@@ -156,21 +158,28 @@ class ResultsStore:
             ).fetchall()
             for key, record in rows:
                 try:
-                    found[key] = SubmissionResult.from_record(json.loads(record))
+                    result = well_formed(SubmissionResult.from_record(json.loads(record)))
                 except (ValueError, TypeError):
                     continue  # written by another grader version: grade again
+                if FLAG_DAMAGED not in result.flags:  # a damaged row: graded again too
+                    found[key] = result
         return found
 
     def put(self, key: str, result: SubmissionResult) -> None:
-        """Store one finished submission (one transaction: all of it or nothing)."""
-        record = json.dumps(result.to_record(), ensure_ascii=False)
+        """Store one finished submission (one transaction: all of it or nothing).
+
+        Every string is written encodable (:func:`~grader.results.encodable`): text a
+        kernel made (a lone surrogate) can cost neither the row nor the batch."""
+        record = encodable(json.dumps(result.to_record(), ensure_ascii=False))
+        student, file = encodable(result.student), encodable(result.file)
+        status = encodable(result.status)
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
                     "INSERT OR REPLACE INTO results (key, student, file, status, record)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (key, result.student, result.file, result.status, record),
+                    (key, student, file, status, record),
                 )
         except sqlite3.Error as exc:
             raise StoreError(MSG_STORE.format(path=self.path, detail=exc)) from exc

@@ -3,8 +3,10 @@
 The probe writes its events from inside the student's kernel, so they are evidence, not
 trusted data. :func:`parse_events` is the one place they become typed values: an entry
 that is not an object or names no known event is dropped, a field of the wrong type
-reads as absent (a string stays a string, never coerced), and a number that is not
-finite reads as absent. Every check after it reads attributes, never dict keys.
+reads as absent (a string stays a string, never coerced), a number that is not
+finite reads as absent, and every string (names and keys alike) is made encodable
+(:func:`~grader.results.encodable`: a lone surrogate cannot reach a file or the store).
+Every check after it reads attributes, never dict keys.
 
 :func:`verdict` is the one shape of a check's answer, for every kind of check.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from grader.checks.measured import Measurement, ReferenceBand
-from grader.results import CheckResult, Evidence
+from grader.results import CheckResult, Evidence, encodable
 from grader.rubric.schema import CheckSpec
 from grader.static.evidence import StaticFacts
 from grader.static.keras_names import BASE_MARKERS
@@ -163,7 +165,7 @@ ProbeEvent = CompileEvent | FitEvent | FitEndEvent | EvaluateEvent | NamedModelE
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return encodable(value) if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int | None:
@@ -203,6 +205,13 @@ def parse_layer(raw: Any, depth: int = 0) -> LayerNode | None:
     )
 
 
+def model_record(raw: Any) -> dict[str, Any] | None:
+    """A recorded model tree read again as :func:`parse_layer` reads the probe's: every
+    field of the wrong type absent or zero, strings encodable (None: no tree)."""
+    node = parse_layer(raw)
+    return node.to_record() if node is not None else None
+
+
 def _optimizer(raw: Any) -> Optimizer | None:
     if not isinstance(raw, dict):
         return None
@@ -211,11 +220,16 @@ def _optimizer(raw: Any) -> Optimizer | None:
 
 def _history(raw: Any) -> dict[str, tuple[float | None, ...]]:
     series = _dict(raw).items()
-    return {k: tuple(_float(v) for v in vs) for k, vs in series if isinstance(vs, list)}
+    return {
+        encodable(k): tuple(_float(v) for v in vs)
+        for k, vs in series
+        if isinstance(k, str) and isinstance(vs, list)
+    }
 
 
 def _metrics(raw: Any) -> dict[str, float | None]:
-    return {key: _float(value) for key, value in _dict(raw).items()}
+    items = _dict(raw).items()
+    return {encodable(key): _float(value) for key, value in items if isinstance(key, str)}
 
 
 def _common(raw: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The evaluator runs in a process of its own and answers in JSON; :func:`parse_measurement`
 is the one place its answer becomes a value, every field checked for its type and range
-(it loaded a student's file: a broken answer reads as "not measured", never as a figure).
+(it loaded a student's file: a broken answer reads as "not measured", never as a figure;
+its text is made encodable, :func:`~grader.results.encodable`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from grader.results import encodable
 
 BASIS_HEAD, BASIS_FINAL = "head", "final"
 BASE_UNCHANGED, BASE_CHANGED = "unchanged", "changed"
@@ -53,7 +56,7 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
         images=images if valid_images else 0,
         rule=_choice(answer.get("rule"), OUTPUT_RULES),
         base=_choice(answer.get("base"), BASE_STATES),
-        error=error[:MAX_ERROR_CHARS] if isinstance(error, str) else None,
+        error=encodable(error[:MAX_ERROR_CHARS]) if isinstance(error, str) else None,
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import UsageError
+from grader.intake.lms import CANVAS_PATTERN, MOODLE_PATTERN
 from grader.results import SubmissionResult, total_score
 from grader.rubric.schema import LatePolicy
 
@@ -31,6 +32,8 @@ OVERRIDE_COLUMNS = ("student", "check", "points", "comment")
 FLAG_REVIEW = "review_suggested"
 FLAG_LATE = "late"
 SOURCE_NAME, SOURCE_FILE_TIME = "file_name", "file_time"
+NO_TIME_NAMES = (CANVAS_PATTERN, MOODLE_PATTERN)
+"""LMS names that carry no time: the student's own file name follows their prefix."""
 MSG_COLUMNS = "{path}: expected the columns {columns}"
 MSG_POINTS = "{path}, line {line}: points must be a number, got {value!r}"
 MSG_UNKNOWN = "{path}, line {line}: no {what} {name!r} in the results"
@@ -95,8 +98,11 @@ def apply_overrides(results: list[SubmissionResult], overrides: list[Override], 
 
 
 def submission_time(path: Path, policy: LatePolicy) -> tuple[_dt.datetime, str]:
-    """When the file was submitted: from its LMS name when it carries a time, else its mtime."""
-    match = re.search(policy.name_time_pattern, path.name)
+    """When the file was submitted: from the part of its name an LMS wrote when that carries
+    a time (the pattern is matched from the start; Canvas and Moodle names carry none, so
+    what follows their prefix, the student's own name, is never read), else its mtime."""
+    written_by_lms = not any(re.match(p, path.name) for p in NO_TIME_NAMES)
+    match = re.match(policy.name_time_pattern, path.name) if written_by_lms else None
     if match and match.groupdict().get("time"):
         try:
             moment = _dt.datetime.strptime(match.group("time"), policy.name_time_format)

@@ -16,6 +16,11 @@ very little code (fewer than :data:`MIN_SHINGLES` runs): two untouched templates
 not evidence of copying. Pairs are found with a prefix filter (see
 :func:`_candidates`), so a class of 300 takes about a second, mostly tokenising.
 
+Reading the code is linear in its length whatever it holds (an unclosed string, a
+thousand unclosed ``def f(``), reads at most :data:`MAX_CODE_CHARS` of each notebook,
+and stops after :data:`BUDGET_S` seconds for the class: notebooks not read by then are
+compared byte-wise only, so copy detection can never hold up a class's outputs.
+
 Calibration (``tests/test_similarity.py``): the 13 sample students and the reference
 solution, all written from the same course template, reach at most 0.855 pairwise;
 :data:`DEFAULT_THRESHOLD` is 0.9. Copies score 1.0 when only outputs, whitespace,
@@ -32,6 +37,7 @@ import itertools
 import json
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,6 +48,10 @@ DEFAULT_THRESHOLD = 0.9
 SHINGLE_TOKENS = 7
 MIN_SHINGLES = 20
 MAX_NAMED = 3
+MAX_CODE_CHARS = 1_000_000
+"""Code read per notebook (the course's notebooks hold about 20 000 characters)."""
+BUDGET_S = 60.0
+"""Seconds to read a class's code; the notebooks left are compared byte-wise only."""
 MSG_PREFIX = "possible copy: "
 MSG_IDENTICAL = "identical to {other}'s file"
 MSG_SAME_CODE = "same code as {other}'s (only outputs, markdown, comments, layout or names differ)"
@@ -51,8 +61,8 @@ MSG_MORE = "and {count} more"
 TOKEN = re.compile(
     r"""
     (?P<string>[rRbBuUfF]{0,2}
-        (?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"
-          |'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
+        (?:'''(?:\\.?|[^\\])*?(?:'''|\Z)|\"\"\"(?:\\.?|[^\\])*?(?:\"\"\"|\Z)
+          |'(?:\\.?|[^'\\\n])*(?:'|(?=\n)|\Z)|"(?:\\.?|[^"\\\n])*(?:"|(?=\n)|\Z)))
     |(?P<comment>\#[^\n]*)
     |(?P<word>\w+)
     |(?P<space>\s+)
@@ -60,13 +70,15 @@ TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-"""One token of Python source (also of code that does not parse)."""
+"""One token of Python source (also of code that does not parse). A string that is
+never closed runs to the end of its line (triple-quoted: of the source), so that no
+input makes the scan go back: it is linear in the source's length."""
 STRING_BODY = re.compile(r"""^[rRbBuUfF]{0,2}('''|\"\"\"|'|")(?P<body>.*)\1$""", re.DOTALL)
 NAME_LIST = r"[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*"
 DEFINITION = re.compile(
     rf"""^[ \t]*\(?(?P<assigned>{NAME_LIST})\)?[ \t]*=(?!=)
     |\bfor\s+\(?(?P<loop>{NAME_LIST})\)?\s+in\b
-    |\b(?:def|class)\s+(?P<defined>\w+)(?:\s*\((?P<params>[^)]*)\))?
+    |\b(?:def|class)\s+(?P<defined>\w+)(?:\s*\((?P<params>[^)]{0, 2000})\))?
     |\bas\s+(?P<alias>\w+)""",
     re.VERBOSE | re.MULTILINE,
 )
@@ -90,7 +102,9 @@ class Match:
 
 
 def find_copies(
-    notebooks: Mapping[str, bytes], threshold: float = DEFAULT_THRESHOLD
+    notebooks: Mapping[str, bytes],
+    threshold: float = DEFAULT_THRESHOLD,
+    budget_s: float = BUDGET_S,
 ) -> dict[str, list[Match]]:
     """Every student whose notebook matches another's, with those matches.
 
@@ -98,6 +112,7 @@ def find_copies(
     (0 < threshold <= 1) is the code similarity from which two notebooks match. The
     result maps each student with at least one match to its matches, most similar
     first (then identical files first, then by id); students without one are absent.
+    Code is read for ``budget_s`` seconds at most (then byte-wise only).
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be above 0 and at most 1, got {threshold!r}")
@@ -106,7 +121,7 @@ def find_copies(
     identical = _identical_pairs(students, notebooks)
     for first, second in sorted(identical):
         _record(found, first, second, 1.0, True)
-    shingles = {s: code_shingles(notebooks[s]) for s in students}
+    shingles = _shingles_within(students, notebooks, budget_s)
     comparable = [s for s in students if len(shingles[s]) >= MIN_SHINGLES]
     for first, second in sorted(_candidates(comparable, shingles, threshold) - identical):
         score = jaccard(shingles[first], shingles[second])
@@ -115,6 +130,18 @@ def find_copies(
     for matches in found.values():
         matches.sort(key=lambda m: (-m.similarity, not m.identical, m.other))
     return found
+
+
+def _shingles_within(
+    students: list[str], notebooks: Mapping[str, bytes], budget_s: float
+) -> dict[str, frozenset[int]]:
+    """Each notebook's shingles, read until ``budget_s`` is spent (then none: byte-wise)."""
+    deadline = time.monotonic() + budget_s
+    shingles = {}
+    for student in students:
+        late = time.monotonic() >= deadline
+        shingles[student] = frozenset() if late else code_shingles(notebooks[student])
+    return shingles
 
 
 def _record(
@@ -203,7 +230,12 @@ def code_sources(raw: bytes) -> list[str]:
         ]
     if not isinstance(cells, list):
         return []
-    return [_source(c) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    sources, left = [], MAX_CODE_CHARS
+    for cell in cells:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code" and left > 0:
+            sources.append(_source(cell)[:left])
+            left -= len(sources[-1])
+    return sources
 
 
 def _source(cell: Mapping[str, Any]) -> str:

@@ -29,6 +29,10 @@ and nothing written, when its name is absolute, has a drive letter or a ``..``
 component (``/`` or ``\\`` separated), is a symbolic link, would land outside the
 target folder, or is too large; an archive with too many entries is refused whole.
 Each file's modification time is the entry's date in the archive.
+
+**File names that are not UTF-8** are graded under a printable name: a folder's
+undecodable bytes read as Latin-1 (:func:`grader.results.encodable`), an archive's names
+that claim UTF-8 and are not read as CP437 (:mod:`grader.intake.zipnames`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from typing import BinaryIO
 from grader.errors import SubmissionsError, map_dependency_errors, strerror
 from grader.files import atomic_path
 from grader.intake.notebooks import NOTEBOOK_SUFFIX, STUDENT_UNSAFE, find_submissions, student_id
+from grader.intake.zipnames import open_zip
+from grader.results import encodable
 
 ZIP_SUFFIX = ".zip"
 INTAKE_FOLDER = "intake"
@@ -106,7 +112,8 @@ class Intake:
     entries: list[Entry]
     """One per student, sorted by student id."""
     problems: list[str]
-    """One line per archive entry that was rejected, naming the entry and why."""
+    """One line per archive entry or folder entry (a link leading outside the folder)
+    that was rejected, naming the entry and why."""
     extracted_to: Path | None
     """Where a zip was extracted; None for a folder or a single notebook."""
 
@@ -131,12 +138,13 @@ def gather(source: Path, work: Path, patterns: Sequence[str] = ()) -> Intake:
         return Intake(_entries(files, compiled), problems, target.resolve())
     root = source if source.is_dir() else source.parent
     own = Path(work).resolve()
+    problems: list[str] = []
     files = [
-        (path, path.relative_to(root).as_posix())
-        for path in find_submissions(source)
+        (path, encodable(path.relative_to(root).as_posix()))
+        for path in find_submissions(source, problems)
         if not path.resolve().is_relative_to(own)
     ]
-    return Intake(_entries(files, compiled), [], None)
+    return Intake(_entries(files, compiled), [encodable(p) for p in problems], None)
 
 
 def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
@@ -224,7 +232,7 @@ def extract_zip(archive: Path, target: Path) -> tuple[list[tuple[Path, str]], li
         "submissions",
         lambda exc: SubmissionsError(MSG_NOT_ZIP.format(source=archive, detail=exc)),
     ):
-        bundle = zipfile.ZipFile(archive)
+        bundle = open_zip(archive)
     with bundle:
         infos = bundle.infolist()
         if len(infos) > MAX_ENTRIES:

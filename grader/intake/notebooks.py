@@ -1,7 +1,9 @@
 """Intake: find submissions, identify students, read and validate notebooks.
 
 A file that cannot be graded raises :class:`~grader.errors.InvalidNotebook` with a
-message for that student; the pipeline turns it into an ``invalid`` result.
+message for that student; the pipeline turns it into an ``invalid`` result. So does a
+notebook over the rubric's size limits (``[limits] max_notebook_mb``, ``max_cell_kb``):
+a larger file is refused before it is read, a cell with more source once it is parsed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import nbformat
 
@@ -23,6 +26,15 @@ MSG_NOT_JSON = "not a notebook: the file is not valid JSON ({detail})"
 MSG_NOT_NOTEBOOK = "not a notebook: {detail}"
 MSG_NO_CELLS = "the notebook has no cells"
 MSG_NO_CODE = "the notebook has no code cells"
+MSG_TOO_LARGE = (
+    "the notebook file is {size:.1f} MB, more than the {limit} MB a submission may be"
+    " ([limits] max_notebook_mb); clear large outputs and submit it again"
+)
+MSG_CELL_TOO_LARGE = (
+    "cell {cell} holds {size:,} KB of source, more than the {limit} KB a cell may hold"
+    " ([limits] max_cell_kb)"
+)
+MSG_LINK = "{name!r}: rejected: a symbolic link that leads outside the submissions folder"
 MSG_LANGUAGE = "the notebook is for {language!r}, not Python; grader runs Python notebooks only"
 
 
@@ -43,8 +55,22 @@ class Submission:
     """What intake changed or noticed (e.g. an nbformat 3 upgrade)."""
 
 
-def find_submissions(root: Path) -> list[Path]:
-    """Every ``.ipynb`` under ``root`` (or ``root`` itself), sorted; hidden folders skipped."""
+class SizeLimits(Protocol):
+    """The rubric's intake limits (:class:`grader.rubric.schema.Limits` has them)."""
+
+    @property
+    def max_notebook_mb(self) -> int: ...
+
+    @property
+    def max_cell_kb(self) -> int: ...
+
+
+def find_submissions(root: Path, problems: list[str] | None = None) -> list[Path]:
+    """Every ``.ipynb`` under ``root`` (or ``root`` itself), sorted; hidden folders skipped.
+
+    A symbolic link (to the file or to a folder above it) that leads outside ``root`` is
+    never read: it is left out, with a line in ``problems`` naming it."""
+    problems = [] if problems is None else problems
     if not root.exists():
         raise SubmissionsError(f"{root}: no such file or folder")
     if root.is_file():
@@ -54,7 +80,15 @@ def find_submissions(root: Path) -> list[Path]:
         lambda exc: SubmissionsError(f"{root}: cannot read the folder ({strerror(exc)})"),
     ):
         paths = sorted(p for p in root.rglob(f"*{NOTEBOOK_SUFFIX}") if _visible(p, root))
-    return [p for p in paths if p.is_file()]
+        inside = root.resolve()
+        kept = []
+        for path in paths:
+            if not path.resolve().is_relative_to(inside):
+                name = path.relative_to(root).as_posix()
+                problems.append(MSG_LINK.format(name=name))
+            elif path.is_file():
+                kept.append(path)
+    return kept
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -69,14 +103,25 @@ def student_id(path: Path) -> str:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The file's SHA-256, read in pieces (a large file never sits in memory whole)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def load_submission(path: Path, student: str | None = None) -> Submission:
-    """Read, upgrade and validate one notebook (``student``: the id intake mapped it to)."""
+def load_submission(
+    path: Path, student: str | None = None, limits: SizeLimits | None = None
+) -> Submission:
+    """Read, upgrade and validate one notebook (``student``: the id intake mapped it to;
+    ``limits``: the sizes past which it is :class:`InvalidNotebook`, unread)."""
+    if limits is not None:
+        size, limit = path.stat().st_size, limits.max_notebook_mb
+        if size > limit * 2**20:
+            raise InvalidNotebook(MSG_TOO_LARGE.format(size=size / 2**20, limit=limit))
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     nb, notes = parse_notebook(raw)
+    if limits is not None:
+        check_cells(nb, limits.max_cell_kb)
     return Submission(
         student=student or student_id(path), path=path, sha256=digest, nb=nb, notes=notes
     )
@@ -106,6 +151,16 @@ def parse_notebook(raw: bytes) -> tuple[nbformat.NotebookNode, list[str]]:
     if language and language not in PYTHON_NAMES:
         raise InvalidNotebook(MSG_LANGUAGE.format(language=language))
     return nb, notes
+
+
+def check_cells(nb: nbformat.NotebookNode, max_kb: int) -> None:
+    """:class:`InvalidNotebook` naming the first cell with more than ``max_kb`` KB of source."""
+    for number, cell in enumerate(nb.cells, start=1):
+        size = len(str(cell.get("source", "")).encode("utf-8", "surrogatepass"))
+        if size > max_kb * 1024:
+            raise InvalidNotebook(
+                MSG_CELL_TOO_LARGE.format(cell=number, size=-(-size // 1024), limit=max_kb)
+            )
 
 
 def _language(nb: nbformat.NotebookNode) -> str:

@@ -16,12 +16,16 @@ not import the HTML writer, and a name changed here changes everywhere::
     OUT/.grader.lock                LOCK_FILE
     <folder>/<stem>.report.html     self_check_report_path() (``grader check``)
 
-``<name>`` is :func:`report_filename` of the student id: one safe stem for every file
-named after a student.
+``<name>`` is :func:`output_name` of the student id: one safe stem for every file named
+after a student, and one per student: an id that is not already a safe name
+(``ｖｉｃｔｉｍ``, ``nguyễn``, ``../x``) gets its folded form and a digest of itself
+(``victim~1a2b3c4d``), so no two students share an executed notebook, a report or an
+export folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -51,6 +55,10 @@ FILENAME_MAX = 100
 FILENAME_FALLBACK = "unnamed"
 FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 FILENAME_REPLACEMENT = "_"
+DIGEST_MARK = "~"
+"""Never in a folded name (:data:`FILENAME_UNSAFE` replaces it): a name with it is a
+folded id and its digest, a name without it is the id itself."""
+DIGEST_CHARS = 8
 WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"}
     | {f"COM{i}" for i in range(1, 10)}
@@ -75,17 +83,31 @@ def report_filename(student: str) -> str:
     return name[:FILENAME_MAX] or FILENAME_FALLBACK
 
 
+def output_name(student: str) -> str:
+    """The one file name stem of everything named after ``student``, unique per id.
+
+    A safe id is its own name; any other gets :func:`report_filename`'s folded form,
+    :data:`DIGEST_MARK` and the start of the id's SHA-256. (Ids that differ only in case
+    stay apart on a case-sensitive disk; reports also on others, :func:`report_names`.)"""
+    stem = report_filename(student)
+    if stem == student:
+        return stem
+    digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()
+    return stem[: FILENAME_MAX - DIGEST_CHARS - 1] + DIGEST_MARK + digest[:DIGEST_CHARS]
+
+
 def report_names(keys: Sequence[tuple[str, str]]) -> list[str]:
     """Report file names (with ``.html``) for ``(student, file)`` pairs, in their order.
 
-    Names are unique even on case-insensitive disks; clashes get ``_2``, ``_3``... in
-    (student, file) order, so the names do not depend on the order of ``keys``.
+    Each is :func:`output_name` of the student; names stay unique even on
+    case-insensitive disks (a clash, two rows of one student, gets ``_2``, ``_3``... in
+    (student, file) order, so the names do not depend on the order of ``keys``).
     """
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     used: set[str] = set()
     names = [""] * len(keys)
     for index in order:
-        stem = report_filename(keys[index][0])
+        stem = output_name(keys[index][0])
         candidate, counter = stem, 1
         while candidate.casefold() in used:
             counter += 1
@@ -98,12 +120,12 @@ def report_names(keys: Sequence[tuple[str, str]]) -> list[str]:
 
 def executed_path(out: Path, student: str) -> Path:
     """Where a student's executed notebook goes: ``OUT/executed/<name>.ipynb``."""
-    return out / EXECUTED_DIR / f"{report_filename(student)}{EXECUTED_SUFFIX}"
+    return out / EXECUTED_DIR / f"{output_name(student)}{EXECUTED_SUFFIX}"
 
 
 def gradescope_path(out: Path, student: str) -> Path:
     """Where a student's Gradescope record goes: ``OUT/gradescope/<name>/results.json``."""
-    return out / GRADESCOPE_DIR / report_filename(student) / GRADESCOPE_FILE
+    return out / GRADESCOPE_DIR / output_name(student) / GRADESCOPE_FILE
 
 
 def self_check_report_path(folder: Path, notebook: Path) -> Path:

@@ -3,6 +3,8 @@
 ``results.jsonl`` holds one :meth:`SubmissionResult.to_record` object per line and is
 the output contract other tools read back with :func:`read_results_jsonl`.
 ``grades.csv`` is the class spreadsheet: one row per student, one column per check.
+A result whose fields have the wrong types is that student's ``error`` row
+(:mod:`grader.outputs.readback`), never the end of ``grader report``.
 Every text cell of the spreadsheet goes through :func:`neutralise_cell` so that a
 student id or flag such as ``=HYPERLINK(...)`` is never evaluated as a formula.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 
 from grader.errors import InvalidInput, map_dependency_errors, strerror
 from grader.files import atomic_write_text
+from grader.outputs.readback import well_formed
 from grader.results import SubmissionResult
 
 ENCODING = "utf-8"
@@ -66,7 +69,7 @@ def _parse_line(text: str, path: Path, line: int) -> SubmissionResult:
     with map_dependency_errors(
         "read back", lambda exc: InvalidInput(MSG_BAD_RECORD.format(detail=exc), **where)
     ):
-        return SubmissionResult.from_record(record)
+        return well_formed(SubmissionResult.from_record(record))
 
 
 def unreadable(path: Path, exc: Exception) -> InvalidInput:

@@ -20,6 +20,7 @@ from grader.files import atomic_write_text
 from grader.outputs.charts import Chart, bar_chart, curve_series, histogram, line_chart
 from grader.outputs.names import INDEX_FILE, REPORTS_DIR, report_names
 from grader.outputs.names import report_filename as report_filename  # for older importers
+from grader.outputs.readback import damaged
 from grader.outputs.templating import (
     NOT_AVAILABLE,
     format_percent,
@@ -257,6 +258,20 @@ def _flagged(result: SubmissionResult) -> bool:
     return result.status != STATUS_GRADED or bool(set(result.flags) - ROUTINE_FLAGS)
 
 
+def _page_guarded(
+    result: SubmissionResult,
+    reference_accuracy: float | None,
+    reference_history: list[dict[str, Any]] | None,
+) -> tuple[str, SubmissionResult]:
+    """The student's page and the result the class page shows: when the stored result
+    cannot be drawn, an error page and row for that student alone, saying why."""
+    try:
+        return render_report(result, reference_accuracy, reference_history), result
+    except Exception as exc:  # one student's record must never cost the class its pages
+        stand_in = damaged(result.student, result.file, f"{type(exc).__name__}: {exc}")
+        return render_report(stand_in, reference_accuracy), stand_in
+
+
 def write_reports(
     results: list[SubmissionResult],
     out_dir: Path,
@@ -269,12 +284,14 @@ def write_reports(
     Returns the report paths in the order of ``results``, then the index path.
     """
     out_dir = Path(out_dir)
-    paths = []
+    paths, shown = [], []
     for result, name in zip(results, _report_names(results), strict=True):
         path = out_dir / REPORTS_DIR / name
-        atomic_write_text(path, render_report(result, reference_accuracy, reference_history))
+        page, result = _page_guarded(result, reference_accuracy, reference_history)
+        atomic_write_text(path, page)
         paths.append(path)
+        shown.append(result)
     index = out_dir / INDEX_FILE
-    atomic_write_text(index, render_index(results, check_ids))
+    atomic_write_text(index, render_index(shown, check_ids))
     paths.append(index)
     return paths

@@ -21,6 +21,7 @@ from grader.outputs.names import (
     REPORTS_DIR,
     RESULTS_FILE,
 )
+from grader.outputs.readback import well_formed
 from grader.outputs.records import unreadable, write_grades_csv, write_results_jsonl
 from grader.outputs.report import write_reports
 from grader.results import SubmissionResult
@@ -71,6 +72,7 @@ def _unwritable(out: Path, exc: Exception) -> OutputError:
 
 def _write_all(results: list[SubmissionResult], info: ClassInfo, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
+    results = [well_formed(result) for result in results]  # a bad record is its own row
     write_results_jsonl(results, out / RESULTS_FILE)
     info.save(out)
     write_grades_csv(results, info.check_ids, out / GRADES_FILE)

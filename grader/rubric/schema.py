@@ -108,6 +108,12 @@ class Limits:
     """Largest file the kernel may write (``RLIMIT_FSIZE``)."""
     max_output_kb: int = 4096
     """Output kept per cell; the rest is dropped behind a visible marker."""
+    max_notebook_mb: int = 25
+    """Largest notebook file graded (outputs included); a larger one is ``invalid``,
+    refused before it is read."""
+    max_cell_kb: int = 100
+    """Most source one cell may hold (UTF-8); a notebook with a larger cell is
+    ``invalid`` (a tutorial's longest cell holds about 3 KB)."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +128,13 @@ class LatePolicy:
     """Share of the maximum score lost per started day late."""
     max_penalty: float = 1.0
     """The largest share of the maximum score lateness can cost."""
-    name_time_pattern: str = r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})"
-    """Where an LMS file name carries the submission time (a regex with a ``time`` group)."""
+    name_time_pattern: str = (
+        r"[^/]*?_[^_/]+_attempt_(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})(?=[_.])"
+    )
+    """Where an LMS file name carries the submission time: a regex with a ``time`` group,
+    matched from the name's start, so it describes the part the LMS writes before the
+    student's own file name (default: ``{assignment}_{user}_attempt_{time}_{file}``).
+    A date the student puts in their own file name is never read."""
     name_time_format: str = "%Y-%m-%d-%H-%M-%S"
     """How that time is written (``strptime``), read as UTC."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import site
 import subprocess
@@ -28,6 +27,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 
+from grader.errors import KernelOutputError, map_dependency_errors
 from grader.kit.assets import Kit, prepare_keras_home
 from grader.results import CellError
 from grader.rubric.schema import Limits
@@ -35,9 +35,11 @@ from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
 from grader.run.sandbox import KernelLimits, KernelSandbox, make_run_folder
 from grader.run.threads import thread_env
+from grader.run.trees import remove_tree
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
+MSG_PROBE_FOLDER = "the kernel's probe folder cannot be read ({detail})"
 MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
 MSG_NOTEBOOK_TIMEOUT = (
     "the notebook ran longer than {limit:.0f} s; cells from {cell} on were not run"
@@ -119,14 +121,18 @@ class Execution:
     duration_s: float = 0.0
     probe_error: str | None = None
     """Set when the probe itself failed to install (a grader fault, not the student's)."""
+    unreadable: str | None = None
+    """Why what the kernel left (the probe's records) could not be read, if it could not."""
 
     @property
     def model_path(self) -> Path | None:
         path = self.root / "probe" / probe.MODEL_FILE
         return path if path.exists() else None
 
-    def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def cleanup(self) -> str | None:
+        """Remove the run's folder, whatever the kernel left in it; why it could not be
+        removed, if it could not (never raised: the next batch's sweep tries again)."""
+        return remove_tree(self.root)
 
 
 def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
@@ -159,8 +165,12 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run.duration_s = round(time.monotonic() - start, 2)
     run.probe_error = _probe_error(running)
     run.nb = probe.strip(running)
-    _drop_links(probe_dir)
-    run.events = probe.read_events(probe_dir)
+    try:
+        _drop_links(probe_dir)
+        run.events = probe.read_events(probe_dir)
+    except KernelOutputError as exc:  # the kernel's doing: this student's error
+        run.unreadable = str(exc)
+        run.messages.append(str(exc))
     run.errors = collect_errors(run.nb, skip=set(run.timed_out))
     run.stdin_requested = [e.cell for e in run.errors if e.ename == STDIN_ENAME]
     run.messages += [MSG_STDIN.format(cell=c + 1) for c in run.stdin_requested]
@@ -323,9 +333,12 @@ def _how(exit_code: int | None) -> str:
 
 def _drop_links(folder: Path) -> None:
     """The kernel owns the probe folder: links it made there are never followed."""
-    for path in folder.iterdir():
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            path.unlink()
+    with map_dependency_errors(
+        "kernel output", lambda exc: KernelOutputError(MSG_PROBE_FOLDER.format(detail=exc))
+    ):
+        for path in folder.iterdir():
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                path.unlink()
 
 
 def _shutdown(km: AsyncKernelManager) -> None:

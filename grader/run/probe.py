@@ -12,6 +12,7 @@ measure. This module never imports TensorFlow.
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,7 @@ from typing import Any
 
 import nbformat
 
+from grader.errors import KernelOutputError, map_dependency_errors, strerror
 from grader.run.kernel import habits as kernel_habits
 from grader.run.kernel import probe as kernel_probe
 from grader.run.kernel.probe import EVENTS_FILE, FIT_MODEL_FILE, MODEL_FILE, Settings
@@ -46,6 +48,11 @@ PROBE_MODULE = "_grader_probe"
 SAVE_NAMED = "_grader_save_named"
 """The one name the probe cell adds to the notebook's globals."""
 RAW_QUOTE = "'''"
+MAX_EVENTS_BYTES = 64 * 2**20
+"""The most of the probe's records read (a notebook's are well under a megabyte)."""
+MSG_EVENTS = "the probe's records in the kernel's folder cannot be read ({detail})"
+REASON_NOT_FILE = "the notebook replaced the records file with something that is not a file"
+REASON_TOO_LARGE = f"more than {MAX_EVENTS_BYTES // 2**20} MB"
 
 LOADER = '''# grader's probe, not the student's code: it records what Keras does while grading
 def _grader_module(name, source):
@@ -149,16 +156,30 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def read_events(probe_dir: Path) -> list[dict[str, Any]]:
-    """The events the probe recorded; unreadable lines are skipped."""
+    """The events the probe recorded; unreadable lines (malformed, nested past what
+    :mod:`json` can read) are skipped. The kernel owns the file: one that is not a
+    plain file, or is larger than :data:`MAX_EVENTS_BYTES`, is a
+    :class:`~grader.errors.KernelOutputError` (that student's error, not grader's)."""
     path = probe_dir / EVENTS_FILE
-    if not path.exists():
-        return []
+    with map_dependency_errors("kernel output", _unreadable):
+        if not path.exists() and not path.is_symlink():
+            return []
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise KernelOutputError(MSG_EVENTS.format(detail=REASON_NOT_FILE))
+        if info.st_size > MAX_EVENTS_BYTES:
+            raise KernelOutputError(MSG_EVENTS.format(detail=REASON_TOO_LARGE))
+        text = path.read_text(errors="replace")
     events = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(entry, dict):
             events.append(entry)
     return events
+
+
+def _unreadable(exc: Exception) -> KernelOutputError:
+    return KernelOutputError(MSG_EVENTS.format(detail=strerror(exc)))

@@ -30,18 +30,19 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from grader.errors import UsageError
 from grader.run import cgroups
+from grader.run.trees import chown_tree, remove_tree
 
 UID_BASE = 1_500_000_000
 """Sandbox uids start here: UID_BASE + (grading process's pid, run number), so no two
@@ -74,6 +75,7 @@ NOT_ENFORCED = {
     "memory": "a memory cgroup (an RSS watchdog is used instead)",
     "processes": "a process-count limit (no pids cgroup, not root)",
 }
+MSG_NOT_REMOVED = "warning: {folder}: a left kernel folder cannot be removed ({why}); kept"
 MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
 
 
@@ -284,7 +286,7 @@ class KernelSandbox:
             )
             cgroups.remove_cgroup(cgroup)
         if self.uid is not None:
-            _chown_tree(self.root, 0)
+            chown_tree(self.root, 0)  # what it cannot hand back, root removes anyway
 
     def _pids(self, kernel_pid: int | None) -> set[int]:
         pids: set[int] = set()
@@ -368,9 +370,10 @@ def _is_running(owner: RunOwner) -> bool:
     return True
 
 
-def sweep_stale(tmp: Path | None = None) -> int:
+def sweep_stale(tmp: Path | None = None, report: Callable[[str], None] | None = None) -> int:
     """Remove what a killed grader left behind: run folders whose owning process is gone,
-    with their cgroups and any process still in them. Returns how many were removed."""
+    with their cgroups and any process still in them. Returns how many were removed; a
+    folder that cannot be removed is left, and told to ``report`` with the reason."""
     removed = 0
     for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
         if folder.is_symlink() or not folder.is_dir() or not is_stale(folder):
@@ -378,8 +381,10 @@ def sweep_stale(tmp: Path | None = None) -> int:
         for cgroup in cgroups.cgroups_named(folder.name):
             cgroups.kill_all(cgroups.read_pids(cgroup / "cgroup.procs"))
             cgroups.remove_cgroup(cgroup)
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += not folder.exists()
+        problem = remove_tree(folder)
+        if problem and report is not None:
+            report(MSG_NOT_REMOVED.format(folder=folder, why=problem))
+        removed += problem is None
     return removed
 
 
@@ -389,7 +394,6 @@ def sandbox_uid(pid: int, run: int) -> int:
 
 
 def _chown_tree(path: Path, uid: int) -> None:
-    os.lchown(path, uid, uid)
-    for folder, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(folder, name), uid, uid)
+    problem = chown_tree(path, uid)
+    if problem:
+        raise OSError(f"{path}: cannot hand the folder to uid {uid} ({problem})")
