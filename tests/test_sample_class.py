@@ -41,24 +41,38 @@ def records(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-def verdict(record: dict[str, Any]) -> dict[str, Any]:
-    """What the batch decided for one student, the accuracy check's pass/fail included:
-    with the kit's readout and the 40-step head budget, correct work measured
-    0.9875-0.994 against a line at 0.9375 in every seed benchmarked, and the mistakes
-    here far below it (``bench/accuracy_stability.py``), so the verdict should not follow
-    the machine (other thread counts and kit builds: not yet measured). The figures
-    themselves do, and are not compared."""
+def correct_students() -> set[str]:
+    """The sample students whose intended verdicts say "Correct"."""
+    intended = json.loads((EXPECTED.parent / "sample_class_intended.json").read_text())
+    return {s for s, v in intended.items() if v["notes"].startswith("Correct")}
+
+
+def verdict(record: dict[str, Any], correct: set[str]) -> dict[str, Any]:
+    """What the batch decided for one student. The accuracy check's pass/fail is compared
+    for the correct students: with the kit's readout and the 40-step head budget they
+    measured 0.9875-0.994 against a line at 0.9375 in every seed benchmarked
+    (``bench/accuracy_stability.py``), so it must not follow the machine. For the others
+    a trained figure can sit near the line (a base never frozen measured 0.953 here), so
+    only the check's source is compared; their figures are asserted by behaviour below."""
+
+    def accuracy(c: dict[str, Any]) -> list[Any]:
+        return [c["passed"] if record["student"] in correct else None, c["source"]]
+
     return {
         "status": record["status"],
         "flags": sorted(record["flags"]),
-        "checks": {c["id"]: [c["passed"], c["source"]] for c in record["checks"]},
+        "checks": {
+            c["id"]: accuracy(c) if c["id"] == "accuracy" else [c["passed"], c["source"]]
+            for c in record["checks"]
+        },
         "structural_score": sum(c["score"] for c in record["checks"] if c["id"] != "accuracy"),
     }
 
 
 def test_sample_class_verdicts_as_recorded(graded: tuple[Path, str]) -> None:
     out, _ = graded
-    actual = {r["student"]: verdict(r) for r in records(out)}
+    correct = correct_students()
+    actual = {r["student"]: verdict(r, correct) for r in records(out)}
     if os.environ.get("GRADER_UPDATE_EXPECTED"):
         EXPECTED.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
     assert actual == json.loads(EXPECTED.read_text())
@@ -68,8 +82,7 @@ def test_every_correct_sample_student_gets_full_accuracy_credit(graded: tuple[Pa
     """The students whose intended verdicts say "Correct" (tutorial-like, Keras 3,
     Sequential with Rescaling, pooling on the base with augmentation in the pipeline,
     global max pooling) each earn the accuracy check's full points, above its line."""
-    intended = json.loads((EXPECTED.parent / "sample_class_intended.json").read_text())
-    correct = [s for s, v in intended.items() if v["notes"].startswith("Correct")]
+    correct = sorted(correct_students())
     by_student = {r["student"]: r for r in records(graded[0])}
     assert len(correct) == 5
     for student in correct:
