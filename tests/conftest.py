@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from grader.rubric.schema import load_rubric
+from grader.run.execute import MSG_CELL_TIMEOUT
 from grader.run.sandbox import (
     LEGACY_OWNER_FILE,
     RUN_PREFIX,
@@ -31,6 +33,12 @@ ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 RUBRIC = FIXTURES / "rubric_fast.toml"
 FIXTURE_SETS = ("bad_inputs", "extra_students", "hostile")
+CELL_TIMEOUT_S = load_rubric(RUBRIC).limits.cell_timeout_s
+
+
+def cell_timeout_message(cell: int) -> str:
+    """The message a notebook gets when its cell ``cell`` (1-based) hits the test rubric's limit."""
+    return MSG_CELL_TIMEOUT.format(cell=cell, limit=CELL_TIMEOUT_S)
 
 
 @pytest.fixture(scope="session")
