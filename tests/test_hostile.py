@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from grader.run.cgroups import CGROUP_PARENT, CGROUP_V1
+from grader.run.probe import MSG_REPLACED
 from grader.run.sandbox import RUN_PREFIX, UID_BASE, capabilities
 from tests.conftest import RunFolders, cell_timeout_message
 
@@ -147,6 +148,27 @@ def test_removing_the_probe_earns_no_accuracy(by_student: dict) -> None:
     assert accuracy["score"] == 0 and "never trained" in accuracy["message"]
     assert "no_training" in record["flags"]
     assert record["accuracy"]["printed"] == pytest.approx(0.99)
+
+
+def test_forged_records_and_a_planted_model_earn_nothing_and_are_flagged(
+    by_student: dict,
+) -> None:
+    """Records appended to the probe's file by hand and a model put where the probe keeps
+    the trained one: neither is the probe's, so neither counts, and the row says so."""
+    record = by_student["forged_evidence"]
+    assert record["status"] == "graded" and record["training"] == []
+    assert {"evidence_forged", "no_training"} <= set(record["flags"])
+    assert [c["score"] for c in record["checks"]] == [0] * len(record["checks"])
+    assert record["accuracy"]["measured"] is None
+    assert record["message"] == (
+        "3 record(s) in the probe's folder were not written by the probe and were ignored; "
+        + MSG_REPLACED
+    )
+
+
+def test_only_the_forgery_is_flagged_as_forged(by_student: dict) -> None:
+    flagged = [s for s, r in by_student.items() if "evidence_forged" in r["flags"]]
+    assert flagged == ["forged_evidence"]
 
 
 def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: RunFolders) -> None:

@@ -18,6 +18,7 @@ import pytest
 from grader.checks.notes import PIP_NOTE, SHELL_NOTE, find_notes
 from grader.run.kernel import habits
 from grader.run.kernel import probe as kernel_probe
+from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.habits import (
     INSTALL_LINE,
     SHELL_CELL,
@@ -214,7 +215,7 @@ def test_a_fit_is_recorded_before_and_after_and_its_model_saved_atomically(
     tmp_path: Path,
 ) -> None:
     config: Settings = {**SETTINGS, "dir": str(tmp_path), "eager_steps": 10}
-    probe, model = Probe(config, KERAS, {}), Model()
+    probe, model = Probe(config, KERAS, {}, kernel_seal), Model()
     probe.compile(model, loss="mse")
     history = probe.fit(model, Dataset(100), epochs=5)
     assert model.calls == [({"epochs": 2, "steps_per_epoch": 10}, True)]  # capped, eager
@@ -239,7 +240,7 @@ def test_save_named_saves_the_notebooks_variable_only_when_it_is_a_model(
     tmp_path: Path,
 ) -> None:
     namespace: dict[str, Any] = {"final_model": Model(), "text": "not a model"}
-    probe = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, namespace)
+    probe = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, namespace, kernel_seal)
     probe.save_named("text")
     probe.save_named("missing")
     assert not (tmp_path / kernel_probe.MODEL_FILE).exists()
@@ -253,7 +254,7 @@ def test_save_named_saves_the_notebooks_variable_only_when_it_is_a_model(
 def test_a_recording_that_fails_leaves_a_probe_error_and_the_call_goes_on(
     tmp_path: Path,
 ) -> None:
-    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}), Model()
+    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
     del model.trainable_weights  # the layer tree cannot be read
     assert probe.evaluate(model, Dataset(2)) == 0.5
     (entry,) = events(tmp_path)

@@ -8,6 +8,7 @@ import pytest
 
 from grader.run.kernel import habits as kernel_habits
 from grader.run.kernel import probe as kernel_probe
+from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.probe import Settings
 from grader.run.probe import (
     PROBE_TAG,
@@ -47,7 +48,7 @@ def test_probe_cell_is_valid_python_with_its_config() -> None:
     assert set(config) == set(Settings.__annotations__)  # the kernel side's keys
 
 
-def test_the_probe_cell_carries_both_kernel_modules_verbatim() -> None:
+def test_the_probe_cell_carries_every_kernel_module_verbatim() -> None:
     """The cell holds each module's file text as a string constant, which it runs in a
     module of its own: the kernel cannot import grader."""
     source = probe_cell(ProbeConfig(dir=Path("/tmp"))).source
@@ -56,7 +57,8 @@ def test_the_probe_cell_carries_both_kernel_modules_verbatim() -> None:
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
     }
-    texts = [Path(m.__file__).read_text() for m in (kernel_habits, kernel_probe)]
+    modules = (kernel_habits, kernel_probe, kernel_seal)
+    texts = [Path(str(m.__file__)).read_text() for m in modules]
     assert all(text in constants for text in texts)
     for text in [*texts, source]:
         imported = [
@@ -141,5 +143,8 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
     run.cleanup()
     printed = ["".join(o.get("text", "") for o in c.outputs) for c in run.nb.cells]
     assert run.errors == [], run.errors
+    events = [e["event"] for e in run.events]  # sealed in a real kernel, and all accepted
+    assert (events, run.evidence_forged) == (["compile", "fit", "fit_end", "evaluate"], [])
+    assert run.model_path is not None and run.model_path.name == "last_model.keras"
     assert printed[1] == f"train_step calls {traces}\n"  # traced, never run eagerly
     assert printed[2] == "eager [True]\n"

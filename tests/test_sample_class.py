@@ -24,6 +24,8 @@ pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).parent.parent
 EXPECTED = Path(__file__).parent / "expected" / "sample_class.json"
+ROWS = 34
+"""13 students, the reference, 8 fixtures, 12 hostile notebooks: no row lost."""
 WRITTEN = ("q1_transfer_learning", "q2_fine_tuning", "q3_freezing", "q4_augmentation")
 CONTRACT_KEYS = {
     "student",
@@ -97,8 +99,7 @@ def test_every_correct_sample_student_gets_full_accuracy_credit(graded: tuple[Pa
 def test_outputs_follow_the_contract(graded: tuple[Path, str]) -> None:
     out, stdout = graded
     results = records(out)
-    # 13 students, the reference, 8 fixtures, 11 hostile notebooks: no row lost
-    assert len(results) == 33
+    assert len(results) == ROWS
     for record in results:
         assert CONTRACT_KEYS <= set(record)
         assert record["max_score"] == 14  # 5 code checks x 2 points, 4 written answers x 1
@@ -237,7 +238,7 @@ def test_pages_and_exports_of_the_batch(graded: tuple[Path, str]) -> None:
     canvas = list(csv.reader((out / "canvas.csv").read_text().splitlines()))
     assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
     assert canvas[1][0] == "Points Possible" and canvas[1][5] == "14"
-    assert len(canvas) == 2 + 33
+    assert len(canvas) == 2 + ROWS
     gradescope = json.loads((out / "gradescope" / "s1001_nguyen" / "results.json").read_text())
     assert gradescope["score"] == by_score(out, "s1001_nguyen")
     page = (out / "reports" / "s1001_nguyen.html").read_text()

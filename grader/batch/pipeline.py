@@ -65,6 +65,8 @@ FLAG_GRADER_FAILED = "grader_failed"
 FLAG_UPGRADED = "nbformat_upgraded"
 FLAG_PROBE_FAILED = "probe_failed"
 FLAG_NO_TRAINING = "no_training"
+FLAG_EVIDENCE_FORGED = "evidence_forged"
+"""Records or a model in the probe's folder that the probe did not write (ignored)."""
 MSG_INTERNAL = "grader failed on this submission (a grader bug, please report): {error}"
 MSG_CELL_ERROR = "cell {cell} raised {ename}: {evalue}"
 
@@ -233,6 +235,8 @@ def result_flags(submission: Submission, run: Execution, facts: Facts, rubric: R
     flags += run_flags(run)
     if run.probe_error:
         flags.append(FLAG_PROBE_FAILED)
+    if run.evidence_forged:
+        flags.append(FLAG_EVIDENCE_FORGED)
     if not any(isinstance(e, FitEvent) for e in facts.events):
         flags.append(FLAG_NO_TRAINING)
     spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)

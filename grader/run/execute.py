@@ -124,10 +124,10 @@ class Execution:
     unreadable: str | None = None
     """Why what the kernel left (the probe's records) could not be read, if it could not."""
 
-    @property
-    def model_path(self) -> Path | None:
-        path = self.root / "probe" / probe.MODEL_FILE
-        return path if path.exists() else None
+    model_path: Path | None = None
+    """The model the probe saved last, when the file is the one it saved."""
+    evidence_forged: list[str] = field(default_factory=list)
+    """Why some of what the kernel left was not the probe's (ignored; empty: none)."""
 
     def cleanup(self) -> str | None:
         """Remove the run's folder, whatever the kernel left in it; why it could not be
@@ -142,6 +142,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     for folder in (work, probe_dir, ipc):
         folder.mkdir()
     keras_home = prepare_keras_home(settings.kit, root / "keras_home")
+    key = probe.write_seal(probe_dir)
     nbformat.write(nb, work / name)
     config = settings.probe or probe.ProbeConfig(dir=probe_dir)
     config = probe.ProbeConfig(**{**config.__dict__, "dir": probe_dir})
@@ -167,7 +168,11 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run.nb = probe.strip(running)
     try:
         _drop_links(probe_dir)
-        run.events = probe.read_events(probe_dir)
+        checked, run.evidence_forged = probe.read_records(probe_dir, key)
+        run.events = checked.records
+        run.model_path, replaced = probe.saved_model(probe_dir, checked.model_digest)
+        run.evidence_forged += replaced
+        run.messages += run.evidence_forged
     except KernelOutputError as exc:  # the kernel's doing: this student's error
         run.unreadable = str(exc)
         run.messages.append(str(exc))

@@ -12,6 +12,8 @@ measure. This module never imports TensorFlow.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import nbformat
 from grader.errors import KernelOutputError, map_dependency_errors, strerror
 from grader.run.kernel import habits as kernel_habits
 from grader.run.kernel import probe as kernel_probe
+from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.probe import EVENTS_FILE, FIT_MODEL_FILE, MODEL_FILE, Settings
 
 __all__ = [
@@ -37,13 +40,17 @@ __all__ = [
     "kernel_settings",
     "probe_cell",
     "read_events",
+    "read_records",
+    "saved_model",
     "strip",
+    "write_seal",
 ]
 
 PROBE_TAG = "grader-probe"
 SEED = 1234
 HABITS_MODULE = "_grader_habits"
 PROBE_MODULE = "_grader_probe"
+SEAL_MODULE = "_grader_seal"
 """The private names the kernel modules run under in the kernel's ``sys.modules``."""
 SAVE_NAMED = "_grader_save_named"
 """The one name the probe cell adds to the notebook's globals."""
@@ -53,6 +60,10 @@ MAX_EVENTS_BYTES = 64 * 2**20
 MSG_EVENTS = "the probe's records in the kernel's folder cannot be read ({detail})"
 REASON_NOT_FILE = "the notebook replaced the records file with something that is not a file"
 REASON_TOO_LARGE = f"more than {MAX_EVENTS_BYTES // 2**20} MB"
+MSG_FORGED = (
+    "{count} record(s) in the probe's folder were not written by the probe and were ignored"
+)
+MSG_REPLACED = "the saved model is not the one the probe saved, so it was not measured"
 
 LOADER = '''# grader's probe, not the student's code: it records what Keras does while grading
 def _grader_module(name, source):
@@ -125,7 +136,8 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
         LOADER
         + f"_grader_module({HABITS_MODULE!r}, {module_text(kernel_habits)}).install()\n"
         + f"{SAVE_NAMED} = _grader_module({PROBE_MODULE!r}, {module_text(kernel_probe)})"
-        + f".install({kernel_settings(config)!r}, globals())\n"
+        + f".install({kernel_settings(config)!r}, globals(), "
+        + f"_grader_module({SEAL_MODULE!r}, {module_text(kernel_seal)}))\n"
         + "del _grader_module"
     )
     cell = nbformat.v4.new_code_cell(source)
@@ -183,3 +195,32 @@ def read_events(probe_dir: Path) -> list[dict[str, Any]]:
 
 def _unreadable(exc: Exception) -> KernelOutputError:
     return KernelOutputError(MSG_EVENTS.format(detail=strerror(exc)))
+
+
+def write_seal(probe_dir: Path) -> bytes:
+    """A fresh key for this run's records, written where only the probe reads it (once)."""
+    key = secrets.token_bytes(32)
+    path = probe_dir / kernel_seal.SEAL_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+def read_records(probe_dir: Path, key: bytes) -> tuple[kernel_seal.Checked, list[str]]:
+    """The probe's own records (:func:`read_events`, then
+    :func:`~grader.run.kernel.seal.check`), and a message when lines were not its own."""
+    checked = kernel_seal.check(key, read_events(probe_dir))
+    forged = checked.rejected + checked.missing
+    return checked, [MSG_FORGED.format(count=forged)] if forged else []
+
+
+def saved_model(probe_dir: Path, digest: str | None) -> tuple[Path | None, list[str]]:
+    """The model file to measure: the one whose digest the probe recorded when it saved
+    it (None, with a message, when the file there is another; None when there is none)."""
+    path = probe_dir / MODEL_FILE
+    if not path.is_file() or path.is_symlink():
+        return None, []
+    if digest is not None and kernel_seal.file_digest(str(path)) == digest:
+        return path, []
+    return None, [MSG_REPLACED]

@@ -6,6 +6,11 @@ trainable, parameter counts, nested models), the optimizer and learning rate, an
 ``evaluate`` the metrics. ``fit`` is recorded before training starts (so the model *as
 it was at the fit* is known even if training is interrupted) and ``fit_end`` after it,
 with the epochs run and the history; then the model is saved (``last_model.keras``).
+Every record is sealed (:mod:`grader.run.kernel.seal`): numbered and signed with the
+run's key, which the probe reads and deletes before any of the student's code runs, so
+a line written into the folder by hand does not pass for one of the probe's; the record
+of each save carries the saved file's digest, so a model put in its place does not
+either.
 In quick mode it caps epochs and steps, and runs a call of a step or two eagerly
 (tracing it would cost more than it saves). It also seeds Python, NumPy and Keras so
 that a notebook graded twice trains the same way.
@@ -26,6 +31,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any, TypedDict
 
 EVENTS_FILE = "events.jsonl"
@@ -179,13 +185,19 @@ def append_event(path: str, entry: dict[str, Any]) -> None:
 class Probe:
     """The probe in one kernel: its settings, Keras's own methods, what it has seen."""
 
-    def __init__(self, settings: Settings, keras: Any, namespace: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, keras: Any, namespace: dict[str, Any], seal: ModuleType
+    ) -> None:
         self.settings = settings
         self.keras = keras
         self.namespace = namespace
         """The notebook's globals, where :meth:`save_named` finds the model."""
         self.events = os.path.join(settings["dir"], EVENTS_FILE)
         self.model_path = os.path.join(settings["dir"], MODEL_FILE)
+        self.seal = seal.sealer(settings["dir"])
+        self.digest = seal.file_digest
+        self.model_digest: str | None = None
+        """The digest of the model file last saved (each save's record carries it)."""
         self.fitting = False
         self.fits = 0
         self.validation_steps: int | None = None
@@ -205,10 +217,10 @@ class Probe:
                 "optimizer": self.optimizer_info(model),
                 **extra,
             }
-            append_event(self.events, entry)
+            append_event(self.events, self.seal(entry))
         except Exception as exc:
             try:
-                append_event(self.events, {"event": kind, "probe_error": repr(exc)})
+                append_event(self.events, self.seal({"event": kind, "probe_error": repr(exc)}))
             except Exception:
                 pass
 
@@ -248,6 +260,7 @@ class Probe:
             epochs_run=len(getattr(history, "epoch", [])),
             history={k: floats(v) for k, v in getattr(history, "history", {}).items()},
             saved=self.save(model),
+            model_sha256=self.model_digest,
         )
         return history
 
@@ -283,7 +296,9 @@ class Probe:
         """Save the trained model (and, when asked, a copy named for this fit, so each
         phase can be measured); what was saved, or why not."""
         try:
+            self.model_digest = None
             save_atomically(model, self.model_path)
+            self.model_digest = self.digest(self.model_path)
             if self.settings.get("keep_fits"):
                 kept = os.path.join(self.settings["dir"], FIT_MODEL_FILE.format(n=self.fits))
                 shutil.copyfile(self.model_path, kept)
@@ -326,8 +341,10 @@ class Probe:
         """The rubric names the model to measure: save that variable's model instead."""
         model = self.namespace.get(name)
         if isinstance(model, self.keras.Model):
+            self.model_digest = None
             save_atomically(model, self.model_path)
-            self.record("named_model", model, variable=name)
+            self.model_digest = self.digest(self.model_path)
+            self.record("named_model", model, variable=name, model_sha256=self.model_digest)
 
 
 def wrapping(original: Callable[..., Any], method: Callable[..., Any]) -> Callable[..., Any]:
@@ -337,19 +354,24 @@ def wrapping(original: Callable[..., Any], method: Callable[..., Any]) -> Callab
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         return method(self, *args, **kwargs)
 
+    wrapper.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    del wrapper.__wrapped__  # left by functools.wraps: a way round the probe's caps
     return wrapper
 
 
-def install(settings: Settings, namespace: dict[str, Any]) -> Callable[[str], None]:
+def install(
+    settings: Settings, namespace: dict[str, Any], seal: ModuleType
+) -> Callable[[str], None]:
     """Seed, wrap ``keras.Model``'s compile, fit and evaluate; returns ``save_named``
-    (the notebook's last, injected cell calls it when the rubric names the model)."""
+    (the notebook's last, injected cell calls it when the rubric names the model).
+    ``seal`` is :mod:`grader.run.kernel.seal`, run as a module of its own."""
     import keras
     import numpy as np
 
     random.seed(settings["seed"])
     np.random.seed(settings["seed"])
     keras.utils.set_random_seed(settings["seed"])
-    probe = Probe(settings, keras, namespace)
+    probe = Probe(settings, keras, namespace, seal)
     model = keras.Model
     model.compile = wrapping(probe.keras_compile, probe.compile)
     model.fit = wrapping(probe.keras_fit, probe.fit)

@@ -1,0 +1,115 @@
+"""Sealed records: the probe's way to tell its own records from lines written by hand.
+
+The orchestrator writes a fresh random key into the probe's folder (:data:`SEAL_FILE`)
+before the kernel starts. The probe's first cell runs before any of the student's code:
+:func:`sealer` reads the key, deletes the file and keeps the key only in the closure of
+the function it returns. That function numbers each record (``seq``) and signs it
+(``seal``, an HMAC-SHA256 of the record's canonical text). The orchestrator checks every
+line read back with :func:`check` and keeps only those signed with the run's key, in
+order, each number once: a line appended to ``events.jsonl`` by the notebook is not the
+probe's. The record of every model the probe saves carries the file's digest
+(:func:`file_digest`), so a model dropped in its place does not pass either.
+
+This is a cost, not a proof: the key is in the kernel's memory, and a student who reads
+this file and digs the key out of the probe's closure can still sign a record. What the
+trusted side measures for itself (the evaluator's look at the saved model) and the code
+are the cross-checks beyond it.
+
+It runs in the kernel as its file's text (see :mod:`grader.run.probe`) and in the
+orchestrator as a module: standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+SEAL_FILE = "seal.key"
+"""The run's key in the probe's folder, until the probe has read it."""
+SEAL_KEY, SEQ_KEY = "seal", "seq"
+"""The two fields the seal adds to a record."""
+DIGEST_KEY = "model_sha256"
+"""The field of a save's record (``fit_end``, ``named_model``) with the saved file's digest."""
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    """The text a seal signs: the record, keys sorted, as JSON (the same from the line read)."""
+    return json.dumps(entry, sort_keys=True, default=str).encode()
+
+
+def seal_of(key: bytes, entry: dict[str, Any]) -> str:
+    return hmac.new(key, canonical(entry), hashlib.sha256).hexdigest()
+
+
+def sealer(folder: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Read and delete the run's key; a function that numbers and seals one record.
+    Without a key file (a kernel started by hand) the records are signed with an empty
+    key, which no run accepts."""
+    path = os.path.join(folder, SEAL_FILE)
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read()
+        os.unlink(path)
+    except OSError:
+        key = b""
+    numbers = itertools.count(1)
+
+    def seal(entry: dict[str, Any]) -> dict[str, Any]:
+        numbered = {**entry, SEQ_KEY: next(numbers)}
+        return {**numbered, SEAL_KEY: seal_of(key, numbered)}
+
+    return seal
+
+
+def file_digest(path: str) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Checked:
+    """The records that passed :func:`check`, and how many did not."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """The probe's own records, in order, without their seal fields."""
+    rejected: int = 0
+    """Lines not signed with the run's key, or out of order, or repeated."""
+    missing: int = 0
+    """Numbers skipped: records the probe wrote that are no longer there."""
+
+    @property
+    def model_digest(self) -> str | None:
+        """The digest of the model file the probe saved last (None: it saved none)."""
+        saves = [r[DIGEST_KEY] for r in self.records if DIGEST_KEY in r]
+        return saves[-1] if saves and isinstance(saves[-1], str) else None
+
+
+def check(key: bytes, entries: Iterable[dict[str, Any]]) -> Checked:
+    """The entries sealed with ``key``, each number once and in order."""
+    checked, last = Checked(), 0
+    for entry in entries:
+        body = {k: v for k, v in entry.items() if k != SEAL_KEY}
+        number = body.get(SEQ_KEY)
+        if not _signed(key, body, entry.get(SEAL_KEY)) or type(number) is not int or number <= last:
+            checked.rejected += 1
+            continue
+        checked.missing += number - last - 1
+        last = number
+        checked.records.append({k: v for k, v in body.items() if k != SEQ_KEY})
+    return checked
+
+
+def _signed(key: bytes, body: dict[str, Any], seal: Any) -> bool:
+    if not key or not isinstance(seal, str) or not seal.isascii():
+        return False
+    return hmac.compare_digest(seal_of(key, body), seal)

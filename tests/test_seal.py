@@ -1,0 +1,102 @@
+"""Sealed records: lines and models the probe did not write are told from its own.
+
+The probe side (:mod:`grader.run.kernel.seal`, run inside the kernel) and the
+orchestrator side (:func:`grader.run.probe.read_records`, :func:`saved_model`) are run
+against the probe's real :class:`Probe` on a stand-in Keras (``tests.test_kernel_probe``);
+the forgeries are the ones a student's notebook can do with plain file writes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+from grader.run.kernel import seal as kernel_seal
+from grader.run.kernel.probe import EVENTS_FILE, MODEL_FILE, Probe, wrapping
+from grader.run.probe import MSG_REPLACED, read_records, saved_model, write_seal
+from tests.test_kernel_probe import KERAS, SETTINGS, Dataset, Model
+
+
+def trained(folder: Path) -> bytes:
+    """A run's folder after a probe compiled and fitted one model; the run's key."""
+    key = write_seal(folder)
+    probe, model = Probe({**SETTINGS, "dir": str(folder)}, KERAS, {}, kernel_seal), Model()
+    assert not (folder / kernel_seal.SEAL_FILE).exists()  # read and gone before student code
+    probe.compile(model, loss="mse")
+    probe.fit(model, Dataset(100), epochs=1)
+    return key
+
+
+def append(folder: Path, entry: dict) -> None:
+    with open(folder / EVENTS_FILE, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def test_the_probes_own_records_pass_and_carry_the_saved_models_digest(tmp_path: Path) -> None:
+    key = trained(tmp_path)
+    checked, messages = read_records(tmp_path, key)
+    assert [r["event"] for r in checked.records] == ["compile", "fit", "fit_end"]
+    assert messages == [] and (checked.rejected, checked.missing) == (0, 0)
+    assert not any(kernel_seal.SEAL_KEY in r or kernel_seal.SEQ_KEY in r for r in checked.records)
+    assert checked.model_digest == kernel_seal.file_digest(str(tmp_path / MODEL_FILE))
+    assert saved_model(tmp_path, checked.model_digest) == (tmp_path / MODEL_FILE, [])
+
+
+def test_a_line_written_by_hand_is_ignored_and_named(tmp_path: Path) -> None:
+    """The forgery from the issue: one ``fit`` line appended to the records file."""
+    key = trained(tmp_path)
+    genuine = json.loads((tmp_path / EVENTS_FILE).read_text().splitlines()[1])
+    append(tmp_path, {"event": "fit", "model": {"class": "Functional", "name": "m"}})
+    append(tmp_path, {**genuine, "epochs": 99})  # a real record, altered: its seal fails
+    append(tmp_path, genuine)  # a real record, replayed: its number is used already
+    append(tmp_path, {**genuine, "seal": "é"})  # not even a digest
+    checked, messages = read_records(tmp_path, key)
+    assert [r["event"] for r in checked.records] == ["compile", "fit", "fit_end"]
+    assert checked.rejected == 4
+    assert messages == [
+        "4 record(s) in the probe's folder were not written by the probe and were ignored"
+    ]
+
+
+def test_records_removed_from_the_file_are_counted(tmp_path: Path) -> None:
+    key = trained(tmp_path)
+    lines = (tmp_path / EVENTS_FILE).read_text().splitlines()
+    (tmp_path / EVENTS_FILE).write_text(lines[0] + "\n" + lines[2] + "\n")
+    checked, messages = read_records(tmp_path, key)
+    assert [r["event"] for r in checked.records] == ["compile", "fit_end"]
+    assert (checked.rejected, checked.missing) == (0, 1) and len(messages) == 1
+
+
+def test_records_signed_without_the_runs_key_are_all_refused(tmp_path: Path) -> None:
+    """A kernel whose probe found no key (or another run's key) proves nothing."""
+    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
+    probe.fit(model, Dataset(10), epochs=1)
+    checked, _ = read_records(tmp_path, b"k" * 32)
+    assert checked.records == [] and checked.rejected == 2
+    assert kernel_seal.check(b"", [{"event": "fit", "seq": 1, "seal": ""}]).records == []
+
+
+def test_a_model_put_in_place_of_the_saved_one_is_not_measured(tmp_path: Path) -> None:
+    key = trained(tmp_path)
+    (tmp_path / MODEL_FILE).write_text("a model trained elsewhere")
+    checked, _ = read_records(tmp_path, key)
+    assert saved_model(tmp_path, checked.model_digest) == (None, [MSG_REPLACED])
+    assert saved_model(tmp_path, None) == (None, [MSG_REPLACED])  # a model, no save recorded
+    (tmp_path / MODEL_FILE).unlink()
+    assert saved_model(tmp_path, checked.model_digest) == (None, [])
+
+
+def test_the_canonical_text_is_the_same_after_a_round_trip_through_the_file() -> None:
+    entry = {"b": [1.5, float("nan"), None], "a": "\udcff", "c": {"z": 1e-300, "y": (1, 2)}}
+    assert kernel_seal.canonical(json.loads(json.dumps(entry))) == kernel_seal.canonical(entry)
+
+
+def test_the_wrapped_method_keeps_its_signature_but_leaves_no_way_round_the_probe() -> None:
+    def fit(self: object, x: object = None, epochs: int = 1) -> int:
+        return epochs
+
+    wrapper = wrapping(fit, lambda self, *a, **k: "probe")
+    assert not hasattr(wrapper, "__wrapped__")
+    assert inspect.signature(wrapper) == inspect.signature(fit)
+    assert wrapper.__name__ == "fit" and wrapper(None) == "probe"
