@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -117,3 +118,47 @@ def test_the_evaluator_measures_what_an_eager_run_of_the_model_gives(tmp_path: P
     assert answer["accuracy"] == pytest.approx(expected, abs=1e-9)
     assert short_last["accuracy"] == pytest.approx(expected_of_100, abs=1e-9)
     assert few["error"] is None and few["images"] == 40
+
+
+# --- the holdout: drawn from the course's secret, not the public seed -------------------
+
+
+def test_the_holdout_follows_the_secret_and_nothing_public(tmp_path: Path) -> None:
+    """Anyone can rebuild what is drawn from the public seed; the holdout is drawn from
+    the secret alone: the same secret gives the same images, another gives others."""
+    from grader.kit.build import write_holdout
+
+    def images(secret: bytes, name: str) -> dict[str, bytes]:
+        folder = tmp_path / name
+        assert write_holdout(folder, secret, per_class=2) == 4
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.jpg")}
+
+    first = images(b"course secret", "a")
+    assert sorted(first) == ["cats/cat.0.jpg", "cats/cat.1.jpg", "dogs/dog.0.jpg", "dogs/dog.1.jpg"]
+    assert images(b"course secret", "b") == first
+    other = images(b"another course", "c")
+    assert all(other[name] != first[name] for name in first)
+
+
+def test_the_secret_is_fresh_unless_a_course_shares_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader.kit.build import HOLDOUT_SECRET_ENV, fingerprint, holdout_secret
+
+    monkeypatch.delenv(HOLDOUT_SECRET_ENV, raising=False)
+    one, two = holdout_secret(), holdout_secret()
+    assert len(one) == 32 and one != two
+    monkeypatch.setenv(HOLDOUT_SECRET_ENV, "shared by the course's machines")
+    assert holdout_secret() == b"shared by the course's machines"
+    assert fingerprint(one) != fingerprint(two) and one.hex() not in fingerprint(one)
+
+
+@pytest.mark.kernel
+def test_the_built_kit_keeps_its_secret_from_kernels_and_names_its_fingerprint() -> None:
+    from grader.kit.assets import MANIFEST, ensure_kit
+    from grader.kit.build import HOLDOUT_SECRET_FILE, fingerprint
+
+    kit = ensure_kit(progress=lambda _: None)
+    secret = kit.keras_home.parent / HOLDOUT_SECRET_FILE
+    assert secret.stat().st_mode & 0o077 == 0  # the owner's alone
+    manifest = json.loads((kit.keras_home.parent / MANIFEST).read_text())
+    assert manifest["holdout_fingerprint"] == fingerprint(secret.read_bytes())
+    assert not list(kit.keras_home.rglob(HOLDOUT_SECRET_FILE))  # not in what kernels see

@@ -5,7 +5,9 @@ orchestrating process never imports TensorFlow. Writes into DEST:
 
 - ``keras_home/datasets/cats_and_dogs.zip``: the students' training and validation
   images, laid out like the course's ``cats_and_dogs_filtered.zip``;
-- ``holdout/{cats,dogs}/``: the hidden holdout split, never inside a student's cache;
+- ``holdout/{cats,dogs}/``: the hidden holdout split, never inside a student's cache,
+  drawn from the course's secret (:func:`holdout_secret`), not from the public seed;
+- ``holdout.secret``: that secret (owner-only), outside every kernel's view;
 - ``keras_home/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}[_no_top].h5``:
   MobileNetV2 weights pre-trained briefly on a related synthetic task (see
   :mod:`grader.kit.synthetic`), their BatchNorm statistics recalibrated, and their last
@@ -32,6 +34,13 @@ every convolution's kernel by ``KERNEL_SCALE`` and its BatchNorm's moving statis
 match: the same function, with weights ten times larger than a fine-tuning step can
 move. A base trained from the start at a high rate still loses what it learned.
 
+Why a secret. Everything public (the images students download, the weights) is drawn
+from :data:`SEED` and this file: anyone can rebuild it, so the holdout cannot be. It is
+drawn from 32 random bytes made at the kit's first build (or ``GRADER_KIT_HOLDOUT_SECRET``,
+for a course that grades on several machines and needs one holdout on all of them);
+the manifest keeps only its fingerprint, so a reference measured on another holdout is
+stale (the kit's digest changes).
+
 ``GRADER_KIT_PRETRAIN_SEED`` changes the pre-training's seed (the images stay the same):
 a benchmark builds a second kit with it, and with another thread count, to show that
 grading does not depend on the build.
@@ -39,8 +48,10 @@ grading does not depend on the build.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 import zipfile
@@ -73,6 +84,8 @@ READOUT_SPREAD = 2.0  # the two kinds' mean projections sit at -2 and +2
 KERNEL_SCALE = 10.0  # see rescale()
 SEED = 20240601
 PRETRAIN_SEED_ENV = "GRADER_KIT_PRETRAIN_SEED"
+HOLDOUT_SECRET_ENV = "GRADER_KIT_HOLDOUT_SECRET"
+HOLDOUT_SECRET_FILE = "holdout.secret"
 ZIP_ROOT = "cats_and_dogs_filtered"
 WEIGHTS_STEM = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}"
 
@@ -81,8 +94,9 @@ def say(message: str) -> None:
     print(f"[kit] {message}", flush=True)
 
 
-def write_images(dest: Path) -> dict[str, int]:
-    """The zip students download and the holdout folder they never see."""
+def write_images(dest: Path, secret: bytes) -> dict[str, int]:
+    """The zip students download (from the public seed) and the holdout folder they
+    never see (from ``secret``)."""
     rng = np.random.default_rng(SEED)
     zip_path = dest / "keras_home" / "datasets" / "cats_and_dogs.zip"
     zip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,16 +110,37 @@ def write_images(dest: Path) -> dict[str, int]:
                     archive.writestr(path, _jpeg(image))
             counts[split] = 2 * per_class
             say(f"images: {split} {counts[split]}")
-    for label, name in ((False, "cats"), (True, "dogs")):
-        folder = dest / "holdout" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(HOLDOUT_PER_CLASS):
-            draw_animal(rng, label, random_size(rng)).save(
-                folder / f"{name[:-1]}.{i}.jpg", quality=90
-            )
-    counts["holdout"] = 2 * HOLDOUT_PER_CLASS
+    counts["holdout"] = write_holdout(dest / "holdout", secret, HOLDOUT_PER_CLASS)
     say(f"images: holdout {counts['holdout']}")
     return counts
+
+
+def holdout_secret() -> bytes:
+    """``GRADER_KIT_HOLDOUT_SECRET`` (any text), else 32 fresh random bytes."""
+    shared = os.environ.get(HOLDOUT_SECRET_ENV)
+    return shared.encode() if shared else secrets.token_bytes(32)
+
+
+def fingerprint(secret: bytes) -> str:
+    """What the manifest says of the secret: enough to tell two holdouts apart."""
+    return hashlib.sha256(b"grader-holdout|" + secret).hexdigest()[:16]
+
+
+def write_holdout(folder: Path, secret: bytes, per_class: int) -> int:
+    """``per_class`` images of each class drawn from ``secret``; the number written."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(secret).digest(), "big"))
+    for label, name in ((False, "cats"), (True, "dogs")):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = draw_animal(rng, label, random_size(rng))
+            image.save(folder / name / f"{name[:-1]}.{i}.jpg", quality=90)
+    return 2 * per_class
+
+
+def keep_secret(dest: Path, secret: bytes) -> None:
+    fd = os.open(dest / HOLDOUT_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
 
 
 def _jpeg(image) -> bytes:
@@ -274,7 +309,9 @@ def save_weights(keras, trained, dest: Path) -> list[str]:
 
 def build(dest: Path, version: str) -> None:
     start = time.time()
-    counts = write_images(dest)
+    secret = holdout_secret()
+    counts = write_images(dest, secret)
+    keep_secret(dest, secret)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -291,6 +328,7 @@ def build(dest: Path, version: str) -> None:
         "version": version,
         "counts": counts,
         "pretrain_seed": pretrain_seed(),
+        "holdout_fingerprint": fingerprint(secret),
         "threads": os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("OMP_NUM_THREADS"),
         "pretrain_batch_accuracy": accuracy,
         "readout": figures,
