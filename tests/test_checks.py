@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -26,6 +27,7 @@ from grader.checks.facts import (
 )
 from grader.checks.measured import Measurement
 from grader.checks.structural import (
+    MSG_FREEZE_REFUTED,
     check_augmentation,
     check_base_frozen,
     check_include_top_false,
@@ -120,6 +122,32 @@ def test_freezing_is_judged_at_the_first_fit_not_after_fine_tuning() -> None:
         {"event": "fit", "model": fine_tuned},
     ]
     assert check_base_frozen(SPEC, facts_for(None, events=events)).passed
+
+
+def measured_facts(events: list[dict[str, Any]], base_state: str) -> Facts:
+    facts = facts_for(None, events=events)
+    return dataclasses.replace(facts, measured=Measurement(accuracy=0.9, images=8, base=base_state))
+
+
+def test_a_frozen_record_the_evaluator_contradicts_does_not_win() -> None:
+    """One fit, recorded with a frozen base, and the saved base's weights are not the
+    kit's: a frozen base cannot change in a fit, so the record is refuted."""
+    one_fit = [{"event": "fit", "model": model(GAP, DENSE)}, {"event": "fit_end"}]
+    result = check_base_frozen(SPEC, measured_facts(one_fit, "changed"))
+    assert (result.passed, result.score, result.source) == (False, 0.0, "measured")
+    assert result.message == MSG_FREEZE_REFUTED
+    assert result.evidence[-1].text == "the evaluator found the saved base's weights changed"
+    assert check_base_frozen(SPEC, measured_facts(one_fit, "unchanged")).passed
+
+
+def test_fine_tuning_after_a_frozen_fit_is_not_a_contradiction() -> None:
+    fine_tuned = model(GAP, DENSE, base_node=base(1_800_000))
+    two_fits = [{"event": "fit", "model": model(GAP, DENSE)}, {"event": "fit", "model": fine_tuned}]
+    result = check_base_frozen(SPEC, measured_facts(two_fits, "changed"))
+    assert (result.passed, result.source) == (True, "runtime")
+    saved = {"event": "named_model", "variable": "m"}
+    named = [{"event": "fit", "model": model(GAP, DENSE)}, saved]
+    assert check_base_frozen(SPEC, measured_facts(named, "changed")).passed  # another model
 
 
 def test_kept_top_fails_and_its_pooling_does_not_count() -> None:

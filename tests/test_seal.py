@@ -100,3 +100,25 @@ def test_the_wrapped_method_keeps_its_signature_but_leaves_no_way_round_the_prob
     assert not hasattr(wrapper, "__wrapped__")
     assert inspect.signature(wrapper) == inspect.signature(fit)
     assert wrapper.__name__ == "fit" and wrapper(None) == "probe"
+
+
+def test_forged_and_refuted_evidence_are_flagged_on_the_row(tmp_path: Path) -> None:
+    import nbformat
+
+    from grader.batch.pipeline import result_flags
+    from grader.checks.facts import Facts
+    from grader.intake.notebooks import Submission
+    from grader.results import CheckResult
+    from grader.rubric.schema import load_rubric
+    from grader.run.execute import Execution
+    from grader.static.evidence import StaticFacts
+    from tests.conftest import RUBRIC
+
+    nb = nbformat.v4.new_notebook()
+    submission = Submission("s1", tmp_path / "s1.ipynb", "0" * 64, nb, [])
+    run = Execution(nb=nb, root=tmp_path, evidence_forged=[MSG_REPLACED])
+    facts, rubric = Facts(static=StaticFacts()), load_rubric(RUBRIC)
+    refuted = CheckResult("base_frozen", False, 0, 2, message="", source="measured")
+    assert result_flags(submission, run, facts, rubric) == ["evidence_forged", "no_training"]
+    flags = result_flags(submission, Execution(nb=nb, root=tmp_path), facts, rubric, [refuted])
+    assert flags == ["evidence_refuted", "no_training"]

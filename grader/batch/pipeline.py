@@ -43,6 +43,7 @@ from grader.intake.notebooks import Submission, file_digest, load_submission, st
 from grader.measure.client import start_measuring
 from grader.results import (
     PRECEDENCE,
+    SOURCE_MEASURED,
     STATUS_ERROR,
     STATUS_GRADED,
     STATUS_KERNEL_DIED,
@@ -67,6 +68,8 @@ FLAG_PROBE_FAILED = "probe_failed"
 FLAG_NO_TRAINING = "no_training"
 FLAG_EVIDENCE_FORGED = "evidence_forged"
 """Records or a model in the probe's folder that the probe did not write (ignored)."""
+FLAG_EVIDENCE_REFUTED = "evidence_refuted"
+"""A structural verdict the trusted evaluator's measurement decided against the records."""
 MSG_INTERNAL = "grader failed on this submission (a grader bug, please report): {error}"
 MSG_CELL_ERROR = "cell {cell} raised {ename}: {evalue}"
 
@@ -192,7 +195,7 @@ def assemble(
         max_score=sum(c.max_score for c in checks),
         checks=checks,
         errors=[dataclasses.replace(e, advice=advise(e)) for e in run.errors],
-        flags=result_flags(submission, run, facts, ctx.rubric),
+        flags=result_flags(submission, run, facts, ctx.rubric, checks),
         message=run_message(run),
         mode=ctx.mode,
         graded_at=_now(),
@@ -229,14 +232,23 @@ def run_message(run: Execution) -> str:
     return message
 
 
-def result_flags(submission: Submission, run: Execution, facts: Facts, rubric: Rubric) -> list[str]:
-    """The submission's, the run's and the accuracy check's flags, in that order."""
+def result_flags(
+    submission: Submission,
+    run: Execution,
+    facts: Facts,
+    rubric: Rubric,
+    checks: Sequence[CheckResult] = (),
+) -> list[str]:
+    """The submission's, the run's, the evidence's and the accuracy check's flags, in
+    that order."""
     flags = [FLAG_UPGRADED] if submission.notes else []
     flags += run_flags(run)
     if run.probe_error:
         flags.append(FLAG_PROBE_FAILED)
     if run.evidence_forged:
         flags.append(FLAG_EVIDENCE_FORGED)
+    if any(c.source == SOURCE_MEASURED and c.id != CHECK_ACCURACY for c in checks):
+        flags.append(FLAG_EVIDENCE_REFUTED)
     if not any(isinstance(e, FitEvent) for e in facts.events):
         flags.append(FLAG_NO_TRAINING)
     spec = next((c for c in rubric.checks if c.id == CHECK_ACCURACY), None)

@@ -3,12 +3,22 @@
 Each structural check decides from runtime evidence (the model as it was at its first
 ``fit``, recorded by the probe) and falls back to static evidence (the code) when the
 notebook never reached a ``fit``. The verdict records which decided (``source``).
+What the trusted side measured for itself overrules a record it contradicts
+(:func:`freeze_refuted`): the verdict then says so, and its source is ``measured``.
 """
 
 from __future__ import annotations
 
-from grader.checks.facts import Facts, LayerNode, find_base, verdict
-from grader.results import SOURCE_NONE, SOURCE_RUNTIME, SOURCE_STATIC, CheckResult, Evidence
+from grader.checks.facts import Facts, FitEvent, LayerNode, NamedModelEvent, find_base, verdict
+from grader.checks.measured import BASE_CHANGED
+from grader.results import (
+    SOURCE_MEASURED,
+    SOURCE_NONE,
+    SOURCE_RUNTIME,
+    SOURCE_STATIC,
+    CheckResult,
+    Evidence,
+)
 from grader.rubric.schema import CheckSpec
 from grader.static.evidence import CodeRef
 from grader.static.keras_names import (
@@ -23,6 +33,10 @@ CHECK_BASE_FROZEN = "base_frozen"
 CHECK_AUGMENTATION = "augmentation"
 CHECK_POOLING_HEAD = "pooling_head"
 LAST_BASE_LAYER = "out_relu"
+MSG_FREEZE_REFUTED = (
+    "The probe's record says the base was frozen, but the saved model's base no longer has "
+    "the weights it shipped with after a single fit: it was trained."
+)
 
 
 def has_top(base: LayerNode) -> bool:
@@ -92,6 +106,10 @@ def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
     if model is not None and base is not None:
         trainable = _base_trainable_params(base, model)
         fact = _fact(f"the base had {trainable:,} trainable parameters at the first fit")
+        if trainable == 0 and freeze_refuted(facts):
+            measured = _fact("the evaluator found the saved base's weights changed")
+            evidence = code + [fact, measured]
+            return verdict(spec, MSG_FREEZE_REFUTED, SOURCE_MEASURED, evidence, passed=False)
         message = (
             "The convolutional base was frozen when training started."
             if trainable == 0
@@ -109,6 +127,16 @@ def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
         code,
         passed=False,
     )
+
+
+def freeze_refuted(facts: Facts) -> bool:
+    """Whether the evaluator contradicts a frozen base: the notebook trained once (so the
+    saved model is that fit's) and the saved base's weights are not the kit's. A frozen
+    base cannot change in a fit (its BatchNorm layers run in inference mode too)."""
+    fits = [e for e in facts.events if isinstance(e, FitEvent)]
+    named = any(isinstance(e, NamedModelEvent) for e in facts.events)
+    measured = facts.measured
+    return len(fits) == 1 and not named and measured is not None and measured.base == BASE_CHANGED
 
 
 def _base_trainable_params(base: LayerNode, model: LayerNode) -> int:
