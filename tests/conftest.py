@@ -119,6 +119,6 @@ def graded(
         "--workers",
         "3",  # 3 kernels on 2 cores: one is often starting, sleeping or waiting
     ]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return out, proc.stdout
