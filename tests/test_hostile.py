@@ -166,6 +166,17 @@ def test_forged_records_and_a_planted_model_earn_nothing_and_are_flagged(
     )
 
 
+def test_a_display_updated_in_place_past_the_cap_is_dropped(
+    by_student: dict, graded: tuple
+) -> None:
+    """``update_display_data`` to 20 MB: charged to the cap like any output, and dropped."""
+    record = by_student["display_update_flood"]
+    assert record["status"] == "output_truncated" and "output_truncated" in record["flags"]
+    nb = executed(graded, "display_update_flood")
+    assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'small'"
+    assert (graded[0] / "executed" / "display_update_flood.ipynb").stat().st_size < 2**20
+
+
 def test_only_the_forgery_is_flagged_as_forged(by_student: dict) -> None:
     flagged = [s for s, r in by_student.items() if "evidence_forged" in r["flags"]]
     assert flagged == ["forged_evidence"]

@@ -5,9 +5,15 @@ the exceptions the executed notebook records.
 
 A cell printing without end would otherwise grow the grader's memory until its time
 limit. nbclient has no hook for single outputs, so :class:`CappedClient` overrides its
-one ``output`` method: past the cap the stream is cut, a visible marker is added once,
-and further outputs of that cell are dropped. Error outputs are always kept (shortened):
-they are evidence.
+``output`` method: past the cap the stream is cut, a visible marker is added once, and
+further outputs of that cell are dropped. Error outputs are always kept (shortened):
+they are evidence. Two kinds of message change what is kept without passing through
+``output``: an update of a display (``update_display_data``, or a display with an id
+already shown, which replaces every copy) and a widget's state (``comm_open``,
+``comm_msg``, with binary buffers). :meth:`CappedClient.process_message` charges what
+each would add to the kept notebook (the new size less the old, times the copies) to the
+same budgets, and drops it past them. Besides each cell's cap, the whole notebook's
+outputs have one (``max_total_bytes``).
 """
 
 from __future__ import annotations
@@ -23,21 +29,72 @@ from nbclient import NotebookClient
 from grader.results import CellError
 
 TRUNCATED_MARKER = "\n[grader: output truncated here - more than {limit} kB]\n"
+SIDE_MESSAGES = ("update_display_data", "comm_open", "comm_msg")
+"""Messages that change kept output without adding one through ``output``."""
 MAX_ERROR_CHARS = 20_000
 MAX_TRACEBACK_LINES = 50
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class CappedClient(NotebookClient):
-    """A NotebookClient keeping at most ``max_output_bytes`` of output per cell."""
+    """A NotebookClient keeping at most ``max_output_bytes`` of output per cell, and
+    ``max_total_bytes`` in the whole notebook (default: eight cells' worth)."""
 
     def __init__(
-        self, nb: nbformat.NotebookNode, km: AsyncKernelManager, max_output_bytes: int, **kw: Any
+        self,
+        nb: nbformat.NotebookNode,
+        km: AsyncKernelManager,
+        max_output_bytes: int,
+        max_total_bytes: int | None = None,
+        **kw: Any,
     ):
         super().__init__(nb, km=km, **kw)
         self.max_output_bytes = max_output_bytes
+        self.max_total_bytes = max_total_bytes or 8 * max_output_bytes
         self.output_bytes: dict[int, int] = {}
+        self.total_bytes = 0
         self.truncated_cells: list[int] = []
+        self.display_sizes: dict[str, int] = {}
+        self.widget_sizes: dict[tuple[str, ...], int] = {}
+
+    def room(self, cell_index: int) -> int:
+        """Bytes of output the cell may still add."""
+        cell_room = self.max_output_bytes - self.output_bytes.get(cell_index, 0)
+        return min(cell_room, self.max_total_bytes - self.total_bytes)
+
+    def charge(self, cell_index: int, size: int) -> None:
+        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size
+        self.total_bytes += size
+
+    def process_message(
+        self, msg: dict[str, Any], cell: nbformat.NotebookNode, cell_index: int
+    ) -> nbformat.NotebookNode | None:
+        growth = self.side_growth(msg)
+        if growth > 0 and growth > self.room(cell_index):
+            self.mark(cell.outputs, cell_index)
+            return None
+        self.charge(cell_index, growth)
+        self.remember_sizes(msg)
+        return super().process_message(msg, cell, cell_index)
+
+    def side_growth(self, msg: dict[str, Any]) -> int:
+        """What ``msg`` adds to the kept notebook besides a new output of its own."""
+        content = msg.get("content") or {}
+        if msg.get("msg_type") in ("comm_open", "comm_msg"):
+            return sum(new - self.widget_sizes.get(key, 0) for key, new in widget_sizes(msg))
+        display_id = (content.get("transient") or {}).get("display_id")
+        if not display_id or display_id not in self._display_id_map:
+            return 0
+        copies = sum(len(shown) for shown in self._display_id_map[display_id].values())
+        return (data_size(content) - self.display_sizes.get(display_id, 0)) * copies
+
+    def remember_sizes(self, msg: dict[str, Any]) -> None:
+        content = msg.get("content") or {}
+        if msg.get("msg_type") in ("comm_open", "comm_msg"):
+            self.widget_sizes.update(widget_sizes(msg))
+        display_id = (content.get("transient") or {}).get("display_id")
+        if display_id:
+            self.display_sizes[display_id] = data_size(content)
 
     def output(
         self, outs: list, msg: dict[str, Any], display_id: str | None, cell_index: int
@@ -52,21 +109,44 @@ class CappedClient(NotebookClient):
             return super().output(outs, msg, display_id, cell_index)
         if cell_index in self.truncated_cells:
             return None
-        used = self.output_bytes.get(cell_index, 0)
-        size = len(json.dumps(content.get("data") or content.get("text") or ""))
-        self.output_bytes[cell_index] = used + size
-        if used + size <= self.max_output_bytes:
+        size, room = data_size(content), self.room(cell_index)
+        if size <= room:
+            self.charge(cell_index, size)
             return super().output(outs, msg, display_id, cell_index)
-        self.truncated_cells.append(cell_index)
-        if msg.get("msg_type") == "stream" and used < self.max_output_bytes:
-            content["text"] = str(content.get("text", ""))[: self.max_output_bytes - used]
+        if msg.get("msg_type") == "stream" and room > 0:
+            content["text"] = str(content.get("text", ""))[:room]
+            self.charge(cell_index, room)
             super().output(outs, msg, display_id, cell_index)
+        return self.mark(outs, cell_index)
+
+    def mark(self, outs: list, cell_index: int) -> nbformat.NotebookNode | None:
+        """The visible marker, once per cell; later outputs of the cell are dropped."""
+        if cell_index in self.truncated_cells:
+            return None
+        self.truncated_cells.append(cell_index)
         limit_kb = self.max_output_bytes // 1024
         marker = nbformat.v4.new_output(
             "stream", name="stderr", text=TRUNCATED_MARKER.format(limit=limit_kb)
         )
         outs.append(marker)
         return marker
+
+
+def data_size(content: dict[str, Any]) -> int:
+    """The size of an output's payload as kept (its data, else its text), in bytes."""
+    return len(json.dumps(content.get("data") or content.get("text") or "", default=str))
+
+
+def widget_sizes(msg: dict[str, Any]) -> list[tuple[tuple[str, ...], int]]:
+    """A widget message's state fields and binary buffers, each with its kept size."""
+    content = msg.get("content") or {}
+    comm = str(content.get("comm_id", ""))
+    data = content.get("data") if isinstance(content.get("data"), dict) else {}
+    state = data.get("state") if isinstance(data.get("state"), dict) else {}
+    sizes = [((comm, str(k)), len(json.dumps(v, default=str))) for k, v in state.items()]
+    buffers = msg.get("buffers") or []
+    sizes += [((comm, "buffer", str(i)), len(b) * 4 // 3) for i, b in enumerate(buffers)]
+    return sizes
 
 
 def collect_errors(nb: nbformat.NotebookNode, skip: set[int] | None = None) -> list[CellError]:

@@ -260,6 +260,7 @@ def _execute(
         nb,
         km=km,
         max_output_bytes=limits.max_output_kb * 1024,
+        max_total_bytes=limits.max_notebook_mb * 2**20,
         allow_errors=True,
         interrupt_on_timeout=True,
         timeout_func=hooks.limit,
