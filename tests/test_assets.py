@@ -162,3 +162,48 @@ def test_the_built_kit_keeps_its_secret_from_kernels_and_names_its_fingerprint()
     manifest = json.loads((kit.keras_home.parent / MANIFEST).read_text())
     assert manifest["holdout_fingerprint"] == fingerprint(secret.read_bytes())
     assert not list(kit.keras_home.rglob(HOLDOUT_SECRET_FILE))  # not in what kernels see
+
+
+# --- the evaluator's own limits ----------------------------------------------------------
+
+
+def test_an_archive_that_would_unpack_too_large_is_refused_before_keras_reads_it(
+    tmp_path: Path,
+) -> None:
+    from grader.measure.evaluator import MAX_MEMBERS, archive_problem
+
+    def archive(name: str, members: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for member, data in members.items():
+                zf.writestr(member, data)
+        return path
+
+    normal = archive("ok.keras", {"config.json": b"{}", "metadata.json": b"{}"})
+    assert archive_problem(normal) is None
+    bomb = archive("bomb.keras", {"config.json": b" " * (5 * 2**20)})  # 5 MB in a few kB
+    assert bomb.stat().st_size < 64 * 1024
+    assert archive_problem(bomb) == "the saved model's config unpacks to 5 MB (over 4 MB)"
+    many = archive("many.keras", {f"m{i}": b"" for i in range(MAX_MEMBERS + 1)})
+    assert "members" in str(archive_problem(many))
+    (tmp_path / "text.keras").write_text("not a zip")
+    assert "not a .keras archive" in str(archive_problem(tmp_path / "text.keras"))
+
+
+def test_an_evaluator_past_its_memory_limit_is_killed_and_the_model_not_measured(
+    tmp_path: Path,
+) -> None:
+    """Held to 1 MB, any evaluator is past it at once: killed, that model's answer names
+    the limit, and the next request gets a fresh process."""
+    from grader.measure.client import EvaluatorProcess
+
+    evaluator = EvaluatorProcess(tmp_path, memory_mb=1)
+    try:
+        answer = evaluator.measure(tmp_path / "m.keras", timeout_s=60)
+        assert answer == {
+            "accuracy": None,
+            "error": "the evaluator failed: it used more than 1 MB measuring this model",
+        }
+        assert not evaluator.running
+    finally:
+        evaluator.close(kill=True)

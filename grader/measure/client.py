@@ -5,7 +5,10 @@ process and sends it one model at a time. :func:`shared_evaluator` gives each gr
 process its own, started early (:meth:`EvaluatorProcess.start`) so that it imports
 TensorFlow while the student's notebook runs. A model that crashes or hangs the
 evaluator costs that student a measurement (an ``error`` in the answer) and the next
-model a fresh evaluator; it never raises.
+model a fresh evaluator; it never raises. While it measures, the evaluator is held to
+a time limit (:data:`EVALUATE_TIMEOUT_S`) and a resident-memory limit
+(:data:`EVALUATOR_MEMORY_MB`, read from ``/proc``): past either it is killed, that
+model is not measured, and the answer says which limit it hit.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ if TYPE_CHECKING:
 MSG_NO_HOLDOUT = "no holdout split configured"
 MSG_EVALUATOR_FAILED = "the evaluator failed: {detail}"
 EVALUATE_TIMEOUT_S = 300.0
+EVALUATOR_MEMORY_MB = 4096
+"""TensorFlow and the decoded holdout take about 1.1 GB; a model may add what the
+rubric's default memory limit gives a kernel, and no more."""
+MEMORY_POLL_S = 0.2
+MSG_OVER_MEMORY = "it used more than {limit} MB measuring this model"
 EVALUATOR_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
 
 
@@ -47,9 +55,13 @@ def _env(threads: int | None) -> dict[str, str]:
 class EvaluatorProcess:
     """One long-lived trusted evaluator for one holdout folder."""
 
-    def __init__(self, holdout: Path, threads: int | None = None) -> None:
+    def __init__(
+        self, holdout: Path, threads: int | None = None, memory_mb: int = EVALUATOR_MEMORY_MB
+    ) -> None:
         self.holdout = holdout
         self.threads = threads
+        self.memory_mb = memory_mb
+        self.over_memory = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._buffer = b""
@@ -99,6 +111,7 @@ class EvaluatorProcess:
             request = {"model": str(model_path), "hint": hint, "limit": limit}
             if weights is not None:
                 request["weights"] = str(weights)
+            self.over_memory = False
             try:
                 self._proc.stdin.write((json.dumps(request) + "\n").encode())
                 self._proc.stdin.flush()
@@ -111,6 +124,8 @@ class EvaluatorProcess:
                 answer = None
             if not isinstance(answer, dict):
                 detail = "timed out" if self.running else self._failure_detail()
+                if self.over_memory:
+                    detail = MSG_OVER_MEMORY.format(limit=self.memory_mb)
                 self._close(kill=True)
                 return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
             return answer
@@ -128,12 +143,19 @@ class EvaluatorProcess:
                     if text.startswith(ANSWER_PREFIX):
                         return text[len(ANSWER_PREFIX) :]
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
+                if remaining <= 0 or self._past_memory():
                     return None
+                if not selector.select(min(remaining, MEMORY_POLL_S)):
+                    continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     return None
                 self._buffer += chunk
+
+    def _past_memory(self) -> bool:
+        used = resident_mb(self._proc.pid) if self._proc is not None else None
+        self.over_memory = used is not None and used > self.memory_mb
+        return self.over_memory
 
     def _failure_detail(self) -> str:
         code = self._proc.poll() if self._proc is not None else None
@@ -169,6 +191,17 @@ class EvaluatorProcess:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+
+def resident_mb(pid: int) -> int | None:
+    """A process's resident memory in MB, from ``/proc`` (None where it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 _SHARED: dict[tuple[Path, int | None], tuple[int, EvaluatorProcess]] = {}

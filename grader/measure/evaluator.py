@@ -9,7 +9,11 @@ decoding cost the student nothing, and a batch worker keeps it for every student
 grades.
 
 The model is loaded with ``safe_mode=True``, so a Lambda layer or any other serialized
-code in a student's file is refused rather than run; nothing is unpickled. Between
+code in a student's file is refused rather than run; nothing is unpickled. Before Keras
+reads it, the archive's members are checked (:func:`archive_problem`): a small file whose
+config unpacks to tens of megabytes is refused, as is an input larger than
+:data:`MAX_SIDE` (the holdout is decoded at the model's input size). The client kills
+an evaluator that grows past its memory limit or overruns its time. Between
 models the Keras session is cleared. The holdout folder is never visible to a
 student's kernel.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,14 @@ DEFAULT_SIDE = 160
 TRACE_FROM_BATCHES = 3
 """Measure with a traced step from this many batches on: tracing costs about a second
 more than one eager batch and saves about half a second on each later one."""
-MAX_SIDE = 1024
-"""Larger model inputs are not measured: the holdout at that size would not fit in memory."""
+MAX_SIDE = 448
+"""Larger model inputs are not measured: the holdout is decoded at the model's input size
+(320 images at 448 px take 0.8 GB as floats; at 1024 px a 16 KB model took 10 GB)."""
+MAX_CONFIG_BYTES = 4 * 2**20
+"""A saved model's ``config.json`` may unpack to this much (MobileNetV2 with a head: about
+0.2 MB); one of 60 MB from a 61 KB file took the evaluator from 1.1 to 2.6 GB."""
+MAX_UNPACKED_BYTES = 1024 * 2**20
+MAX_MEMBERS = 64
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 """The base's weight file, as Keras names it in its cache (the kit's, or a course's)."""
 KERAS_ROWS = (96, 128, 160, 192, 224)
@@ -219,6 +230,9 @@ def measure(
     import numpy as np
 
     images_of = holdout if isinstance(holdout, Holdout) else Holdout(holdout)
+    problem = archive_problem(model_path)
+    if problem is not None:
+        return {"accuracy": None, "error": problem}
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # any refusal is reported, never raised
@@ -245,6 +259,24 @@ def measure(
         "base": base,
         "error": None,
     }
+
+
+def archive_problem(path: Path) -> str | None:
+    """Why a ``.keras`` file is refused before Keras reads it (None: it may be loaded).
+    The sizes are the archive's own declarations, which :mod:`zipfile` also holds reads to."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"the saved model is not a .keras archive ({type(exc).__name__})"
+    config = sum(m.file_size for m in members if m.filename == "config.json")
+    if len(members) > MAX_MEMBERS:
+        return f"the saved model's archive has {len(members)} members (over {MAX_MEMBERS})"
+    if config > MAX_CONFIG_BYTES:
+        return f"the saved model's config unpacks to {config / 2**20:.0f} MB (over 4 MB)"
+    if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+        return "the saved model unpacks to more than 1024 MB"
+    return None
 
 
 def serve(holdout_folder: Path) -> int:
