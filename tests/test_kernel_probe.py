@@ -36,7 +36,7 @@ from grader.run.kernel.probe import (
     known_steps,
     layer_tree,
 )
-from grader.run.probe import LOADER, ProbeConfig, kernel_settings, module_text
+from grader.run.probe import LOADER, ProbeConfig, kernel_settings, module_text, write_seal
 from grader.static.magics import neutralise_magics
 
 # --- stand-ins for Keras's objects ------------------------------------------------------
@@ -215,6 +215,7 @@ def test_a_fit_is_recorded_before_and_after_and_its_model_saved_atomically(
     tmp_path: Path,
 ) -> None:
     config: Settings = {**SETTINGS, "dir": str(tmp_path), "eager_steps": 10}
+    write_seal(tmp_path)
     probe, model = Probe(config, KERAS, {}, kernel_seal), Model()
     probe.compile(model, loss="mse")
     history = probe.fit(model, Dataset(100), epochs=5)
@@ -240,6 +241,7 @@ def test_save_named_saves_the_notebooks_variable_only_when_it_is_a_model(
     tmp_path: Path,
 ) -> None:
     namespace: dict[str, Any] = {"final_model": Model(), "text": "not a model"}
+    write_seal(tmp_path)
     probe = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, namespace, kernel_seal)
     probe.save_named("text")
     probe.save_named("missing")
@@ -254,6 +256,7 @@ def test_save_named_saves_the_notebooks_variable_only_when_it_is_a_model(
 def test_a_recording_that_fails_leaves_a_probe_error_and_the_call_goes_on(
     tmp_path: Path,
 ) -> None:
+    write_seal(tmp_path)
     probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
     del model.trainable_weights  # the layer tree cannot be read
     assert probe.evaluate(model, Dataset(2)) == 0.5

@@ -12,9 +12,19 @@ import inspect
 import json
 from pathlib import Path
 
+import pytest
+
 from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.probe import EVENTS_FILE, MODEL_FILE, Probe, wrapping
-from grader.run.probe import MSG_REPLACED, read_records, saved_model, write_seal
+from grader.run.probe import (
+    MSG_FORGED,
+    MSG_MISSING,
+    MSG_REMOVED,
+    MSG_REPLACED,
+    read_records,
+    saved_model,
+    write_seal,
+)
 from tests.test_kernel_probe import KERAS, SETTINGS, Dataset, Model
 
 
@@ -23,6 +33,7 @@ def trained(folder: Path) -> bytes:
     key = write_seal(folder)
     probe, model = Probe({**SETTINGS, "dir": str(folder)}, KERAS, {}, kernel_seal), Model()
     assert not (folder / kernel_seal.SEAL_FILE).exists()  # read and gone before student code
+    probe.announce()  # as install() does
     probe.compile(model, loss="mse")
     probe.fit(model, Dataset(100), epochs=1)
     return key
@@ -36,7 +47,7 @@ def append(folder: Path, entry: dict) -> None:
 def test_the_probes_own_records_pass_and_carry_the_saved_models_digest(tmp_path: Path) -> None:
     key = trained(tmp_path)
     checked, messages = read_records(tmp_path, key)
-    assert [r["event"] for r in checked.records] == ["compile", "fit", "fit_end"]
+    assert [r["event"] for r in checked.records] == ["probe_installed", "compile", "fit", "fit_end"]
     assert messages == [] and (checked.rejected, checked.missing) == (0, 0)
     assert not any(kernel_seal.SEAL_KEY in r or kernel_seal.SEQ_KEY in r for r in checked.records)
     assert checked.model_digest == kernel_seal.file_digest(str(tmp_path / MODEL_FILE))
@@ -46,13 +57,13 @@ def test_the_probes_own_records_pass_and_carry_the_saved_models_digest(tmp_path:
 def test_a_line_written_by_hand_is_ignored_and_named(tmp_path: Path) -> None:
     """The forgery from the issue: one ``fit`` line appended to the records file."""
     key = trained(tmp_path)
-    genuine = json.loads((tmp_path / EVENTS_FILE).read_text().splitlines()[1])
+    genuine = json.loads((tmp_path / EVENTS_FILE).read_text().splitlines()[2])
     append(tmp_path, {"event": "fit", "model": {"class": "Functional", "name": "m"}})
     append(tmp_path, {**genuine, "epochs": 99})  # a real record, altered: its seal fails
     append(tmp_path, genuine)  # a real record, replayed: its number is used already
     append(tmp_path, {**genuine, "seal": "é"})  # not even a digest
     checked, messages = read_records(tmp_path, key)
-    assert [r["event"] for r in checked.records] == ["compile", "fit", "fit_end"]
+    assert [r["event"] for r in checked.records] == ["probe_installed", "compile", "fit", "fit_end"]
     assert checked.rejected == 4
     assert messages == [
         "4 record(s) in the probe's folder were not written by the probe and were ignored"
@@ -62,19 +73,70 @@ def test_a_line_written_by_hand_is_ignored_and_named(tmp_path: Path) -> None:
 def test_records_removed_from_the_file_are_counted(tmp_path: Path) -> None:
     key = trained(tmp_path)
     lines = (tmp_path / EVENTS_FILE).read_text().splitlines()
-    (tmp_path / EVENTS_FILE).write_text(lines[0] + "\n" + lines[2] + "\n")
+    (tmp_path / EVENTS_FILE).write_text("\n".join([lines[0], lines[1], lines[3]]) + "\n")
     checked, messages = read_records(tmp_path, key)
-    assert [r["event"] for r in checked.records] == ["compile", "fit_end"]
-    assert (checked.rejected, checked.missing) == (0, 1) and len(messages) == 1
+    assert [r["event"] for r in checked.records] == ["probe_installed", "compile", "fit_end"]
+    assert (checked.rejected, checked.missing) == (0, 1)
+    assert messages == [MSG_MISSING.format(count=1)]
 
 
-def test_records_signed_without_the_runs_key_are_all_refused(tmp_path: Path) -> None:
-    """A kernel whose probe found no key (or another run's key) proves nothing."""
-    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
-    probe.fit(model, Dataset(10), epochs=1)
-    checked, _ = read_records(tmp_path, b"k" * 32)
-    assert checked.records == [] and checked.rejected == 2
+def test_records_signed_with_another_runs_key_are_all_refused(tmp_path: Path) -> None:
+    trained(tmp_path)
+    checked, messages = read_records(tmp_path, b"k" * 32)
+    assert checked.records == [] and checked.rejected == 4
+    assert messages == [MSG_FORGED.format(count=4), MSG_REMOVED]
     assert kernel_seal.check(b"", [{"event": "fit", "seq": 1, "seal": ""}]).records == []
+
+
+def test_without_its_key_the_probe_does_not_install(tmp_path: Path) -> None:
+    """Rather than sign records no run accepts (and flag an honest student as forging),
+    the probe fails to install: the row names that as grader's fault."""
+    with pytest.raises(OSError):
+        Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal)
+
+
+def test_records_removed_whole_are_named_once_the_probe_installed(tmp_path: Path) -> None:
+    key = write_seal(tmp_path)
+    assert read_records(tmp_path, key, installed=True)[1] == [MSG_REMOVED]
+    assert read_records(tmp_path, key, installed=False)[1] == []  # it never ran: no records
+
+
+def test_a_failed_save_leaves_the_earlier_model_measurable(tmp_path: Path) -> None:
+    """A second fit whose save fails records no digest: the first model is still the one
+    on disk and the one measured, and nobody is flagged."""
+    key = write_seal(tmp_path)
+    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
+    probe.announce()
+    probe.fit(model, Dataset(10), epochs=1)
+
+    def full_disk(path: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    model.save = full_disk  # type: ignore[method-assign]
+    probe.fit(model, Dataset(10), epochs=1)
+    checked, messages = read_records(tmp_path, key)
+    assert checked.records[-1]["saved"].startswith("not saved: OSError")
+    assert messages == [] and checked.model_digest is not None
+    assert saved_model(tmp_path, checked.model_digest) == (tmp_path / MODEL_FILE, [])
+
+
+def test_a_record_the_probe_could_not_write_leaves_no_gap(tmp_path: Path) -> None:
+    key = write_seal(tmp_path)
+    probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
+    probe.announce()
+    probe.record("evaluate", model, metrics={"loop": float("nan")}, odd=[(1, 2)])
+    probe.record("evaluate", model, bad={("a", 1): 1})  # a key JSON cannot write
+    checked, messages = read_records(tmp_path, key)
+    assert [r["event"] for r in checked.records] == ["probe_installed", "evaluate", "evaluate"]
+    assert "probe_error" in checked.records[-1] and messages == []
+
+
+def test_records_with_keys_json_turns_into_strings_still_pass(tmp_path: Path) -> None:
+    """The seal signs the record as it will be read back: int keys become strings."""
+    key = write_seal(tmp_path)
+    seal = kernel_seal.sealer(str(tmp_path))
+    line = json.dumps(seal({"event": "fit", "history": {10: [1.0], 2: [float("nan")], "a": 1}}))
+    assert len(kernel_seal.check(key, [json.loads(line)]).records) == 1
 
 
 def test_a_model_put_in_place_of_the_saved_one_is_not_measured(tmp_path: Path) -> None:
@@ -122,3 +184,27 @@ def test_forged_and_refuted_evidence_are_flagged_on_the_row(tmp_path: Path) -> N
     assert result_flags(submission, run, facts, rubric) == ["evidence_forged", "no_training"]
     flags = result_flags(submission, Execution(nb=nb, root=tmp_path), facts, rubric, [refuted])
     assert flags == ["evidence_refuted", "no_training"]
+
+
+def test_keras_own_trainer_methods_are_wrapped_too() -> None:
+    """``TensorFlowTrainer.fit(model, ...)`` reached round ``keras.Model.fit``; and deleting
+    the model class's own attribute does not unwrap it."""
+    from grader.run.kernel.probe import wrap_everywhere
+
+    class Trainer:
+        def fit(self) -> str:
+            return "trainer"
+
+    class BackendTrainer(Trainer):
+        def fit(self) -> str:
+            return "backend"
+
+    class Model(BackendTrainer):
+        pass
+
+    wrap_everywhere(Model, "fit", lambda self: "probe")
+    model = Model()
+    assert (model.fit(), BackendTrainer.fit(model), Trainer.fit(model)) == ("probe",) * 3
+    del Model.fit
+    assert model.fit() == "probe"
+    assert object.__dict__.get("fit") is None

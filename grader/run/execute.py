@@ -164,11 +164,12 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
         run.cleanup()
         raise
     run.duration_s = round(time.monotonic() - start, 2)
-    run.probe_error = _probe_error(running)
+    run.probe_error = probe.install_error(running)
+    installed = probe.installed(running)
     run.nb = probe.strip(running)
     try:
         _drop_links(probe_dir)
-        checked, run.evidence_forged = probe.read_records(probe_dir, key)
+        checked, run.evidence_forged = probe.read_records(probe_dir, key, installed)
         run.events = checked.records
         run.model_path, replaced = probe.saved_model(probe_dir, checked.model_digest)
         run.evidence_forged += replaced
@@ -391,10 +392,3 @@ def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, 
     env["HOME"] = str(root / "work")
     env.update(thread_env(threads))
     return env
-
-
-def _probe_error(nb: nbformat.NotebookNode) -> str | None:
-    for output in nb.cells[0].get("outputs", []) if nb.cells else []:
-        if output.get("output_type") == "error":
-            return f"{output.get('ename')}: {output.get('evalue')}"
-    return None

@@ -36,6 +36,8 @@ __all__ = [
     "SEED",
     "ProbeConfig",
     "inject",
+    "install_error",
+    "installed",
     "is_probe",
     "kernel_settings",
     "probe_cell",
@@ -63,6 +65,8 @@ REASON_TOO_LARGE = f"more than {MAX_EVENTS_BYTES // 2**20} MB"
 MSG_FORGED = (
     "{count} record(s) in the probe's folder were not written by the probe and were ignored"
 )
+MSG_MISSING = "{count} of the probe's records are missing from its folder"
+MSG_REMOVED = "the probe's records were removed from its folder"
 MSG_REPLACED = "the saved model is not the one the probe saved, so it was not measured"
 
 LOADER = '''# grader's probe, not the student's code: it records what Keras does while grading
@@ -207,12 +211,33 @@ def write_seal(probe_dir: Path) -> bytes:
     return key
 
 
-def read_records(probe_dir: Path, key: bytes) -> tuple[kernel_seal.Checked, list[str]]:
+def read_records(
+    probe_dir: Path, key: bytes, installed: bool = True
+) -> tuple[kernel_seal.Checked, list[str]]:
     """The probe's own records (:func:`read_events`, then
-    :func:`~grader.run.kernel.seal.check`), and a message when lines were not its own."""
+    :func:`~grader.run.kernel.seal.check`), and what was not its own: lines it did not
+    sign, numbers missing, and (when it ``installed``) its first record gone."""
     checked = kernel_seal.check(key, read_events(probe_dir))
-    forged = checked.rejected + checked.missing
-    return checked, [MSG_FORGED.format(count=forged)] if forged else []
+    problems = [MSG_FORGED.format(count=checked.rejected)] if checked.rejected else []
+    if installed and not checked.installed:
+        problems.append(MSG_REMOVED)
+    elif checked.missing:
+        problems.append(MSG_MISSING.format(count=checked.missing))
+    return checked, problems
+
+
+def install_error(nb: nbformat.NotebookNode) -> str | None:
+    """Why the probe cell (the first) failed, if it did: grader's fault, not the student's."""
+    for output in nb.cells[0].get("outputs", []) if nb.cells else []:
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def installed(nb: nbformat.NotebookNode) -> bool:
+    """Whether the probe cell ran to its end (so its first record must be there)."""
+    ran = bool(nb.cells) and nb.cells[0].get("execution_count") is not None
+    return ran and install_error(nb) is None
 
 
 def saved_model(probe_dir: Path, digest: str | None) -> tuple[Path | None, list[str]]:

@@ -196,6 +196,7 @@ class Probe:
         self.model_path = os.path.join(settings["dir"], MODEL_FILE)
         self.seal = seal.sealer(settings["dir"])
         self.digest = seal.file_digest
+        self.installed_event = seal.INSTALLED
         self.model_digest: str | None = None
         """The digest of the model file last saved (each save's record carries it)."""
         self.fitting = False
@@ -206,6 +207,10 @@ class Probe:
         self.keras_evaluate = keras.Model.evaluate
         self.fit_signature = inspect.signature(self.keras_fit)
         self.evaluate_signature = inspect.signature(self.keras_evaluate)
+
+    def announce(self) -> None:
+        """The first record, as the probe installs: without it, records were removed."""
+        append_event(self.events, self.seal({"event": self.installed_event, "time": time.time()}))
 
     def record(self, kind: str, model: Any, **extra: Any) -> None:
         """Append one event; best effort: the probe must never break the student's call."""
@@ -219,8 +224,10 @@ class Probe:
             }
             append_event(self.events, self.seal(entry))
         except Exception as exc:
+            kept = {k: v for k, v in extra.items() if k == "model_sha256"}  # the save stands
             try:
-                append_event(self.events, self.seal({"event": kind, "probe_error": repr(exc)}))
+                failed = {"event": kind, "probe_error": repr(exc), **kept}
+                append_event(self.events, self.seal(failed))
             except Exception:
                 pass
 
@@ -372,8 +379,22 @@ def install(
     np.random.seed(settings["seed"])
     keras.utils.set_random_seed(settings["seed"])
     probe = Probe(settings, keras, namespace, seal)
-    model = keras.Model
-    model.compile = wrapping(probe.keras_compile, probe.compile)
-    model.fit = wrapping(probe.keras_fit, probe.fit)
-    model.evaluate = wrapping(probe.keras_evaluate, probe.evaluate)
-    return probe.save_named
+    probe.announce()
+    for name in ("compile", "fit", "evaluate"):
+        original, method = getattr(probe, f"keras_{name}"), getattr(probe, name)
+        wrap_everywhere(keras.Model, name, wrapping(original, method))
+
+    def save_named(name: str) -> None:
+        probe.save_named(name)
+
+    return save_named
+
+
+def wrap_everywhere(model: type, name: str, wrapper: Callable[..., Any]) -> None:
+    """Put ``wrapper`` in place of ``name`` on ``model`` and on every class it inherits
+    the method from (Keras's backend trainer, its base trainer), so that calling the
+    trainer's own method on a model is recorded and capped too."""
+    for cls in model.__mro__:
+        if name in vars(cls) and cls is not object:
+            setattr(cls, name, wrapper)
+    setattr(model, name, wrapper)

@@ -34,6 +34,8 @@ SEAL_FILE = "seal.key"
 """The run's key in the probe's folder, until the probe has read it."""
 SEAL_KEY, SEQ_KEY = "seal", "seq"
 """The two fields the seal adds to a record."""
+INSTALLED = "probe_installed"
+"""The probe's first record, written as it installs: without it, records were removed."""
 DIGEST_KEY = "model_sha256"
 """The field of a save's record (``fit_end``, ``named_model``) with the saved file's digest."""
 
@@ -49,19 +51,22 @@ def seal_of(key: bytes, entry: dict[str, Any]) -> str:
 
 def sealer(folder: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Read and delete the run's key; a function that numbers and seals one record.
-    Without a key file (a kernel started by hand) the records are signed with an empty
-    key, which no run accepts."""
+    Without a key (a kernel started by hand, a folder the kernel cannot read) it raises
+    :class:`OSError`: the probe fails to install, which the row names as grader's fault,
+    rather than signing records no run accepts."""
     path = os.path.join(folder, SEAL_FILE)
-    try:
-        with open(path, "rb") as fh:
-            key = fh.read()
-        os.unlink(path)
-    except OSError:
-        key = b""
+    with open(path, "rb") as fh:
+        key = fh.read()
+    os.unlink(path)
+    if not key:
+        raise OSError(f"{path}: the run's key is empty")
     numbers = itertools.count(1)
 
     def seal(entry: dict[str, Any]) -> dict[str, Any]:
-        numbered = {**entry, SEQ_KEY: next(numbers)}
+        # As the orchestrator will read it back (string keys, default=str), and before a
+        # number is spent: a record that cannot be written leaves no gap.
+        normal = json.loads(json.dumps(entry, default=str))
+        numbered = {**normal, SEQ_KEY: next(numbers)}
         return {**numbered, SEAL_KEY: seal_of(key, numbered)}
 
     return seal
@@ -86,12 +91,15 @@ class Checked:
     """Lines not signed with the run's key, or out of order, or repeated."""
     missing: int = 0
     """Numbers skipped: records the probe wrote that are no longer there."""
+    installed: bool = False
+    """Whether the probe's first record (:data:`INSTALLED`) is among them."""
 
     @property
     def model_digest(self) -> str | None:
-        """The digest of the model file the probe saved last (None: it saved none)."""
-        saves = [r[DIGEST_KEY] for r in self.records if DIGEST_KEY in r]
-        return saves[-1] if saves and isinstance(saves[-1], str) else None
+        """The digest of the model file the probe saved last (None: it saved none). A
+        save that failed records none and leaves the file before it in place."""
+        saves = [r[DIGEST_KEY] for r in self.records if isinstance(r.get(DIGEST_KEY), str)]
+        return saves[-1] if saves else None
 
 
 def check(key: bytes, entries: Iterable[dict[str, Any]]) -> Checked:
@@ -105,6 +113,7 @@ def check(key: bytes, entries: Iterable[dict[str, Any]]) -> Checked:
             continue
         checked.missing += number - last - 1
         last = number
+        checked.installed = checked.installed or body.get("event") == INSTALLED
         checked.records.append({k: v for k, v in body.items() if k != SEQ_KEY})
     return checked
 
