@@ -41,9 +41,13 @@ def stream(text: str) -> dict:
     return message("stream", {"name": "stdout", "text": text})
 
 
-def widget(comm: str, state: dict[str, Any], buffers: list[bytes] | None = None) -> dict:
-    content = {"comm_id": comm, "data": {"method": "update", "state": state}}
-    return message("comm_msg", content, buffers)
+def widget(
+    comm: str, state: dict[str, Any], buffers: list[bytes] | None = None, kind: str = "comm_msg"
+) -> dict:
+    data: dict[str, Any] = {"method": "update", "state": state}
+    if buffers:
+        data["buffer_paths"] = [[f"b{i}"] for i in range(len(buffers))]
+    return message(kind, {"comm_id": comm, "data": data}, buffers)
 
 
 def send(capped: CappedClient, index: int, *msgs: dict) -> nbformat.NotebookNode:
@@ -97,6 +101,43 @@ def test_widget_state_is_charged_by_what_it_keeps() -> None:
     assert capped.truncated_cells == [1]
     send(capped, 2, widget("blob", {}, buffers=[b"\0" * 100 * KB]))
     assert capped.truncated_cells == [1, 2]
+
+
+def test_every_kind_of_widget_message_and_every_buffer_path_is_charged() -> None:
+    """nbclient keeps the state of any ``comm*`` message, and a buffer per path."""
+    capped = client(cells=4)
+    send(capped, 0, widget("w", {"v": "v" * 100 * KB}, kind="comm_close"))
+    assert capped.truncated_cells == [0]
+    for i in range(3):  # a 2 kB buffer under a new path each time: each one is kept
+        msg = widget("w2", {}, buffers=[b"\0" * 2 * KB])
+        msg["content"]["data"]["buffer_paths"] = [[f"p{i}"]]
+        send(capped, 1, msg)
+    assert capped.truncated_cells == [0, 1]  # 3 x 2.7 kB > 4 kB
+
+
+def test_metadata_is_charged_with_the_data() -> None:
+    capped = client()
+    msg = display("tiny")
+    msg["content"]["metadata"] = {"big": "m" * 100 * KB}
+    cell = send(capped, 0, msg)
+    assert capped.truncated_cells == [0] and kept(cell) < 4 * KB
+
+
+def test_a_loop_of_shown_tracebacks_keeps_the_first_few() -> None:
+    capped = client(per_cell=64 * KB)
+    error = {"ename": "E" * 10_000, "evalue": "v", "traceback": ["t" * 1000]}
+    cell = send(capped, 0, *[message("error", dict(error)) for _ in range(100)])
+    errors = [o for o in cell.outputs if o["output_type"] == "error"]
+    assert len(errors) == 5 and len(errors[0]["ename"]) == 200
+
+
+def test_clearing_a_cells_output_gives_its_budget_back() -> None:
+    """A live plot redrawn with clear_output: only the last drawing is kept."""
+    capped = client()
+    clear = message("clear_output", {"wait": False})
+    for _ in range(40):
+        cell = send(capped, 0, clear, display("f" * 2 * KB))
+    assert capped.truncated_cells == [] and len(cell.outputs) == 1
 
 
 def test_the_whole_notebook_has_a_cap_of_its_own() -> None:

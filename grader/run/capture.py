@@ -33,6 +33,9 @@ SIDE_MESSAGES = ("update_display_data", "comm_open", "comm_msg")
 """Messages that change kept output without adding one through ``output``."""
 MAX_ERROR_CHARS = 20_000
 MAX_TRACEBACK_LINES = 50
+MAX_ERRORS_PER_CELL = 5
+"""Error outputs kept per cell (a cell raises once; a loop of shown tracebacks is not
+evidence, and each is charged like any output)."""
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -69,6 +72,8 @@ class CappedClient(NotebookClient):
     def process_message(
         self, msg: dict[str, Any], cell: nbformat.NotebookNode, cell_index: int
     ) -> nbformat.NotebookNode | None:
+        if msg.get("msg_type") == "clear_output":  # what the cell kept goes: so does its charge
+            self.total_bytes -= self.output_bytes.pop(cell_index, 0)
         growth = self.side_growth(msg)
         if growth > 0 and growth > self.room(cell_index):
             self.mark(cell.outputs, cell_index)
@@ -80,7 +85,7 @@ class CappedClient(NotebookClient):
     def side_growth(self, msg: dict[str, Any]) -> int:
         """What ``msg`` adds to the kept notebook besides a new output of its own."""
         content = msg.get("content") or {}
-        if msg.get("msg_type") in ("comm_open", "comm_msg"):
+        if str(msg.get("msg_type", "")).startswith("comm"):
             return sum(new - self.widget_sizes.get(key, 0) for key, new in widget_sizes(msg))
         display_id = (content.get("transient") or {}).get("display_id")
         if not display_id or display_id not in self._display_id_map:
@@ -90,7 +95,7 @@ class CappedClient(NotebookClient):
 
     def remember_sizes(self, msg: dict[str, Any]) -> None:
         content = msg.get("content") or {}
-        if msg.get("msg_type") in ("comm_open", "comm_msg"):
+        if str(msg.get("msg_type", "")).startswith("comm"):
             self.widget_sizes.update(widget_sizes(msg))
         display_id = (content.get("transient") or {}).get("display_id")
         if display_id:
@@ -101,12 +106,7 @@ class CappedClient(NotebookClient):
     ) -> nbformat.NotebookNode | None:
         content = msg.get("content", {})
         if msg.get("msg_type") == "error":
-            content["traceback"] = [
-                line[:MAX_ERROR_CHARS]
-                for line in content.get("traceback", [])[-MAX_TRACEBACK_LINES:]
-            ]
-            content["evalue"] = str(content.get("evalue", ""))[:MAX_ERROR_CHARS]
-            return super().output(outs, msg, display_id, cell_index)
+            return self.error_output(outs, msg, cell_index)
         if cell_index in self.truncated_cells:
             return None
         size, room = data_size(content), self.room(cell_index)
@@ -118,6 +118,22 @@ class CappedClient(NotebookClient):
             self.charge(cell_index, room)
             super().output(outs, msg, display_id, cell_index)
         return self.mark(outs, cell_index)
+
+    def error_output(
+        self, outs: list, msg: dict[str, Any], cell_index: int
+    ) -> nbformat.NotebookNode | None:
+        """Errors are evidence: kept past the cap (shortened), the first few of a cell."""
+        content = msg.get("content", {})
+        content["traceback"] = [
+            str(line)[:MAX_ERROR_CHARS]
+            for line in content.get("traceback", [])[-MAX_TRACEBACK_LINES:]
+        ]
+        content["ename"] = str(content.get("ename", ""))[:200]
+        content["evalue"] = str(content.get("evalue", ""))[:MAX_ERROR_CHARS]
+        if sum(o.get("output_type") == "error" for o in outs) >= MAX_ERRORS_PER_CELL:
+            return None
+        self.charge(cell_index, data_size({"data": content}))
+        return super().output(outs, msg, None, cell_index)
 
     def mark(self, outs: list, cell_index: int) -> nbformat.NotebookNode | None:
         """The visible marker, once per cell; later outputs of the cell are dropped."""
@@ -133,19 +149,27 @@ class CappedClient(NotebookClient):
 
 
 def data_size(content: dict[str, Any]) -> int:
-    """The size of an output's payload as kept (its data, else its text), in bytes."""
-    return len(json.dumps(content.get("data") or content.get("text") or "", default=str))
+    """The size of an output's payload as kept (its data, else its text, and its
+    metadata), in characters."""
+    payload = [content.get("data") or content.get("text") or "", content.get("metadata")]
+    return len(json.dumps(payload, default=str, ensure_ascii=False))
 
 
 def widget_sizes(msg: dict[str, Any]) -> list[tuple[tuple[str, ...], int]]:
-    """A widget message's state fields and binary buffers, each with its kept size."""
+    """A widget message's state fields and binary buffers, each with its kept size, keyed
+    as nbclient keeps them (a field by name, a buffer by its path); none for a message
+    without a state, which nbclient does not keep."""
     content = msg.get("content") or {}
     comm = str(content.get("comm_id", ""))
     data = content.get("data") if isinstance(content.get("data"), dict) else {}
-    state = data.get("state") if isinstance(data.get("state"), dict) else {}
+    state = data.get("state")
+    if not isinstance(state, dict):
+        return []
     sizes = [((comm, str(k)), len(json.dumps(v, default=str))) for k, v in state.items()]
-    buffers = msg.get("buffers") or []
-    sizes += [((comm, "buffer", str(i)), len(b) * 4 // 3) for i, b in enumerate(buffers)]
+    paths = data.get("buffer_paths") if isinstance(data.get("buffer_paths"), list) else []
+    for path, buffer in zip(paths, msg.get("buffers") or [], strict=False):
+        key = (comm, "buffer", *map(str, path if isinstance(path, list) else [path]))
+        sizes.append((key, len(buffer) * 4 // 3))
     return sizes
 
 
