@@ -207,3 +207,34 @@ def test_an_evaluator_past_its_memory_limit_is_killed_and_the_model_not_measured
         assert not evaluator.running
     finally:
         evaluator.close(kill=True)
+
+
+def test_a_base_moved_by_training_is_told_from_one_built_elsewhere() -> None:
+    """Only weights near the shipped ones, all layers there once, read as trained."""
+    import numpy as np
+
+    from grader.measure.evaluator import base_moved
+
+    class Leaf:
+        def __init__(self, name: str, weights: list) -> None:
+            self.name, self.weights = name, weights
+
+        def get_weights(self) -> list:
+            return self.weights
+
+    class Model:
+        def __init__(self, *layers: Leaf) -> None:
+            self.layers = list(layers)
+
+    def conv(value: float, dtype: str = "float32") -> Leaf:
+        return Leaf("Conv1", [np.full((3, 3), value, dtype)])
+
+    def bn(value: float) -> Leaf:
+        return Leaf("bn", [np.full(3, value, "float32")])
+
+    shipped = {"Conv1": conv(1.0).weights, "bn": bn(2.0).weights, "no_weights": []}
+    same, nudged = Model(conv(1.0), bn(2.0)), Model(conv(1.01), bn(2.0))
+    random, half = Model(conv(-1.0), bn(0.0)), Model(conv(1.0, "float16"), bn(2.0))
+    cut = Model(conv(1.0))
+    assert (base_moved(same, shipped), base_moved(nudged, shipped)) == (False, True)
+    assert [base_moved(m, shipped) for m in (random, half, cut)] == [None, None, None]

@@ -126,7 +126,9 @@ def test_freezing_is_judged_at_the_first_fit_not_after_fine_tuning() -> None:
 
 def measured_facts(events: list[dict[str, Any]], base_state: str) -> Facts:
     facts = facts_for(None, events=events)
-    return dataclasses.replace(facts, measured=Measurement(accuracy=0.9, images=8, base=base_state))
+    moved = {"changed": True, "unchanged": False}.get(base_state)
+    measured = Measurement(accuracy=0.9, images=8, base=base_state, base_moved=moved)
+    return dataclasses.replace(facts, measured=measured)
 
 
 def test_a_frozen_record_the_evaluator_contradicts_does_not_win() -> None:
@@ -138,6 +140,11 @@ def test_a_frozen_record_the_evaluator_contradicts_does_not_win() -> None:
     assert result.message == MSG_FREEZE_REFUTED
     assert result.evidence[-1].text == "the evaluator found the saved base's weights changed"
     assert check_base_frozen(SPEC, measured_facts(one_fit, "unchanged")).passed
+    unsure = dataclasses.replace(  # changed, but not by training (a Conv head, weights=None)
+        measured_facts(one_fit, "changed"),
+        measured=Measurement(accuracy=0.9, images=8, base="changed", base_moved=None),
+    )
+    assert check_base_frozen(SPEC, unsure).passed
 
 
 def test_fine_tuning_after_a_frozen_fit_is_not_a_contradiction() -> None:

@@ -37,6 +37,9 @@ class Measurement:
     base: str | None = None
     """``unchanged`` when the model's base still has the weights it shipped with,
     ``changed`` when it has others, None when the base was not found or not compared."""
+    base_moved: bool | None = None
+    """True when the base holds the shipped layers, trained away from the shipped weights
+    but near them; False when unchanged; None when the evaluator could not tell."""
     error: str | None = None
     """Why it could not measure."""
 
@@ -56,6 +59,7 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
         images=images if valid_images else 0,
         rule=_choice(answer.get("rule"), OUTPUT_RULES),
         base=_choice(answer.get("base"), BASE_STATES),
+        base_moved=answer.get("base_moved") if isinstance(answer.get("base_moved"), bool) else None,
         error=encodable(error[:MAX_ERROR_CHARS]) if isinstance(error, str) else None,
     )
 

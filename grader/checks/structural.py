@@ -10,7 +10,6 @@ What the trusted side measured for itself overrules a record it contradicts
 from __future__ import annotations
 
 from grader.checks.facts import Facts, FitEvent, LayerNode, NamedModelEvent, find_base, verdict
-from grader.checks.measured import BASE_CHANGED
 from grader.results import (
     SOURCE_MEASURED,
     SOURCE_NONE,
@@ -131,12 +130,14 @@ def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:
 
 def freeze_refuted(facts: Facts) -> bool:
     """Whether the evaluator contradicts a frozen base: the notebook trained once (so the
-    saved model is that fit's) and the saved base's weights are not the kit's. A frozen
-    base cannot change in a fit (its BatchNorm layers run in inference mode too)."""
+    saved model is that fit's) and the saved base holds every shipped layer, trained away
+    from the kit's weights (``base_moved``). A frozen base cannot change in a fit (its
+    BatchNorm layers run in inference mode too); where the evaluator cannot tell (a base
+    cut short, another dtype, weights from elsewhere) nothing is refuted."""
     fits = [e for e in facts.events if isinstance(e, FitEvent)]
     named = any(isinstance(e, NamedModelEvent) for e in facts.events)
     measured = facts.measured
-    return len(fits) == 1 and not named and measured is not None and measured.base == BASE_CHANGED
+    return len(fits) == 1 and not named and measured is not None and measured.base_moved is True
 
 
 def _base_trainable_params(base: LayerNode, model: LayerNode) -> int:

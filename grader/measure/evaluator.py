@@ -204,16 +204,51 @@ def _same_weights(mine: list[Any], shipped: list[Any]) -> bool:
     )
 
 
-def _base_state(model: Any, shipped: ShippedBase | None, side: tuple[int, int]) -> str | None:
-    """:func:`base_state` against the shipped file Keras would have loaded for this input
-    (224 for a size it ships none for, or a non-square input); None if it cannot tell."""
-    if shipped is None:
+MOVED_DISTANCE = 0.5
+"""A base whose every layer is within this relative distance of the shipped weights
+(but not equal) was trained from them; farther, it came from elsewhere (``weights=None``)."""
+
+
+def base_moved(model: Any, shipped: dict[str, list[Any]]) -> bool | None:
+    """True when the model holds every weighted layer of the shipped base once, with the
+    shipped shapes and dtypes, and training moved them (some differ, all stay near);
+    False when it holds them all unchanged; None when it cannot tell (a layer missing or
+    twice, another dtype, weights from elsewhere). Only True may refute a claim, so every
+    doubt reads None."""
+    import numpy as np
+
+    expected = {name: weights for name, weights in shipped.items() if weights}
+    found = [(leaf, expected[leaf.name]) for leaf in _leaf_layers(model) if leaf.name in expected]
+    names = {leaf.name for leaf, _ in found}
+    if not expected or len(found) != len(expected) or len(names) != len(found):
         return None
+    moved = False
+    for layer, weights in found:
+        mine = layer.get_weights()
+        if len(mine) != len(weights) or any(
+            a.shape != b.shape or a.dtype != b.dtype for a, b in zip(mine, weights, strict=True)
+        ):
+            return None
+        for a, b in zip(mine, weights, strict=True):
+            gap = float(np.linalg.norm(a - b))
+            if gap > MOVED_DISTANCE * max(float(np.linalg.norm(b)), 1e-12):
+                return None
+            moved = moved or gap > 0
+    return moved
+
+
+def _base_state(
+    model: Any, shipped: ShippedBase | None, side: tuple[int, int]
+) -> tuple[str | None, bool | None]:
+    """:func:`base_state` and :func:`base_moved` against the shipped file Keras would have
+    loaded for this input (224 for a size it ships none for, or a non-square input)."""
+    if shipped is None:
+        return None, None
     try:
         layers = shipped.layers(side[0] if side[0] == side[1] else 224)
-        return base_state(model, layers) if layers else None
+        return (base_state(model, layers), base_moved(model, layers)) if layers else (None, None)
     except Exception:  # a damaged weight file costs the comparison, never the measurement
-        return None
+        return None, None
 
 
 def measure(
@@ -240,7 +275,7 @@ def measure(
     rule, side = _output_rule(model, hint), _input_side(model)
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
-    base = _base_state(model, shipped, side)
+    base, moved = _base_state(model, shipped, side)
     batches = images_of.batches(side, limit)
     predict = _predictor(model, batches)
     correct = total = 0
@@ -257,6 +292,7 @@ def measure(
         "images": total,
         "rule": rule,
         "base": base,
+        "base_moved": moved,
         "error": None,
     }
 
