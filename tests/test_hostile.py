@@ -143,10 +143,12 @@ def test_writes_outside_the_work_folder_fail_or_vanish(graded: tuple) -> None:
 
 
 def test_removing_the_probe_earns_no_accuracy(by_student: dict) -> None:
+    """Deleting ``keras.Model``'s methods leaves the trainer's, wrapped too: the toy fit is
+    recorded, and the faked evaluation earns nothing."""
     record = by_student["probe_tamper"]
     accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
-    assert accuracy["score"] == 0 and "never trained" in accuracy["message"]
-    assert "no_training" in record["flags"]
+    assert accuracy["score"] == 0 and record["training"]
+    assert record["accuracy"]["measured"] is None and "no credit" in accuracy["message"]
     assert record["accuracy"]["printed"] == pytest.approx(0.99)
 
 
@@ -175,6 +177,33 @@ def test_a_display_updated_in_place_past_the_cap_is_dropped(
     nb = executed(graded, "display_update_flood")
     assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'small'"
     assert (graded[0] / "executed" / "display_update_flood.ipynb").stat().st_size < 2**20
+
+
+def test_a_records_file_made_a_folder_is_that_students_error(by_student: dict) -> None:
+    record = by_student["records_made_folder"]
+    assert record["status"] == "error" and "kernel_output_unreadable" in record["flags"]
+    assert "not a file" in record["message"]
+
+
+def test_keras_own_fit_is_out_of_reach(by_student: dict) -> None:
+    record = by_student["fit_unwrapped"]
+    assert record["errors"][0]["ename"] == "AttributeError"
+    assert "__wrapped__" in record["errors"][0]["evalue"] and "no_training" in record["flags"]
+
+
+def test_a_lone_surrogate_in_the_records_is_stored_and_reported(
+    by_student: dict, graded: tuple
+) -> None:
+    record = by_student["surrogate_history_key"]
+    assert record["status"] == "graded" and record["training"]
+    keys = set(record["training"][0]["history"])
+    assert "loss" in keys and any(k.startswith("acc_") and k != "acc_\udcff" for k in keys)
+    assert (graded[0] / "reports" / "surrogate_history_key.html").exists()
+
+
+def test_a_folder_tree_deeper_than_any_recursion_is_left_and_removed(by_student: dict) -> None:
+    record = by_student["deep_folder_tree"]
+    assert record["status"] == "graded" and record["message"] == ""
 
 
 def test_only_the_forgery_is_flagged_as_forged(by_student: dict) -> None:
