@@ -154,3 +154,15 @@ def test_errors_are_kept_past_every_cap() -> None:
     error = message("error", {"ename": "E", "evalue": "v", "traceback": ["t"]})
     cell = send(capped, 0, stream("x" * 8 * KB), error)
     assert [o["output_type"] for o in cell.outputs][-1] == "error"
+
+
+def test_clearing_gives_back_nothing_a_widget_or_display_elsewhere_still_keeps() -> None:
+    """Widget state survives a clear: charging it then clearing, over and over, must not
+    reset the budget (43 MB of state was kept against a 4 MB cap)."""
+    capped = client(per_cell=1024 * KB, total=4096 * KB)
+    clear = message("clear_output", {"wait": False})
+    for i in range(50):
+        send(capped, 0, widget("w", {f"key{i}": "s" * 900 * KB}), clear)
+    assert capped.truncated_cells == [0]
+    kept_state = sum(len(str(v)) for v in capped.widget_state.get("w", {}).values())
+    assert kept_state <= 4096 * KB

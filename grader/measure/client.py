@@ -104,31 +104,41 @@ class EvaluatorProcess:
         model's base still has the shipped weights.
 
         One request at a time: threads sharing this evaluator wait their turn, so no
-        answer can reach another student's request."""
+        answer can reach another student's request. An evaluator that grew past its
+        memory limit is tried once more, fresh (what it held from earlier models may have
+        been the cause)."""
+        request = {"model": str(model_path), "hint": hint, "limit": limit}
+        if weights is not None:
+            request["weights"] = str(weights)
         with self._lock:
-            self._start()
-            assert self._proc is not None and self._proc.stdin is not None
-            request = {"model": str(model_path), "hint": hint, "limit": limit}
-            if weights is not None:
-                request["weights"] = str(weights)
-            self.over_memory = False
-            try:
-                self._proc.stdin.write((json.dumps(request) + "\n").encode())
-                self._proc.stdin.flush()
-                line = self._answer(time.monotonic() + timeout_s)
-            except (BrokenPipeError, OSError):
-                line = None
-            try:
-                answer = json.loads(line) if line is not None else None
-            except ValueError:
-                answer = None
-            if not isinstance(answer, dict):
+            answer = self._ask(request, timeout_s)
+            if answer is None and self.over_memory:
+                self._close(kill=True)
+                answer = self._ask(request, timeout_s)
+            if answer is None:
                 detail = "timed out" if self.running else self._failure_detail()
                 if self.over_memory:
                     detail = MSG_OVER_MEMORY.format(limit=self.memory_mb)
                 self._close(kill=True)
                 return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
             return answer
+
+    def _ask(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """One request to a running evaluator (started if need be); None: no answer."""
+        self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        self.over_memory = False
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+            line = self._answer(time.monotonic() + timeout_s)
+        except (BrokenPipeError, OSError):
+            line = None
+        try:
+            answer = json.loads(line) if line is not None else None
+        except ValueError:
+            answer = None
+        return answer if isinstance(answer, dict) else None
 
     def _answer(self, deadline: float) -> str | None:
         """The next answer line, or None when the process ends or the deadline passes."""

@@ -58,6 +58,8 @@ class CappedClient(NotebookClient):
         self.total_bytes = 0
         self.truncated_cells: list[int] = []
         self.display_sizes: dict[str, int] = {}
+        self.clearable: dict[int, int] = {}
+        """Per cell, what its own outputs were charged (a clear gives it back)."""
         self.widget_sizes: dict[tuple[str, ...], int] = {}
 
     def room(self, cell_index: int) -> int:
@@ -65,15 +67,27 @@ class CappedClient(NotebookClient):
         cell_room = self.max_output_bytes - self.output_bytes.get(cell_index, 0)
         return min(cell_room, self.max_total_bytes - self.total_bytes)
 
-    def charge(self, cell_index: int, size: int) -> None:
+    def refund(self, msg: dict[str, Any], cell_index: int) -> None:
+        """A cleared cell's own outputs go, so does their charge; what displays elsewhere
+        and widget state kept is never given back (a clear removes neither), nor is
+        anything when an output widget takes the clear instead of the cell."""
+        if self.output_hook_stack[msg.get("parent_header", {}).get("msg_id")]:
+            return
+        given = self.clearable.pop(cell_index, 0)
+        self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) - given
+        self.total_bytes -= given
+
+    def charge(self, cell_index: int, size: int, clearable: bool = False) -> None:
+        if clearable:
+            self.clearable[cell_index] = self.clearable.get(cell_index, 0) + size
         self.output_bytes[cell_index] = self.output_bytes.get(cell_index, 0) + size
         self.total_bytes += size
 
     def process_message(
         self, msg: dict[str, Any], cell: nbformat.NotebookNode, cell_index: int
     ) -> nbformat.NotebookNode | None:
-        if msg.get("msg_type") == "clear_output":  # what the cell kept goes: so does its charge
-            self.total_bytes -= self.output_bytes.pop(cell_index, 0)
+        if msg.get("msg_type") == "clear_output":
+            self.refund(msg, cell_index)
         growth = self.side_growth(msg)
         if growth > 0 and growth > self.room(cell_index):
             self.mark(cell.outputs, cell_index)
@@ -110,12 +124,13 @@ class CappedClient(NotebookClient):
         if cell_index in self.truncated_cells:
             return None
         size, room = data_size(content), self.room(cell_index)
+        own = not self.output_hook_stack[msg.get("parent_header", {}).get("msg_id")]
         if size <= room:
-            self.charge(cell_index, size)
+            self.charge(cell_index, size, clearable=own)
             return super().output(outs, msg, display_id, cell_index)
         if msg.get("msg_type") == "stream" and room > 0:
             content["text"] = str(content.get("text", ""))[:room]
-            self.charge(cell_index, room)
+            self.charge(cell_index, room, clearable=own)
             super().output(outs, msg, display_id, cell_index)
         return self.mark(outs, cell_index)
 
