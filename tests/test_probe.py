@@ -144,7 +144,8 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
     printed = ["".join(o.get("text", "") for o in c.outputs) for c in run.nb.cells]
     assert run.errors == [], run.errors
     events = [e["event"] for e in run.events]  # sealed in a real kernel, and all accepted
-    assert (events, run.evidence_forged) == (["compile", "fit", "fit_end", "evaluate"], [])
+    expected = ["probe_installed", "compile", "fit", "fit_end", "evaluate"]
+    assert (events, run.evidence_forged) == (expected, [])
     assert run.model_path is not None and run.model_path.name == "last_model.keras"
     assert printed[1] == f"train_step calls {traces}\n"  # traced, never run eagerly
     assert printed[2] == "eager [True]\n"
