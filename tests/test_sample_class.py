@@ -182,7 +182,10 @@ def test_accuracy_comes_from_measurement(graded: tuple[Path, str]) -> None:
             assert record["accuracy"].get("measured") is None  # no trained model to measure
             continue
         measured = record["accuracy"]["measured"]
-        assert measured is not None and 0.0 <= measured <= 1.0, record["student"]
+        if measured is None:  # a model the evaluator refused says why (toy, non-image input)
+            assert record["accuracy"].get("measured_error"), record["student"]
+            continue
+        assert 0.0 <= measured <= 1.0, record["student"]
 
 
 def test_printing_099_without_training_earns_nothing_and_is_flagged(

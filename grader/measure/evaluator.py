@@ -272,6 +272,9 @@ def measure(
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:  # any refusal is reported, never raised
         return {"accuracy": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    shape = tuple(model.inputs[0].shape) if model.inputs else ()
+    if len(shape) != 4:
+        return {"accuracy": None, "error": f"the model's input {shape} is not a batch of images"}
     rule, side = _output_rule(model, hint), _input_side(model)
     if max(side) > MAX_SIDE:
         return {"accuracy": None, "error": f"the model's input is {side}: over {MAX_SIDE} px"}
