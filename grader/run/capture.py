@@ -29,8 +29,6 @@ from nbclient import NotebookClient
 from grader.results import CellError
 
 TRUNCATED_MARKER = "\n[grader: output truncated here - more than {limit} kB]\n"
-SIDE_MESSAGES = ("update_display_data", "comm_open", "comm_msg")
-"""Messages that change kept output without adding one through ``output``."""
 MAX_ERROR_CHARS = 20_000
 MAX_TRACEBACK_LINES = 50
 MAX_ERRORS_PER_CELL = 5

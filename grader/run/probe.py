@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 
 from grader.errors import KernelOutputError, map_dependency_errors, strerror
+from grader.intake.notebooks import file_digest
 from grader.run.kernel import habits as kernel_habits
 from grader.run.kernel import probe as kernel_probe
 from grader.run.kernel import seal as kernel_seal
@@ -246,6 +247,6 @@ def saved_model(probe_dir: Path, digest: str | None) -> tuple[Path | None, list[
     path = probe_dir / MODEL_FILE
     if not path.is_file() or path.is_symlink():
         return None, []
-    if digest is not None and kernel_seal.file_digest(str(path)) == digest:
+    if digest is not None and file_digest(path) == digest:
         return path, []
     return None, [MSG_REPLACED]

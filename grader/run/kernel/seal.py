@@ -16,7 +16,8 @@ trusted side measures for itself (the evaluator's look at the saved model) and t
 are the cross-checks beyond it.
 
 It runs in the kernel as its file's text (see :mod:`grader.run.probe`) and in the
-orchestrator as a module: standard library only.
+orchestrator as a module: standard library only (the orchestrator hashes files with
+:func:`grader.intake.notebooks.file_digest`; :func:`file_digest` here is the kernel's).
 """
 
 from __future__ import annotations
