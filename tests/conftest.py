@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from grader.rubric.schema import load_rubric
+from grader.run.cgroups import make_cgroups
 from grader.run.execute import MSG_CELL_TIMEOUT
-from grader.run.sandbox import (
+from grader.run.runfolders import (
     LEGACY_OWNER_FILE,
     RUN_PREFIX,
     UNOWNED_STALE_S,
@@ -28,6 +29,7 @@ from grader.run.sandbox import (
     pid_namespace,
     run_folder_prefix,
 )
+from grader.run.sandbox import capabilities
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,6 +65,9 @@ class RunFolders:
     """Every run folder there (another grader's, or planted)."""
     planted: list[Path]
     """Folders a killed grader would leave, put there for the batch to sweep."""
+    orphan_cgroups: list[Path]
+    """Cgroups of a dead grader whose run folder is already gone (planted where grader can
+    make cgroups), for the batch to sweep too."""
 
 
 def owned_prefix(pid: int, start: int = 1) -> str:
@@ -94,7 +99,18 @@ def run_folders_before() -> RunFolders:
     legacy = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=tmp))
     (legacy / LEGACY_OWNER_FILE).write_text(str(dead_pid()))
     planted.append(legacy)
-    return RunFolders(existing=set(Path(tmp).glob(f"{RUN_PREFIX}*")), planted=planted)
+    existing = set(Path(tmp).glob(f"{RUN_PREFIX}*"))
+    return RunFolders(existing=existing, planted=planted, orphan_cgroups=plant_orphan_cgroups())
+
+
+def plant_orphan_cgroups() -> list[Path]:
+    """A dead grader's memory and pids cgroups with no run folder (none where grader
+    cannot make cgroups here)."""
+    kind = capabilities().cgroup
+    if kind is None:
+        return []
+    name = f"{owned_prefix(dead_pid())}orphan"
+    return make_cgroups(kind, name, memory_mb=64, max_processes=8)
 
 
 @pytest.fixture(scope="session")

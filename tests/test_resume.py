@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.run.sandbox import RUN_PREFIX, run_folder_owner
+from grader.run.runfolders import RUN_PREFIX, run_folder_owner
 from tests.conftest import RUBRIC
 
 pytestmark = pytest.mark.kernel

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from grader.cli import main
 from grader.errors import UsageError
-from grader.run import sandbox
-from grader.run.cgroups import process_start
+from grader.run import runfolders, sandbox
+from grader.run.cgroups import grader_cgroups, make_cgroups, process_start
 from grader.run.sandbox import Capabilities, not_enforced_warning, paths_to_hide
-from tests.conftest import ROOT, dead_pid
+from tests.conftest import ROOT, dead_pid, owned_prefix
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 
@@ -128,28 +128,28 @@ def test_a_run_folder_names_its_owner_from_the_instant_it_exists(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    mine = sandbox.make_run_folder()
-    me = sandbox.RunOwner(os.getpid(), process_start(os.getpid()) or 0, sandbox.pid_namespace())
-    assert sandbox.run_folder_owner(mine) == me and me.start and me.namespace
-    assert not sandbox.is_stale(mine)
-    code = (
-        "import os; from grader.run.sandbox import make_run_folder; make_run_folder(); os._exit(9)"
+    mine = runfolders.make_run_folder()
+    me = runfolders.RunOwner(
+        os.getpid(), process_start(os.getpid()) or 0, runfolders.pid_namespace()
     )
+    assert runfolders.run_folder_owner(mine) == me and me.start and me.namespace
+    assert not runfolders.is_stale(mine)
+    code = "import os; from grader.run import runfolders; runfolders.make_run_folder(); os._exit(9)"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT)
     assert killed.returncode == 9
-    (theirs,) = set(tmp_path.glob(f"{sandbox.RUN_PREFIX}*")) - {mine}
-    assert sandbox.is_stale(theirs)
+    (theirs,) = set(tmp_path.glob(f"{runfolders.RUN_PREFIX}*")) - {mine}
+    assert runfolders.is_stale(theirs)
 
 
 def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path: Path) -> None:
-    me, start, here = os.getpid(), process_start(os.getpid()) or 0, sandbox.pid_namespace()
+    me, start, here = os.getpid(), process_start(os.getpid()) or 0, runfolders.pid_namespace()
 
     def folder(name: str, owner_file: str | None = None) -> Path:
-        path = tmp_path / f"{sandbox.RUN_PREFIX}{name}"
+        path = tmp_path / f"{runfolders.RUN_PREFIX}{name}"
         path.mkdir()
         if owner_file is not None:
-            (path / sandbox.LEGACY_OWNER_FILE).write_text(owner_file)
+            (path / runfolders.LEGACY_OWNER_FILE).write_text(owner_file)
         return path
 
     live, unknown_start = folder(f"{me}-{start}-{here}-a"), folder(f"{me}-0-{here}-b")
@@ -159,21 +159,38 @@ def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path
     legacy_live, legacy_dead = folder("f", str(me)), folder("g", str(dead_pid()))
     unowned, garbled = folder("h"), folder("i", "not a pid")
     now = time.time()
-    assert [sandbox.is_stale(f, now) for f in (live, unknown_start, dead, reused)] == [
+    assert [runfolders.is_stale(f, now) for f in (live, unknown_start, dead, reused)] == [
         False,
         False,
         True,
         True,
     ]
-    assert [sandbox.is_stale(f, now) for f in (legacy_live, legacy_dead)] == [False, True]
-    assert not any(sandbox.is_stale(f, now) for f in (unowned, garbled, foreign))
-    later = now + sandbox.UNOWNED_STALE_S + 1
-    assert sandbox.is_stale(unowned, later) and sandbox.is_stale(garbled, later)
-    assert not sandbox.is_stale(foreign, later)
-    assert sandbox.is_stale(foreign, now + sandbox.FOREIGN_STALE_S + 1)
-    assert sandbox.sweep_stale(tmp_path) == 3
+    assert [runfolders.is_stale(f, now) for f in (legacy_live, legacy_dead)] == [False, True]
+    assert not any(runfolders.is_stale(f, now) for f in (unowned, garbled, foreign))
+    later = now + runfolders.UNOWNED_STALE_S + 1
+    assert runfolders.is_stale(unowned, later) and runfolders.is_stale(garbled, later)
+    assert not runfolders.is_stale(foreign, later)
+    assert runfolders.is_stale(foreign, now + runfolders.FOREIGN_STALE_S + 1)
+    assert runfolders.sweep_stale(tmp_path) == 3
     kept = [live, unknown_start, foreign, legacy_live, unowned, garbled]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_a_dead_graders_cgroups_go_even_when_its_run_folder_went_first(tmp_path: Path) -> None:
+    kind = sandbox.capabilities().cgroup
+    if kind is None:
+        pytest.skip("grader cannot make cgroups here")
+    me = process_start(os.getpid()) or 0
+    dead = make_cgroups(kind, f"{owned_prefix(dead_pid())}gone", 64, 8)
+    live = make_cgroups(kind, f"{owned_prefix(os.getpid(), me)}mine", 64, 8)
+    try:
+        assert set(dead + live) <= set(grader_cgroups(runfolders.RUN_PREFIX))
+        assert runfolders.sweep_stale(tmp_path) == 0  # no folders: the cgroups alone
+        assert [c for c in dead if c.exists()] == []
+        assert all(c.exists() for c in live)
+    finally:
+        for cgroup in live:
+            cgroup.rmdir()
 
 
 @pytest.mark.kernel

@@ -34,7 +34,7 @@ from grader.outputs.readback import well_formed
 from grader.outputs.records import read_results_jsonl, write_results_jsonl
 from grader.results import CheckResult, SubmissionResult, encodable
 from grader.rubric.schema import load_rubric
-from grader.run import sandbox, trees
+from grader.run import runfolders, trees
 from grader.run.execute import Execution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,8 +348,8 @@ def test_a_deep_tree_is_removed_without_recursion_and_no_link_followed(tmp_path:
 def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
-    owner = f"{dead.pid}-1-{sandbox.pid_namespace()}"
-    small, big = (tmp_path / f"{sandbox.RUN_PREFIX}{owner}-{n}" for n in ("a", "b"))
+    owner = f"{dead.pid}-1-{runfolders.pid_namespace()}"
+    small, big = (tmp_path / f"{runfolders.RUN_PREFIX}{owner}-{n}" for n in ("a", "b"))
     for folder, entries in ((small, 5), (big, 50)):
         (folder / "sub").mkdir(parents=True)
         for n in range(entries):
@@ -357,6 +357,6 @@ def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path)
     told: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trees, "MAX_ENTRIES", 20)  # past the bound: told, and kept
-        assert sandbox.sweep_stale(tmp_path, report=told.append) == 1
+        assert runfolders.sweep_stale(tmp_path, report=told.append) == 1
     assert not small.exists() and big.exists()
     assert len(told) == 1 and big.name in told[0] and "more than 20 entries" in told[0]

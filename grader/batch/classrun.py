@@ -38,7 +38,8 @@ from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
 from grader.run.probe import ProbeConfig
-from grader.run.sandbox import capabilities, not_enforced_warning, paths_to_hide, sweep_stale
+from grader.run.runfolders import sweep_stale
+from grader.run.sandbox import capabilities, not_enforced_warning, paths_to_hide
 
 MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
 """Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""

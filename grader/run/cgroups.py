@@ -17,9 +17,23 @@ CGROUP_PARENT = "grader"
 KILL_ROUNDS = 50
 
 
+PLACES = (CGROUP_V1 / "memory", CGROUP_V1 / "pids", CGROUP_V1)
+"""Where grader's cgroups live: v1's memory and pids controllers, and v2's one tree."""
+
+
 def cgroups_named(name: str) -> list[Path]:
-    places = [CGROUP_V1 / "memory", CGROUP_V1 / "pids", CGROUP_V1]
-    return [p / CGROUP_PARENT / name for p in places if (p / CGROUP_PARENT / name).is_dir()]
+    return [p / CGROUP_PARENT / name for p in PLACES if (p / CGROUP_PARENT / name).is_dir()]
+
+
+def grader_cgroups(prefix: str) -> list[Path]:
+    """Every cgroup under grader's parents whose name starts with ``prefix``."""
+    found = []
+    for place in PLACES:
+        try:
+            found += [c for c in (place / CGROUP_PARENT).glob(f"{prefix}*") if c.is_dir()]
+        except OSError:
+            continue
+    return found
 
 
 def make_cgroups(kind: str, name: str, memory_mb: int, max_processes: int) -> list[Path]:

@@ -33,7 +33,8 @@ from grader.results import CellError
 from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
-from grader.run.sandbox import KernelLimits, KernelSandbox, make_run_folder
+from grader.run.runfolders import make_run_folder
+from grader.run.sandbox import KernelLimits, KernelSandbox
 from grader.run.threads import thread_env
 from grader.run.trees import remove_tree
 
