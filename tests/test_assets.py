@@ -12,8 +12,10 @@ import pytest
 
 from grader.errors import AssetKitError
 from grader.kit.assets import Kit, course_kit, prepare_keras_home
-from grader.measure.client import MSG_NO_HOLDOUT, evaluate
+from grader.measure.client import MSG_NO_HOLDOUT, Measurer
+from grader.rubric.schema import Limits
 from grader.run.capture import collect_errors, strip_ansi
+from grader.run.execute import RunSettings
 
 
 def fake_kit(tmp_path: Path) -> Kit:
@@ -46,7 +48,9 @@ def test_a_course_cache_without_models_or_datasets_is_refused(tmp_path: Path) ->
 
 
 def test_evaluation_without_a_holdout_says_so(tmp_path: Path) -> None:
-    assert evaluate(tmp_path / "m.keras", None)["error"] == MSG_NO_HOLDOUT
+    kit = Kit(keras_home=tmp_path, holdout=None, version="custom")
+    measured = Measurer(RunSettings(kit=kit, limits=Limits())).measure(tmp_path / "m.keras", [])
+    assert measured is not None and measured.error == MSG_NO_HOLDOUT
 
 
 def test_cell_errors_are_collected_with_readable_tracebacks() -> None:
@@ -197,6 +201,7 @@ def test_an_evaluator_past_its_memory_limit_is_killed_and_the_model_not_measured
     the limit, and the next request gets a fresh process."""
     from grader.measure.client import EvaluatorProcess
 
+    (tmp_path / "m.keras").write_bytes(b"not read: the evaluator is gone first")
     evaluator = EvaluatorProcess(tmp_path, memory_mb=1)
     try:
         answer = evaluator.measure(tmp_path / "m.keras", timeout_s=60)

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from grader.checks.facts import CompileEvent, ProbeEvent
 from grader.checks.measured import Measurement, parse_measurement
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
+from grader.measure.jail import EvaluatorJail
 from grader.run.threads import thread_env
 
 if TYPE_CHECKING:
@@ -42,30 +43,45 @@ EVALUATOR_MEMORY_MB = 4096
 rubric's default memory limit gives a kernel, and no more."""
 MEMORY_POLL_S = 0.2
 MSG_OVER_MEMORY = "it used more than {limit} MB measuring this model"
+MSG_UNREADABLE = "the saved model cannot be read ({why})"
 EVALUATOR_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
 
 
-def _env(threads: int | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_")}
-    env.update(EVALUATOR_ENV)
-    env.update(thread_env(threads))
-    return env
-
-
 class EvaluatorProcess:
-    """One long-lived trusted evaluator for one holdout folder."""
+    """One long-lived trusted evaluator for one holdout folder, in its own sandbox
+    (:mod:`grader.measure.jail`): ``hide`` is covered in its view, ``expose`` (the kit's
+    weights) bound back."""
 
     def __init__(
-        self, holdout: Path, threads: int | None = None, memory_mb: int = EVALUATOR_MEMORY_MB
+        self,
+        holdout: Path,
+        threads: int | None = None,
+        memory_mb: int = EVALUATOR_MEMORY_MB,
+        hide: tuple[str, ...] = (),
+        expose: tuple[str, ...] = (),
     ) -> None:
         self.holdout = holdout
         self.threads = threads
         self.memory_mb = memory_mb
+        self.hide, self.expose = hide, expose
         self.over_memory = False
         self._proc: subprocess.Popen[bytes] | None = None
+        self._jail: EvaluatorJail | None = None
+        self._problem: str | None = None
+        """Why the last start failed, if it did."""
         self._stderr: IO[bytes] | None = None
         self._buffer = b""
         self._lock = threading.RLock()  # a Dask worker grades on several threads
+
+    @property
+    def pid(self) -> int | None:
+        """The evaluator's process id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def jail(self) -> EvaluatorJail | None:
+        """The sandbox it runs in, while it runs."""
+        return self._jail if self.running else None
 
     @property
     def running(self) -> bool:
@@ -80,14 +96,17 @@ class EvaluatorProcess:
         if self.running:
             return
         self._close()
+        self._problem = None
+        self._jail = EvaluatorJail(self.holdout, self.memory_mb, self.hide, self.expose)
         self._stderr = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "grader.measure.evaluator", SERVE_FLAG, str(self.holdout)]
+        holdout = str(self._jail.holdout_copy)
+        command = [sys.executable, "-m", "grader.measure.evaluator", SERVE_FLAG, holdout]
         self._proc = subprocess.Popen(
-            command,
+            self._jail.argv(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=_env(self.threads),
+            env=self._jail.env({**EVALUATOR_ENV, **thread_env(self.threads)}),
         )
         self._buffer = b""
 
@@ -107,14 +126,14 @@ class EvaluatorProcess:
         answer can reach another student's request. An evaluator that grew past its
         memory limit is tried once more, fresh (what it held from earlier models may have
         been the cause)."""
-        request = {"model": str(model_path), "hint": hint, "limit": limit}
+        request: dict[str, Any] = {"hint": hint, "limit": limit}
         if weights is not None:
-            request["weights"] = str(weights)
+            request["weights"] = str(weights.resolve())
         with self._lock:
-            answer = self._ask(request, timeout_s)
+            answer = self._ask(request, model_path, timeout_s)
             if answer is None and self.over_memory:
                 self._close(kill=True)
-                answer = self._ask(request, timeout_s)
+                answer = self._ask(request, model_path, timeout_s)
             if answer is None:
                 detail = "timed out" if self.running else self._failure_detail()
                 if self.over_memory:
@@ -123,17 +142,30 @@ class EvaluatorProcess:
                 return {"accuracy": None, "error": MSG_EVALUATOR_FAILED.format(detail=detail)}
             return answer
 
-    def _ask(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
-        """One request to a running evaluator (started if need be); None: no answer."""
-        self._start()
+    def _ask(
+        self, request: dict[str, Any], model_path: Path, timeout_s: float
+    ) -> dict[str, Any] | None:
+        """One request to a running evaluator (started if need be), for the model at
+        ``model_path``; None: no answer."""
+        try:
+            self._start()
+        except OSError as exc:  # its sandbox could not be made: no evaluator, no answer
+            self._problem = f"it could not start ({exc})"
+            return None
         assert self._proc is not None and self._proc.stdin is not None
+        assert self._jail is not None
         self.over_memory = False
+        try:
+            request = {**request, "model": str(self._jail.admit(model_path))}
+        except OSError as exc:
+            return {"accuracy": None, "error": MSG_UNREADABLE.format(why=exc.strerror or exc)}
         try:
             self._proc.stdin.write((json.dumps(request) + "\n").encode())
             self._proc.stdin.flush()
             line = self._answer(time.monotonic() + timeout_s)
         except (BrokenPipeError, OSError):
             line = None
+        self.over_memory |= line is None and self._jail.out_of_memory()
         try:
             answer = json.loads(line) if line is not None else None
         except ValueError:
@@ -164,10 +196,13 @@ class EvaluatorProcess:
 
     def _past_memory(self) -> bool:
         used = resident_mb(self._proc.pid) if self._proc is not None else None
-        self.over_memory = used is not None and used > self.memory_mb
+        killed = self._jail is not None and self._jail.out_of_memory()
+        self.over_memory = killed or (used is not None and used > self.memory_mb)
         return self.over_memory
 
     def _failure_detail(self) -> str:
+        if self._proc is None and self._problem:
+            return self._problem
         code = self._proc.poll() if self._proc is not None else None
         tail = b""
         if self._stderr is not None:
@@ -198,6 +233,9 @@ class EvaluatorProcess:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        if self._jail is not None:
+            self._jail.close(proc.pid if proc is not None else None)
+            self._jail = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -214,15 +252,20 @@ def resident_mb(pid: int) -> int | None:
     return None
 
 
-_SHARED: dict[tuple[Path, int | None], tuple[int, EvaluatorProcess]] = {}
+_SHARED: dict[tuple, tuple[int, EvaluatorProcess]] = {}
 
 
-def shared_evaluator(holdout: Path, threads: int | None = None) -> EvaluatorProcess:
-    """This process's evaluator for ``holdout`` (one per process; a fork gets its own)."""
-    key = (holdout, threads)
+def shared_evaluator(settings: RunSettings) -> EvaluatorProcess | None:
+    """This process's evaluator for the run's holdout (one per process; a fork gets its
+    own); None when the run has no holdout. Its view hides what a kernel's hides."""
+    holdout, threads = settings.kit.holdout, settings.threads
+    if holdout is None or not holdout.is_dir():
+        return None
+    key = (holdout, threads, settings.hide)
     owner, evaluator = _SHARED.get(key, (0, None))
     if evaluator is None or owner != os.getpid():
-        evaluator = EvaluatorProcess(holdout, threads)
+        weights = str(settings.kit.keras_home.resolve())
+        evaluator = EvaluatorProcess(holdout, threads, hide=settings.hide, expose=(weights,))
         _SHARED[key] = (os.getpid(), evaluator)
     return evaluator
 
@@ -235,22 +278,6 @@ def close_shared() -> None:
     _SHARED.clear()
 
 
-def evaluate(
-    model_path: Path,
-    holdout: Path | None,
-    hint: str | None = None,
-    threads: int | None = None,
-    timeout_s: float = EVALUATE_TIMEOUT_S,
-    limit: int = 0,
-    weights: Path | None = None,
-) -> dict[str, Any]:
-    """Measure one saved model with this process's evaluator; never raises for a bad model."""
-    if holdout is None or not holdout.is_dir():
-        return {"accuracy": None, "error": MSG_NO_HOLDOUT}
-    evaluator = shared_evaluator(holdout, threads)
-    return evaluator.measure(model_path, hint, timeout_s, limit, weights)
-
-
 @dataclass(frozen=True)
 class Measurer:
     """The trusted measurement of a run's saved model, under the run's settings."""
@@ -258,23 +285,25 @@ class Measurer:
     settings: RunSettings
 
     def measure(self, model_path: Path | None, events: Sequence[ProbeEvent]) -> Measurement | None:
-        """The evaluator's answer for the saved model, parsed; None when the run saved none."""
+        """The evaluator's answer for the saved model, parsed; None when the run saved none.
+        Never raises for a bad model: what went wrong is the answer's ``error``."""
         if model_path is None:
             return None
-        holdout, threads = self.settings.kit.holdout, self.settings.threads
-        hint = output_hint(events)
+        evaluator = shared_evaluator(self.settings)
+        if evaluator is None:
+            return parse_measurement({"accuracy": None, "error": MSG_NO_HOLDOUT})
         weights = self.settings.kit.keras_home / "models"
         limit = self.settings.holdout_images
-        answer = evaluate(model_path, holdout, hint, threads, limit=limit, weights=weights)
+        answer = evaluator.measure(model_path, output_hint(events), limit=limit, weights=weights)
         return parse_measurement(answer)
 
 
 def start_measuring(settings: RunSettings) -> Measurer:
     """The measurer for a run about to start: its evaluator is started now, so that it has
     imported TensorFlow and decoded the holdout by the time the notebook has run."""
-    holdout = settings.kit.holdout
-    if holdout is not None and holdout.is_dir():
-        shared_evaluator(holdout, settings.threads).start()
+    evaluator = shared_evaluator(settings)
+    if evaluator is not None:
+        evaluator.start()
     return Measurer(settings)
 
 

@@ -184,9 +184,7 @@ def _run_once(nb: nbformat.NotebookNode, rubric: Rubric, settings: RunSettings) 
             "reported": reported,
             "duration_s": run.duration_s,
             "history": [
-                {"history": history_record(e.history)}
-                for e in events
-                if isinstance(e, FitEndEvent)
+                {"history": history_record(e.history)} for e in events if isinstance(e, FitEndEvent)
             ],
         }
     finally:

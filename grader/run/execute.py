@@ -11,11 +11,8 @@ are fields of the returned :class:`Execution`.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import site
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,7 @@ from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
 from grader.run.runfolders import make_run_folder
-from grader.run.sandbox import KernelLimits, KernelSandbox
+from grader.run.sandbox import KernelLimits, KernelSandbox, python_paths
 from grader.run.threads import thread_env
 from grader.run.trees import remove_tree
 
@@ -191,15 +188,7 @@ def kernel_limits(limits: Limits) -> KernelLimits:
 
 def exposed_paths(kit: Kit) -> tuple[str, ...]:
     """What a kernel needs to see: this Python installation and the public asset kit."""
-    paths = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        str(Path(sys.executable).resolve().parent),
-    }
-    paths |= {p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)}
-    paths.add(str(kit.keras_home.resolve()))
-    return tuple(sorted(paths))
+    return tuple(sorted({*python_paths(), str(kit.keras_home.resolve())}))
 
 
 @dataclass

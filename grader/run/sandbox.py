@@ -29,6 +29,7 @@ import functools
 import itertools
 import json
 import os
+import site
 import subprocess
 import sys
 import threading
@@ -78,6 +79,18 @@ def paths_to_hide(*candidates: str | os.PathLike[str] | None) -> tuple[str, ...]
             continue
         hidden.add(path)
     return tuple(sorted(hidden))
+
+
+def python_paths() -> tuple[str, ...]:
+    """This Python installation: what any process started in a sandbox needs to see."""
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(Path(sys.executable).resolve().parent),
+    }
+    paths |= {p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)}
+    return tuple(sorted(paths))
 
 
 def _overlaps(path: str, system: str) -> bool:

@@ -1,0 +1,94 @@
+"""The trusted evaluator runs in a sandbox of its own (grader.measure.jail): seen from
+outside through /proc, as the machine allows (root and namespaces for the whole of it)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.measure.client import EvaluatorProcess
+from grader.run.cgroups import pids_of_uid
+from grader.run.sandbox import UID_BASE, capabilities
+
+EXEC_WAIT_S = 30.0
+
+
+def wait_for_evaluator(pid: int) -> None:
+    """Until the launcher has entered the sandbox and become the evaluator."""
+    deadline = time.monotonic() + EXEC_WAIT_S
+    while time.monotonic() < deadline:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"grader.run.kernel.launch" not in command:  # exec'd: the launcher is gone
+            return
+        time.sleep(0.05)
+    raise AssertionError("the evaluator never started")
+
+
+def uid_of(pid: int) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x[:4] == "Uid:")
+    return int(line.split()[1])
+
+
+@pytest.fixture
+def holdout(tmp_path: Path) -> Path:
+    folder = tmp_path / "holdout"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "cats" / "cat.0.jpg").write_bytes(b"not decoded in this test")
+    return folder
+
+
+def test_the_evaluator_has_its_own_uid_network_and_view(holdout: Path, tmp_path: Path) -> None:
+    caps = capabilities()
+    if not (caps.root and caps.namespaces):
+        pytest.skip("the whole sandbox needs root and namespaces")
+    inputs = Path.home() / f".grader-jail-test-{os.getpid()}"  # outside the private /tmp
+    inputs.mkdir()
+    (inputs / "answers.txt").write_text("the grader's own inputs")
+    evaluator = EvaluatorProcess(holdout, hide=(str(inputs),))
+    try:
+        evaluator.start()
+        pid, jail = evaluator.pid, evaluator.jail
+        assert pid is not None and jail is not None
+        wait_for_evaluator(pid)
+        uid = uid_of(pid)
+        assert uid >= UID_BASE
+        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        view = Path(f"/proc/{pid}/root")
+        assert (inputs / "answers.txt").exists()
+        assert not (view / inputs.relative_to("/") / "answers.txt").exists()
+        assert not (view / holdout.relative_to("/")).exists()  # the original: not in view
+        copy = view / jail.holdout_copy.relative_to("/")
+        assert (copy / "cats" / "cat.0.jpg").read_bytes() == b"not decoded in this test"
+        assert copy.stat().st_uid == uid and copy.stat().st_mode & 0o077 == 0
+        root = jail.root
+    finally:
+        evaluator.close(kill=True)
+        (inputs / "answers.txt").unlink()
+        inputs.rmdir()
+    assert not root.exists() and pids_of_uid(uid) == set()
+
+
+def test_the_model_measured_is_a_copy_the_kernel_cannot_change(
+    holdout: Path, tmp_path: Path
+) -> None:
+    """The evaluator reads the inbox's copy; a link the kernel left is not followed."""
+    from grader.measure.jail import EvaluatorJail
+
+    jail = EvaluatorJail(holdout, memory_mb=512)
+    try:
+        model = tmp_path / "model.keras"
+        model.write_bytes(b"first")
+        copy = jail.admit(model)
+        model.write_bytes(b"changed after the fact")
+        assert copy.read_bytes() == b"first" and copy.parent == jail.root / "inbox"
+        link = tmp_path / "link.keras"
+        link.symlink_to("/etc/passwd")
+        with pytest.raises(OSError):
+            jail.admit(link)
+        assert list(copy.parent.iterdir()) == []
+    finally:
+        jail.close(None)
+    assert not jail.root.exists()
