@@ -21,8 +21,8 @@ def wait_for_evaluator(pid: int) -> None:
     deadline = time.monotonic() + EXEC_WAIT_S
     while time.monotonic() < deadline:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"grader.run.kernel.launch" not in command:  # exec'd: the launcher is gone
-            return
+        if command.split(b"\0")[1:3] == [b"-m", b"grader.measure.evaluator"]:
+            return  # the launcher has exec'd the evaluator (before: the fork, the launcher)
         time.sleep(0.05)
     raise AssertionError("the evaluator never started")
 

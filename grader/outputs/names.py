@@ -86,11 +86,12 @@ def report_filename(student: str) -> str:
 def output_name(student: str) -> str:
     """The one file name stem of everything named after ``student``, unique per id.
 
-    A safe id is its own name; any other gets :func:`report_filename`'s folded form,
-    :data:`DIGEST_MARK` and the start of the id's SHA-256. (Ids that differ only in case
-    stay apart on a case-sensitive disk; reports also on others, :func:`report_names`.)"""
+    A safe id without capitals is its own name; any other gets :func:`report_filename`'s
+    folded form, :data:`DIGEST_MARK` and the start of the id's SHA-256, so ids that differ
+    only in case (``Alice``, ``alice``) stay apart on a case-insensitive disk too (macOS,
+    Windows, a zip unpacked there)."""
     stem = report_filename(student)
-    if stem == student:
+    if stem == student and student == student.lower():
         return stem
     digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()
     return stem[: FILENAME_MAX - DIGEST_CHARS - 1] + DIGEST_MARK + digest[:DIGEST_CHARS]
