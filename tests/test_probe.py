@@ -11,6 +11,7 @@ from grader.run.kernel import probe as kernel_probe
 from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.probe import Settings
 from grader.run.probe import (
+    CLOSE_SOURCE,
     PROBE_TAG,
     ProbeConfig,
     inject,
@@ -77,7 +78,8 @@ def test_inject_then_strip_gives_back_the_students_cells() -> None:
         cells=[nbformat.v4.new_markdown_cell("# hi"), nbformat.v4.new_code_cell("x = 1")]
     )
     running = inject(nb, ProbeConfig(dir=Path("/tmp")))
-    assert len(running.cells) == 3 and is_probe(running.cells[0])
+    assert len(running.cells) == 4 and is_probe(running.cells[0])
+    assert running.cells[-1].source == CLOSE_SOURCE and is_probe(running.cells[-1])
     assert len(nb.cells) == 2  # the original is not modified
     assert strip(running).cells == nb.cells
 
@@ -91,8 +93,8 @@ def test_read_events_skips_garbage(tmp_path: Path) -> None:
 def test_a_named_model_variable_adds_a_final_probe_cell() -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     running = inject(nb, ProbeConfig(dir=Path("/tmp"), model_variable="final_model"))
-    assert running.cells[-1].source == "_grader_save_named('final_model')"
-    assert is_probe(running.cells[-1])
+    assert running.cells[-2].source == "_grader_save_named('final_model')"
+    assert is_probe(running.cells[-2]) and running.cells[-1].source == CLOSE_SOURCE
     assert strip(running).cells == nb.cells
 
 
@@ -144,7 +146,7 @@ def test_a_capped_fit_traces_its_step_once_and_a_one_batch_evaluate_runs_eagerly
     printed = ["".join(o.get("text", "") for o in c.outputs) for c in run.nb.cells]
     assert run.errors == [], run.errors
     events = [e["event"] for e in run.events]  # sealed in a real kernel, and all accepted
-    expected = ["probe_installed", "compile", "fit", "fit_end", "evaluate"]
+    expected = ["probe_installed", "compile", "fit", "fit_end", "evaluate", "probe_closed"]
     assert (events, run.evidence_forged) == (expected, [])
     assert run.model_path is not None and run.model_path.name == "last_model.keras"
     assert printed[1] == f"train_step calls {traces}\n"  # traced, never run eagerly

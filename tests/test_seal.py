@@ -19,8 +19,10 @@ from grader.run.kernel.probe import EVENTS_FILE, MODEL_FILE, Probe, wrapping
 from grader.run.probe import (
     MSG_FORGED,
     MSG_MISSING,
+    MSG_NOT_CLOSED,
     MSG_REMOVED,
     MSG_REPLACED,
+    MSG_TAIL_REMOVED,
     read_records,
     saved_model,
     write_seal,
@@ -33,7 +35,7 @@ def trained(folder: Path) -> bytes:
     key = write_seal(folder)
     probe, model = Probe({**SETTINGS, "dir": str(folder)}, KERAS, {}, kernel_seal), Model()
     assert not (folder / kernel_seal.SEAL_FILE).exists()  # read and gone before student code
-    probe.announce()  # as install() does
+    probe.mark(kernel_seal.INSTALLED)  # as install() does
     probe.compile(model, loss="mse")
     probe.fit(model, Dataset(100), epochs=1)
     return key
@@ -106,7 +108,7 @@ def test_a_failed_save_leaves_the_earlier_model_measurable(tmp_path: Path) -> No
     on disk and the one measured, and nobody is flagged."""
     key = write_seal(tmp_path)
     probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
-    probe.announce()
+    probe.mark(kernel_seal.INSTALLED)
     probe.fit(model, Dataset(10), epochs=1)
 
     def full_disk(path: str) -> None:
@@ -123,7 +125,7 @@ def test_a_failed_save_leaves_the_earlier_model_measurable(tmp_path: Path) -> No
 def test_a_record_the_probe_could_not_write_leaves_no_gap(tmp_path: Path) -> None:
     key = write_seal(tmp_path)
     probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
-    probe.announce()
+    probe.mark(kernel_seal.INSTALLED)
     probe.record("evaluate", model, metrics={"loop": float("nan")}, odd=[(1, 2)])
     probe.record("evaluate", model, bad={("a", 1): 1})  # a key JSON cannot write
     checked, messages = read_records(tmp_path, key)
@@ -208,3 +210,41 @@ def test_keras_own_trainer_methods_are_wrapped_too() -> None:
     del Model.fit
     assert model.fit() == "probe"
     assert object.__dict__.get("fit") is None
+
+
+def closed(folder: Path) -> tuple[bytes, Probe]:
+    """A trained run whose probe was installed the way the kernel installs it."""
+    key = write_seal(folder)
+    probe, model = Probe({**SETTINGS, "dir": str(folder)}, KERAS, {}, kernel_seal), Model()
+    probe.mark(kernel_seal.INSTALLED)
+    kernel_seal.CLOSING[:] = [lambda: probe.mark(kernel_seal.CLOSED)]
+    probe.compile(model, loss="mse")
+    probe.fit(model, Dataset(100), epochs=1)
+    return key, probe
+
+
+def test_the_last_records_removed_are_seen_by_the_closing_record(tmp_path: Path) -> None:
+    """Records cut from the end before the last cell leave a gap before its record; cut
+    after it, its record is gone too. Either way the row says so."""
+    key, _ = closed(tmp_path)
+    events = tmp_path / EVENTS_FILE
+    lines = events.read_text().splitlines()
+    events.write_text("\n".join(lines[:2]) + "\n")  # the fit and its end cut away
+    kernel_seal.close()  # the injected last cell
+    checked, messages = read_records(tmp_path, key, closed="closed")
+    assert checked.closed and checked.missing == 2
+    assert messages == [MSG_MISSING.format(count=2)]
+    events.write_text("\n".join(lines[:2]) + "\n")  # and now the closing record too
+    assert read_records(tmp_path, key, closed="closed")[1] == [MSG_TAIL_REMOVED]
+
+
+def test_a_whole_run_that_closed_passes_and_one_whose_closing_failed_is_named(
+    tmp_path: Path,
+) -> None:
+    key, _ = closed(tmp_path)
+    assert read_records(tmp_path, key, closed=None)[1] == []  # the kernel died first: no claim
+    kernel_seal.close()
+    checked, messages = read_records(tmp_path, key, closed="closed")
+    assert checked.closed and messages == []
+    assert [r["event"] for r in checked.records][-1] == kernel_seal.CLOSED
+    assert read_records(tmp_path, key, closed="failed")[1] == [MSG_NOT_CLOSED]

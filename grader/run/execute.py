@@ -163,11 +163,11 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
         raise
     run.duration_s = round(time.monotonic() - start, 2)
     run.probe_error = probe.install_error(running)
-    installed = probe.installed(running)
+    installed, closed = probe.installed(running), probe.closing(running)
     run.nb = probe.strip(running)
     try:
         _drop_links(probe_dir)
-        checked, run.evidence_forged = probe.read_records(probe_dir, key, installed)
+        checked, run.evidence_forged = probe.read_records(probe_dir, key, installed, closed)
         run.events = checked.records
         run.model_path, replaced = probe.saved_model(probe_dir, checked.model_digest)
         run.evidence_forged += replaced

@@ -33,9 +33,11 @@ __all__ = [
     "EVENTS_FILE",
     "FIT_MODEL_FILE",
     "MODEL_FILE",
+    "CLOSE_SOURCE",
     "PROBE_TAG",
     "SEED",
     "ProbeConfig",
+    "closing",
     "inject",
     "install_error",
     "installed",
@@ -57,6 +59,8 @@ SEAL_MODULE = "_grader_seal"
 """The private names the kernel modules run under in the kernel's ``sys.modules``."""
 SAVE_NAMED = "_grader_save_named"
 """The one name the probe cell adds to the notebook's globals."""
+CLOSE_SOURCE = f"__import__('sys').modules[{SEAL_MODULE!r}].close()"
+"""The closing cell (:func:`grader.run.kernel.seal.close`)."""
 RAW_QUOTE = "'''"
 MAX_EVENTS_BYTES = 64 * 2**20
 """The most of the probe's records read (a notebook's are well under a megabyte)."""
@@ -68,6 +72,11 @@ MSG_FORGED = (
 )
 MSG_MISSING = "{count} of the probe's records are missing from its folder"
 MSG_REMOVED = "the probe's records were removed from its folder"
+MSG_TAIL_REMOVED = "the probe's last records were removed from its folder"
+MSG_NOT_CLOSED = (
+    "the probe's closing cell failed (the notebook removed the probe): its records were "
+    "not confirmed whole"
+)
 MSG_REPLACED = "the saved model is not the one the probe saved, so it was not measured"
 
 LOADER = '''# grader's probe, not the student's code: it records what Keras does while grading
@@ -151,14 +160,16 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
 
 
 def inject(nb: nbformat.NotebookNode, config: ProbeConfig) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with the probe cell first (and, when the rubric names the model to
-    measure, a last cell saving that variable's model)."""
+    """A copy of ``nb`` with the probe cell first (when the rubric names the model to
+    measure, a cell saving that variable's model after the student's) and the closing
+    cell last."""
     copy = nbformat.from_dict(nb)
     copy.cells.insert(0, probe_cell(config))
-    if config.model_variable:
-        final = nbformat.v4.new_code_cell(f"{SAVE_NAMED}({config.model_variable!r})")
-        final.metadata["tags"] = [PROBE_TAG]
-        copy.cells.append(final)
+    sources = [f"{SAVE_NAMED}({config.model_variable!r})"] if config.model_variable else []
+    for source in [*sources, CLOSE_SOURCE]:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = [PROBE_TAG]
+        copy.cells.append(cell)
     return copy
 
 
@@ -213,17 +224,22 @@ def write_seal(probe_dir: Path) -> bytes:
 
 
 def read_records(
-    probe_dir: Path, key: bytes, installed: bool = True
+    probe_dir: Path, key: bytes, installed: bool = True, closed: str | None = None
 ) -> tuple[kernel_seal.Checked, list[str]]:
     """The probe's own records (:func:`read_events`, then
     :func:`~grader.run.kernel.seal.check`), and what was not its own: lines it did not
-    sign, numbers missing, and (when it ``installed``) its first record gone."""
+    sign, numbers missing, (when it ``installed``) its first record gone, and (as the
+    closing cell ended, :func:`closing`) its last record gone or never written."""
     checked = kernel_seal.check(key, read_events(probe_dir))
     problems = [MSG_FORGED.format(count=checked.rejected)] if checked.rejected else []
     if installed and not checked.installed:
         problems.append(MSG_REMOVED)
     elif checked.missing:
         problems.append(MSG_MISSING.format(count=checked.missing))
+    if installed and closed == "failed":
+        problems.append(MSG_NOT_CLOSED)
+    elif installed and closed == "closed" and not checked.closed:
+        problems.append(MSG_TAIL_REMOVED)
     return checked, problems
 
 
@@ -233,6 +249,17 @@ def install_error(nb: nbformat.NotebookNode) -> str | None:
         if output.get("output_type") == "error":
             return f"{output.get('ename')}: {output.get('evalue')}"
     return None
+
+
+def closing(nb: nbformat.NotebookNode) -> str | None:
+    """How the closing cell (the last) ended: ``closed``, ``failed`` (it raised: the
+    notebook removed what it calls) or None when it did not run (the kernel died, the
+    notebook ran out of time)."""
+    last = nb.cells[-1] if nb.cells else None
+    if last is None or last.get("source") != CLOSE_SOURCE or last.get("execution_count") is None:
+        return None
+    errors = [o for o in last.get("outputs", []) if o.get("output_type") == "error"]
+    return "failed" if errors else "closed"
 
 
 def installed(nb: nbformat.NotebookNode) -> bool:

@@ -6,11 +6,9 @@ trainable, parameter counts, nested models), the optimizer and learning rate, an
 ``evaluate`` the metrics. ``fit`` is recorded before training starts (so the model *as
 it was at the fit* is known even if training is interrupted) and ``fit_end`` after it,
 with the epochs run and the history; then the model is saved (``last_model.keras``).
-Every record is sealed (:mod:`grader.run.kernel.seal`): numbered and signed with the
-run's key, which the probe reads and deletes before any of the student's code runs, so
-a line written into the folder by hand does not pass for one of the probe's; the record
-of each save carries the saved file's digest, so a model put in its place does not
-either.
+Every record is sealed (:mod:`grader.run.kernel.seal`): numbered and signed with a key
+the probe reads and deletes before the student's code runs; a save's record carries the
+file's digest; a first and a last record (the injected last cell) bound them.
 In quick mode it caps epochs and steps, and runs a call of a step or two eagerly
 (tracing it would cost more than it saves). It also seeds Python, NumPy and Keras so
 that a notebook graded twice trains the same way.
@@ -94,13 +92,14 @@ def loss_info(loss: Any) -> dict[str, Any]:
 
 def floats(values: Iterable[Any]) -> list[float | None]:
     """Each value as a float, or None where it is not a number."""
-    out: list[float | None] = []
-    for value in values:
-        try:
-            out.append(float(value))
-        except (TypeError, ValueError):
-            out.append(None)
-    return out
+    return [number(value) for value in values]
+
+
+def number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def cap(bound: inspect.BoundArguments, key: str, limit: int, offset: int = 0) -> None:
@@ -196,7 +195,6 @@ class Probe:
         self.model_path = os.path.join(settings["dir"], MODEL_FILE)
         self.seal = seal.sealer(settings["dir"])
         self.digest = seal.file_digest
-        self.installed_event = seal.INSTALLED
         self.model_digest: str | None = None
         """The digest of the model file last saved (each save's record carries it)."""
         self.fitting = False
@@ -208,9 +206,9 @@ class Probe:
         self.fit_signature = inspect.signature(self.keras_fit)
         self.evaluate_signature = inspect.signature(self.keras_evaluate)
 
-    def announce(self) -> None:
-        """The first record, as the probe installs: without it, records were removed."""
-        append_event(self.events, self.seal({"event": self.installed_event, "time": time.time()}))
+    def mark(self, event: str) -> None:
+        """A bare record: the first (installed) and the last (closed), see the seal."""
+        append_event(self.events, self.seal({"event": event, "time": time.time()}))
 
     def record(self, kind: str, model: Any, **extra: Any) -> None:
         """Append one event; best effort: the probe must never break the student's call."""
@@ -379,7 +377,8 @@ def install(
     np.random.seed(settings["seed"])
     keras.utils.set_random_seed(settings["seed"])
     probe = Probe(settings, keras, namespace, seal)
-    probe.announce()
+    probe.mark(seal.INSTALLED)
+    seal.CLOSING[:] = [functools.partial(probe.mark, seal.CLOSED)]
     for name in ("compile", "fit", "evaluate"):
         original, method = getattr(probe, f"keras_{name}"), getattr(probe, name)
         wrap_everywhere(keras.Model, name, wrapping(original, method))

@@ -37,8 +37,21 @@ SEAL_KEY, SEQ_KEY = "seal", "seq"
 """The two fields the seal adds to a record."""
 INSTALLED = "probe_installed"
 """The probe's first record, written as it installs: without it, records were removed."""
+CLOSED = "probe_closed"
+"""The probe's last record, written by the injected last cell: records removed before it
+leave a gap in the numbers, and without it (the cell having run) the tail was removed."""
 DIGEST_KEY = "model_sha256"
 """The field of a save's record (``fit_end``, ``named_model``) with the saved file's digest."""
+
+
+CLOSING: list[Callable[[], None]] = []
+"""The installed probe's way to write :data:`CLOSED` (set by its ``install``)."""
+
+
+def close() -> None:
+    """The injected last cell calls this (through ``sys.modules``: a notebook that cleared
+    its globals with ``%reset -f`` still closes): the probe's closing record."""
+    CLOSING[0]()
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -94,6 +107,8 @@ class Checked:
     """Numbers skipped: records the probe wrote that are no longer there."""
     installed: bool = False
     """Whether the probe's first record (:data:`INSTALLED`) is among them."""
+    closed: bool = False
+    """Whether the probe's last record (:data:`CLOSED`) is among them."""
 
     @property
     def model_digest(self) -> str | None:
@@ -115,6 +130,7 @@ def check(key: bytes, entries: Iterable[dict[str, Any]]) -> Checked:
         checked.missing += number - last - 1
         last = number
         checked.installed = checked.installed or body.get("event") == INSTALLED
+        checked.closed = checked.closed or body.get("event") == CLOSED
         checked.records.append({k: v for k, v in body.items() if k != SEQ_KEY})
     return checked
 
