@@ -243,3 +243,20 @@ def test_a_base_moved_by_training_is_told_from_one_built_elsewhere() -> None:
     cut = Model(conv(1.0))
     assert (base_moved(same, shipped), base_moved(nudged, shipped)) == (False, True)
     assert [base_moved(m, shipped) for m in (random, half, cut)] == [None, None, None]
+
+
+def test_the_evaluator_sees_imagenets_classifier_in_the_saved_model() -> None:
+    """A 1000-way ``predictions`` layer, nested or not, is the kept top; a head of its own
+    named so is not; the answer's field is read as a flag or not at all."""
+    from grader.checks.measured import parse_measurement
+    from grader.measure.evaluator import has_imagenet_top
+
+    class Layer:
+        def __init__(self, name: str, units: int | None = None, layers: list | None = None):
+            self.name, self.units, self.layers = name, units, layers
+
+    top = Layer("mobilenetv2_1.00_160", layers=[Layer("Conv1"), Layer("predictions", 1000)])
+    assert has_imagenet_top(Layer("model", layers=[top, Layer("dense", 1)]))
+    assert not has_imagenet_top(Layer("model", layers=[Layer("predictions", 1)]))
+    assert parse_measurement({"accuracy": 0.5, "top": True}).top is True
+    assert parse_measurement({"accuracy": 0.5, "top": "yes"}).top is None

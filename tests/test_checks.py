@@ -28,6 +28,7 @@ from grader.checks.facts import (
 from grader.checks.measured import Measurement
 from grader.checks.structural import (
     MSG_FREEZE_REFUTED,
+    MSG_TOP_REFUTED,
     check_augmentation,
     check_base_frozen,
     check_include_top_false,
@@ -155,6 +156,23 @@ def test_fine_tuning_after_a_frozen_fit_is_not_a_contradiction() -> None:
     saved = {"event": "named_model", "variable": "m"}
     named = [{"event": "fit", "model": model(GAP, DENSE)}, saved]
     assert check_base_frozen(SPEC, measured_facts(named, "changed")).passed  # another model
+
+
+def test_a_no_top_record_the_saved_model_contradicts_does_not_win() -> None:
+    """The records (or, without any, the code) say include_top=False; the model the
+    evaluator loaded holds ImageNet's classifier: refuted, and the verdict says so."""
+    one_fit = [{"event": "fit", "model": model(GAP, DENSE)}, {"event": "fit_end"}]
+    facts = measured_facts(one_fit, "unchanged")
+    with_top = dataclasses.replace(facts, measured=dataclasses.replace(facts.measured, top=True))
+    result = check_include_top_false(SPEC, with_top)
+    assert (result.passed, result.source, result.message) == (False, "measured", MSG_TOP_REFUTED)
+    assert "1000-way 'predictions' layer" in result.evidence[-1].text
+    assert check_include_top_false(SPEC, facts).passed  # top=None: nothing said, nothing refuted
+    no_top = dataclasses.replace(facts, measured=dataclasses.replace(facts.measured, top=False))
+    assert check_include_top_false(SPEC, no_top).passed
+    kept = facts_for(model(DENSE, base_node=base(top=True)))  # the records say so already
+    kept = dataclasses.replace(kept, measured=with_top.measured)
+    assert check_include_top_false(SPEC, kept).source == "runtime"
 
 
 def test_kept_top_fails_and_its_pooling_does_not_count() -> None:

@@ -40,6 +40,8 @@ class Measurement:
     base_moved: bool | None = None
     """True when the base holds the shipped layers, trained away from the shipped weights
     but near them; False when unchanged; None when the evaluator could not tell."""
+    top: bool | None = None
+    """Whether the saved model holds ImageNet's 1000-way classifier (None: not told)."""
     error: str | None = None
     """Why it could not measure."""
 
@@ -59,7 +61,8 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
         images=images if valid_images else 0,
         rule=_choice(answer.get("rule"), OUTPUT_RULES),
         base=_choice(answer.get("base"), BASE_STATES),
-        base_moved=answer.get("base_moved") if isinstance(answer.get("base_moved"), bool) else None,
+        base_moved=_flag(answer.get("base_moved")),
+        top=_flag(answer.get("top")),
         error=encodable(error[:MAX_ERROR_CHARS]) if isinstance(error, str) else None,
     )
 
@@ -67,6 +70,10 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
 def _share(value: Any) -> float | None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if number and math.isfinite(value) and 0 <= value <= 1 else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _choice(value: Any, allowed: tuple[str, ...]) -> str | None:

@@ -4,7 +4,8 @@ Each structural check decides from runtime evidence (the model as it was at its 
 ``fit``, recorded by the probe) and falls back to static evidence (the code) when the
 notebook never reached a ``fit``. The verdict records which decided (``source``).
 What the trusted side measured for itself overrules a record it contradicts
-(:func:`freeze_refuted`): the verdict then says so, and its source is ``measured``.
+(:func:`freeze_refuted`, :func:`top_refuted`): the verdict then says so, and its
+source is ``measured``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ CHECK_BASE_FROZEN = "base_frozen"
 CHECK_AUGMENTATION = "augmentation"
 CHECK_POOLING_HEAD = "pooling_head"
 LAST_BASE_LAYER = "out_relu"
+MSG_TOP_REFUTED = (
+    "The probe's record (or the code) says MobileNetV2 was loaded without its ImageNet "
+    "classifier, but the saved model holds it (include_top=True)."
+)
 MSG_FREEZE_REFUTED = (
     "The probe's record says the base was frozen, but the saved model's base no longer has "
     "the weights it shipped with after a single fit: it was trained."
@@ -69,6 +74,9 @@ def check_include_top_false(spec: CheckSpec, facts: Facts) -> CheckResult:
     code = _ref(facts.static.include_top_ref)
     model = facts.trained_model
     base = find_base(model) if model else None
+    if top_refuted(facts, base):
+        measured = _fact(f"the evaluator found a 1000-way '{TOP_LAYER}' layer in the saved model")
+        return verdict(spec, MSG_TOP_REFUTED, SOURCE_MEASURED, code + [measured], passed=False)
     if base is not None:
         top = has_top(base)
         fact = _fact(
@@ -96,6 +104,14 @@ def check_include_top_false(spec: CheckSpec, facts: Facts) -> CheckResult:
         else "The code loads MobileNetV2 with its ImageNet classifier (include_top=True)."
     )
     return verdict(spec, message, SOURCE_STATIC, code, passed=top is False)
+
+
+def top_refuted(facts: Facts, base: LayerNode | None) -> bool:
+    """Whether the evaluator contradicts "no ImageNet classifier": the records' base (or,
+    without records, the code) has none, and the saved model it measured holds one."""
+    if facts.measured is None or facts.measured.top is not True:
+        return False
+    return not has_top(base) if base is not None else facts.static.include_top is False
 
 
 def check_base_frozen(spec: CheckSpec, facts: Facts) -> CheckResult:

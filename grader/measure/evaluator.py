@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.checks.measured import BASE_CHANGED, BASE_UNCHANGED
+from grader.static.keras_names import IMAGENET_CLASSES, TOP_LAYER
 
 BATCH_SIZE = 32
 DEFAULT_SIDE = 160
@@ -196,6 +197,15 @@ def base_state(model: Any, shipped: dict[str, list[Any]]) -> str | None:
     return BASE_UNCHANGED if whole and not changed else BASE_CHANGED
 
 
+def has_imagenet_top(model: Any) -> bool:
+    """Whether the saved model holds ImageNet's classifier: a 1000-way ``predictions``
+    layer (``include_top=True``), whatever the records say."""
+    return any(
+        layer.name == TOP_LAYER and getattr(layer, "units", None) == IMAGENET_CLASSES
+        for layer in _leaf_layers(model)
+    )
+
+
 def _same_weights(mine: list[Any], shipped: list[Any]) -> bool:
     import numpy as np
 
@@ -296,6 +306,7 @@ def measure(
         "rule": rule,
         "base": base,
         "base_moved": moved,
+        "top": has_imagenet_top(model),
         "error": None,
     }
 
