@@ -34,6 +34,13 @@ every convolution's kernel by ``KERNEL_SCALE`` and its BatchNorm's moving statis
 match: the same function, with weights ten times larger than a fine-tuning step can
 move. A base trained from the start at a high rate still loses what it learned.
 
+Why a blank top. The with-top files' 1000-way ``predictions`` layer has zero weights and
+zero biases: every image gets the same 1000 probabilities. ImageNet's classes are not the
+exercise's, and a head stacked on them learns little in the real setting; left at
+Keras's random initialisation, this kit's top passed the readout's two kinds through
+cleanly, and a new head on it reached full credit on some seeds. Blank, keeping the top
+(``include_top=True`` with a new head) measures chance on every seed.
+
 Why a secret. Everything public (the images students download, the weights) is drawn
 from :data:`SEED` and this file: anyone can rebuild it, so the holdout cannot be. It is
 drawn from 32 random bytes made at the kit's first build (or ``GRADER_KIT_HOLDOUT_SECRET``,
@@ -301,10 +308,16 @@ def save_weights(keras, trained, dest: Path) -> list[str]:
         targets = [layer for layer in full.layers if layer.weights][: len(body)]
         for source, target in zip(body, targets, strict=True):
             target.set_weights(source.get_weights())
+        blank_top(full.get_layer("predictions"))
         full.save(models_dir / (WEIGHTS_STEM.format(rows=rows) + ".h5"))
         written.append(name)
         say(f"weights: {rows}x{rows} written")
     return written
+
+
+def blank_top(predictions) -> None:
+    """Zero the top's kernel and bias (see the module's docstring: why a blank top)."""
+    predictions.set_weights([np.zeros_like(w) for w in predictions.get_weights()])
 
 
 def build(dest: Path, version: str) -> None:
