@@ -365,6 +365,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds")
     parser.add_argument("--full-seeds", default="1,2", help="seeds for the slow full mode")
     parser.add_argument("--subset", action="store_true", help=f"only {', '.join(SUBSET)}")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "accuracy_stability")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -372,7 +373,11 @@ def main() -> None:
     )
     parser.add_argument("--kit", choices=sorted(KIT_BUILDS), default="default")
     args = parser.parse_args()
-    variants = [v for v in VARIANTS if not args.subset or v.name in SUBSET]
+    chosen = set(args.variants.split(",")) if args.variants else {v.name for v in VARIANTS}
+    unknown = chosen - {v.name for v in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    variants = [v for v in VARIANTS if v.name in chosen and (not args.subset or v.name in SUBSET)]
     args.out = use_kit(args.kit, args.out)
     totals = []
     for mode in args.modes.split(","):
