@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from grader.run.cgroups import grader_cgroups
-from grader.run.probe import MSG_REPLACED
+from grader.run.probe import MSG_MISSING, MSG_REPLACED
 from grader.run.runfolders import RUN_PREFIX, is_stale
 from grader.run.sandbox import UID_BASE, capabilities
 from tests.conftest import RunFolders, cell_timeout_message
@@ -169,6 +169,15 @@ def test_forged_records_and_a_planted_model_earn_nothing_and_are_flagged(
     )
 
 
+def test_records_cut_from_the_end_are_seen_and_flagged(by_student: dict) -> None:
+    """A second fit's records cut off the file: the closing record's number shows the gap,
+    and the model saved by that fit no longer matches the last digest left."""
+    record = by_student["records_truncated"]
+    assert record["status"] == "graded" and "evidence_forged" in record["flags"]
+    assert len(record["training"]) == 1 and record["accuracy"]["measured"] is None
+    assert record["message"] == f"{MSG_MISSING.format(count=2)}; {MSG_REPLACED}"
+
+
 def test_a_display_updated_in_place_past_the_cap_is_dropped(
     by_student: dict, graded: tuple
 ) -> None:
@@ -209,7 +218,7 @@ def test_a_folder_tree_deeper_than_any_recursion_is_left_and_removed(by_student:
 
 def test_only_the_forgery_is_flagged_as_forged(by_student: dict) -> None:
     flagged = [s for s, r in by_student.items() if "evidence_forged" in r["flags"]]
-    assert flagged == ["forged_evidence"]
+    assert flagged == ["forged_evidence", "records_truncated"]
 
 
 def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: RunFolders) -> None:
