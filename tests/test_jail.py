@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader.measure.client import EvaluatorProcess
-from grader.run.cgroups import pids_of_uid
+from grader.run.cgroups import grader_cgroups, pids_of_uid
 from grader.run.sandbox import UID_BASE, capabilities
 
 EXEC_WAIT_S = 30.0
@@ -92,3 +92,37 @@ def test_the_model_measured_is_a_copy_the_kernel_cannot_change(
     finally:
         jail.close(None)
     assert not jail.root.exists()
+
+
+CLIENT_EXITS = """
+import sys
+from pathlib import Path
+from grader.kit.assets import Kit
+from grader.measure.client import shared_evaluator
+from grader.rubric.schema import Limits
+from grader.run.execute import RunSettings
+holdout = Path(sys.argv[1])
+kit = Kit(keras_home=holdout.parent, holdout=holdout, version="custom")
+evaluator = shared_evaluator(RunSettings(kit=kit, limits=Limits()))
+evaluator.start()
+print(evaluator.jail.root, flush=True)
+"""  # and exits without closing it, as a batch worker or `grader check` does
+
+
+def test_an_evaluators_sandbox_goes_when_its_process_exits(holdout: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = subprocess.run(
+        [sys.executable, "-c", CLIENT_EXITS, str(holdout)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    root = Path(run.stdout.strip())
+    assert root.name.startswith("grader-run-") and not root.exists()
+    assert not [c for c in grader_cgroups(root.name)]

@@ -124,6 +124,7 @@ def grade_class(
             runner = make_runner(request.dask, workers, settings, request.submissions, request.out)
             progress = Progress(len(jobs), workers, logger=logger)
             results = run_batch(jobs, ctx, runner, store, progress, request.force)
+            sweep_stale(report=warn)  # what a worker killed mid-run left (its owner is gone)
             outcome = GradeOutcome(results, graded=progress.graded)
             key = _outputs_key(jobs, request, figures)
             if progress.graded or not _outputs_current(store, request.out, key):

@@ -176,7 +176,7 @@ class LocalRunner:
             raise WorkerLost(str(exc) or "a worker process ended abruptly") from exc
 
     def close(self) -> None:
-        """Stop the workers (their evaluators end with them)."""
+        """Stop the workers (each closes its evaluator as it exits)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

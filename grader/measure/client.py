@@ -13,6 +13,7 @@ model is not measured, and the answer says which limit it hit.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import selectors
@@ -267,6 +268,7 @@ def shared_evaluator(settings: RunSettings) -> EvaluatorProcess | None:
         weights = str(settings.kit.keras_home.resolve())
         evaluator = EvaluatorProcess(holdout, threads, hide=settings.hide, expose=(weights,))
         _SHARED[key] = (os.getpid(), evaluator)
+        atexit.register(evaluator.close)  # its sandbox goes with this process
     return evaluator
 
 
