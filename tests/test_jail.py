@@ -4,6 +4,7 @@ outside through /proc, as the machine allows (root and namespaces for the whole 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def test_the_evaluator_has_its_own_uid_network_and_view(holdout: Path, tmp_path:
         assert not (view / holdout.relative_to("/")).exists()  # the original: not in view
         copy = view / jail.holdout_copy.relative_to("/")
         assert (copy / "cats" / "cat.0.jpg").read_bytes() == b"not decoded in this test"
-        assert copy.stat().st_uid == uid and copy.stat().st_mode & 0o077 == 0
+        info = copy.stat()  # readable by the evaluator's group alone, writable by nobody
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, uid, 0o750)
+        assert (copy / "cats" / "cat.0.jpg").stat().st_mode & 0o777 == 0o640
         root = jail.root
     finally:
         evaluator.close(kill=True)
@@ -86,8 +89,11 @@ def test_the_model_measured_is_a_copy_the_kernel_cannot_change(
         assert copy.read_bytes() == b"first" and copy.parent == jail.root / "inbox"
         link = tmp_path / "link.keras"
         link.symlink_to("/etc/passwd")
-        with pytest.raises(OSError):
-            jail.admit(link)
+        pipe = tmp_path / "pipe.keras"
+        os.mkfifo(pipe)  # opened for reading, a pipe with no writer would block forever
+        for planted in (link, pipe, tmp_path):
+            with pytest.raises(OSError):
+                jail.admit(planted)
         assert list(copy.parent.iterdir()) == []
     finally:
         jail.close(None)
@@ -126,3 +132,26 @@ def test_an_evaluators_sandbox_goes_when_its_process_exits(holdout: Path, tmp_pa
     root = Path(run.stdout.strip())
     assert root.name.startswith("grader-run-") and not root.exists()
     assert not [c for c in grader_cgroups(root.name)]
+
+
+def test_a_holdout_that_cannot_be_copied_is_a_measurement_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """A link in the holdout that leads nowhere: the evaluator's sandbox cannot be made;
+    the student's row says the evaluator could not start, naming no holdout path, and
+    nothing of the sandbox is left."""
+    from grader.measure.jail import MSG_NO_JAIL
+
+    holdout = tmp_path / "secret-holdout"
+    holdout.mkdir()
+    (holdout / "cat.0.jpg").symlink_to(tmp_path / "gone.jpg")
+    before = set(Path(tempfile.gettempdir()).glob("grader-run-*"))
+    evaluator = EvaluatorProcess(holdout)
+    evaluator.start()  # told at the next measure, not raised
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"never read")
+    answer = evaluator.measure(model, timeout_s=30)
+    assert answer["accuracy"] is None
+    assert MSG_NO_JAIL.format(what="Error") in answer["error"]
+    assert "secret-holdout" not in answer["error"]
+    assert set(Path(tempfile.gettempdir()).glob("grader-run-*")) == before

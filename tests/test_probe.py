@@ -11,7 +11,7 @@ from grader.run.kernel import probe as kernel_probe
 from grader.run.kernel import seal as kernel_seal
 from grader.run.kernel.probe import Settings
 from grader.run.probe import (
-    CLOSE_SOURCE,
+    CLOSE_CALL,
     PROBE_TAG,
     ProbeConfig,
     inject,
@@ -77,9 +77,9 @@ def test_inject_then_strip_gives_back_the_students_cells() -> None:
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_markdown_cell("# hi"), nbformat.v4.new_code_cell("x = 1")]
     )
-    running = inject(nb, ProbeConfig(dir=Path("/tmp")))
+    running = inject(nb, ProbeConfig(dir=Path("/tmp")), nonce="n0")
     assert len(running.cells) == 4 and is_probe(running.cells[0])
-    assert running.cells[-1].source == CLOSE_SOURCE and is_probe(running.cells[-1])
+    assert running.cells[-1].source == f"{CLOSE_CALL}('n0')" and is_probe(running.cells[-1])
     assert len(nb.cells) == 2  # the original is not modified
     assert strip(running).cells == nb.cells
 
@@ -94,7 +94,7 @@ def test_a_named_model_variable_adds_a_final_probe_cell() -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     running = inject(nb, ProbeConfig(dir=Path("/tmp"), model_variable="final_model"))
     assert running.cells[-2].source == "_grader_save_named('final_model')"
-    assert is_probe(running.cells[-2]) and running.cells[-1].source == CLOSE_SOURCE
+    assert is_probe(running.cells[-2]) and running.cells[-1].source.startswith(CLOSE_CALL)
     assert strip(running).cells == nb.cells
 
 

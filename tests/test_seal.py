@@ -217,7 +217,7 @@ def closed(folder: Path) -> tuple[bytes, Probe]:
     key = write_seal(folder)
     probe, model = Probe({**SETTINGS, "dir": str(folder)}, KERAS, {}, kernel_seal), Model()
     probe.mark(kernel_seal.INSTALLED)
-    kernel_seal.CLOSING[:] = [lambda: probe.mark(kernel_seal.CLOSED)]
+    kernel_seal.CLOSING[:] = [lambda nonce: probe.mark(kernel_seal.CLOSED, nonce=nonce)]
     probe.compile(model, loss="mse")
     probe.fit(model, Dataset(100), epochs=1)
     return key, probe
@@ -230,21 +230,34 @@ def test_the_last_records_removed_are_seen_by_the_closing_record(tmp_path: Path)
     events = tmp_path / EVENTS_FILE
     lines = events.read_text().splitlines()
     events.write_text("\n".join(lines[:2]) + "\n")  # the fit and its end cut away
-    kernel_seal.close()  # the injected last cell
-    checked, messages = read_records(tmp_path, key, closed="closed")
-    assert checked.closed and checked.missing == 2
+    kernel_seal.close("n1")  # the injected last cell
+    checked, messages = read_records(tmp_path, key, closed="closed", nonce="n1")
+    assert checked.closed_with == "n1" and checked.missing == 2
     assert messages == [MSG_MISSING.format(count=2)]
     events.write_text("\n".join(lines[:2]) + "\n")  # and now the closing record too
-    assert read_records(tmp_path, key, closed="closed")[1] == [MSG_TAIL_REMOVED]
+    assert read_records(tmp_path, key, closed="closed", nonce="n1")[1] == [MSG_TAIL_REMOVED]
 
 
-def test_a_whole_run_that_closed_passes_and_one_whose_closing_failed_is_named(
+def test_an_early_close_does_not_stand_for_the_last_cell(tmp_path: Path) -> None:
+    """The notebook calls the closing function itself, trains on, then cuts the records
+    after its close: the closing record is not the run's (it lacks the last cell's nonce)."""
+    key, probe = closed(tmp_path)
+    kernel_seal.close("guessed")
+    probe.fit(Model(), Dataset(10), epochs=1)
+    events = tmp_path / EVENTS_FILE
+    events.write_text("\n".join(events.read_text().splitlines()[:5]) + "\n")
+    assert read_records(tmp_path, key, closed="closed", nonce="n2")[1] == [MSG_TAIL_REMOVED]
+
+
+def test_a_whole_run_passes_and_a_closing_cell_that_failed_is_named_only_without_its_record(
     tmp_path: Path,
 ) -> None:
     key, _ = closed(tmp_path)
     assert read_records(tmp_path, key, closed=None)[1] == []  # the kernel died first: no claim
-    kernel_seal.close()
-    checked, messages = read_records(tmp_path, key, closed="closed")
-    assert checked.closed and messages == []
+    assert read_records(tmp_path, key, closed="failed", nonce="n3")[1] == [MSG_NOT_CLOSED]
+    kernel_seal.close("n3")
+    checked, messages = read_records(tmp_path, key, closed="closed", nonce="n3")
+    assert checked.closed_with == "n3" and messages == []
     assert [r["event"] for r in checked.records][-1] == kernel_seal.CLOSED
-    assert read_records(tmp_path, key, closed="failed")[1] == [MSG_NOT_CLOSED]
+    # the record is there: a student's post-run hook that raised in that cell is no forgery
+    assert read_records(tmp_path, key, closed="failed", nonce="n3")[1] == []

@@ -5,10 +5,12 @@ process and sends it one model at a time. :func:`shared_evaluator` gives each gr
 process its own, started early (:meth:`EvaluatorProcess.start`) so that it imports
 TensorFlow while the student's notebook runs. A model that crashes or hangs the
 evaluator costs that student a measurement (an ``error`` in the answer) and the next
-model a fresh evaluator; it never raises. While it measures, the evaluator is held to
-a time limit (:data:`EVALUATE_TIMEOUT_S`) and a resident-memory limit
-(:data:`EVALUATOR_MEMORY_MB`, read from ``/proc``): past either it is killed, that
-model is not measured, and the answer says which limit it hit.
+model a fresh evaluator; it never raises. It runs in a sandbox of its own
+(:mod:`grader.measure.jail`). While it measures, it is held to a time limit
+(:data:`EVALUATE_TIMEOUT_S`) and a memory limit (:data:`EVALUATOR_MEMORY_MB`: its
+resident memory read from ``/proc``, and its sandbox's memory cgroup where there is
+one): past either it is killed, that model is not measured, and the answer says which
+limit it hit.
 """
 
 from __future__ import annotations
@@ -89,9 +91,13 @@ class EvaluatorProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
-        """Start the process now (it imports TensorFlow and decodes the holdout)."""
+        """Start the process now (it imports TensorFlow and decodes the holdout); a start
+        that fails is told by the next :meth:`measure`, never raised here."""
         with self._lock:
-            self._start()
+            try:
+                self._start()
+            except OSError as exc:
+                self._problem = f"it could not start ({exc})"
 
     def _start(self) -> None:
         if self.running:
@@ -131,6 +137,7 @@ class EvaluatorProcess:
         if weights is not None:
             request["weights"] = str(weights.resolve())
         with self._lock:
+            self.over_memory = False  # an earlier model's, not this one's
             answer = self._ask(request, model_path, timeout_s)
             if answer is None and self.over_memory:
                 self._close(kill=True)
@@ -254,6 +261,7 @@ def resident_mb(pid: int) -> int | None:
 
 
 _SHARED: dict[tuple, tuple[int, EvaluatorProcess]] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def shared_evaluator(settings: RunSettings) -> EvaluatorProcess | None:
@@ -263,13 +271,20 @@ def shared_evaluator(settings: RunSettings) -> EvaluatorProcess | None:
     if holdout is None or not holdout.is_dir():
         return None
     key = (holdout, threads, settings.hide)
-    owner, evaluator = _SHARED.get(key, (0, None))
-    if evaluator is None or owner != os.getpid():
-        weights = str(settings.kit.keras_home.resolve())
-        evaluator = EvaluatorProcess(holdout, threads, hide=settings.hide, expose=(weights,))
-        _SHARED[key] = (os.getpid(), evaluator)
-        atexit.register(evaluator.close)  # its sandbox goes with this process
+    with _SHARED_LOCK:  # a Dask worker grades on several threads
+        owner, evaluator = _SHARED.get(key, (0, None))
+        if evaluator is None or owner != os.getpid():
+            weights = str(settings.kit.keras_home.resolve())
+            evaluator = EvaluatorProcess(holdout, threads, hide=settings.hide, expose=(weights,))
+            _SHARED[key] = (os.getpid(), evaluator)
+            atexit.register(_close_at_exit, os.getpid(), evaluator)
     return evaluator
+
+
+def _close_at_exit(owner: int, evaluator: EvaluatorProcess) -> None:
+    """Its sandbox goes with the process that started it (not with a fork of that one)."""
+    if owner == os.getpid():
+        evaluator.close()
 
 
 def close_shared() -> None:

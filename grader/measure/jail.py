@@ -4,12 +4,14 @@ student's saved model.
 Keras's ``safe_mode`` refuses serialized code, but it is one layer and has had
 published bypasses; the evaluator is where a student's file meets the grader's trusted
 side. So the evaluator runs like a kernel (:class:`grader.run.sandbox.KernelSandbox`,
-entered by :mod:`grader.run.kernel.launch`): its own unprivileged uid, no network, a
-private mount view with the grader's inputs and caches hidden, memory and process
-limits in cgroups, every process it leaves killed when it stops. What it may read:
-this Python, the grader package, the public kit's weights (to tell whether the base
-moved), a copy of the holdout owned by its uid alone, and the one model it measures,
-copied into its ``inbox`` (the kernel that wrote it cannot reach that copy).
+entered by :mod:`grader.run.kernel.launch`): its own unprivileged uid (slot
+:data:`~grader.run.sandbox.JAIL_SLOT`, never a kernel's), no network, the kernel's
+mount view (the grader's inputs, caches and home covered; this Python, the grader
+package and the public kit's weights bound back), memory and process limits in
+cgroups, every process it leaves killed when it stops. It reads a copy of the holdout
+and the one model it measures, copied into its ``inbox`` (the kernel that wrote it
+cannot reach that copy): both owned by grader, readable by the evaluator's group
+alone.
 
 Each start is a fresh jail (a new uid and run folder, named for the grading process so a
 killed grader's is swept); :meth:`EvaluatorJail.close` tears it down.
@@ -17,8 +19,10 @@ killed grader's is swept); :meth:`EvaluatorJail.close` tears it down.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,13 @@ from pathlib import Path
 import grader
 from grader.run import cgroups
 from grader.run.runfolders import make_run_folder
-from grader.run.sandbox import KernelLimits, KernelSandbox, paths_to_hide, python_paths
+from grader.run.sandbox import (
+    JAIL_SLOT,
+    KernelLimits,
+    KernelSandbox,
+    paths_to_hide,
+    python_paths,
+)
 from grader.run.trees import remove_tree
 
 MAX_PROCESSES = 512
@@ -34,6 +44,9 @@ MAX_PROCESSES = 512
 MAX_FILE_MB = 64
 """The evaluator writes nothing of its own; a library's cache file at most."""
 MODEL_NAME = "model.keras"
+MAX_MODEL_BYTES = 2**30
+"""The largest saved model copied in (a kernel's files are held to the rubric's size)."""
+MSG_NO_JAIL = "its sandbox could not be made ({what})"
 
 
 @dataclass
@@ -53,22 +66,29 @@ class EvaluatorJail:
     policy: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        """Make the jail; an :class:`OSError` naming what failed (never a holdout path,
+        which would reach students' rows) when it cannot be made, nothing left behind."""
         self.root = make_run_folder()
+        self.sandbox = KernelSandbox(
+            root=self.root,
+            limits=KernelLimits(self.memory_mb, MAX_PROCESSES, MAX_FILE_MB),
+            hide=(*self.hide, *paths_to_hide(Path.home(), self.holdout)),
+            expose=(*self.expose, *_code_paths()),
+            uid_slot=JAIL_SLOT,
+        )
         try:
             work, inbox, holdout = (self.root / n for n in ("work", "inbox", "holdout"))
             work.mkdir()
-            inbox.mkdir(mode=0o755)
+            inbox.mkdir()
             shutil.copytree(self.holdout, holdout, symlinks=False)
-            self.sandbox = KernelSandbox(
-                root=self.root,
-                limits=KernelLimits(self.memory_mb, MAX_PROCESSES, MAX_FILE_MB),
-                hide=(*self.hide, *paths_to_hide(Path.home(), self.holdout)),
-                expose=(*self.expose, *_code_paths()),
-            )
-            self.policy = self.sandbox.prepare(writable=[work, holdout])
-            os.chmod(holdout, 0o700)
+            self.policy = self.sandbox.prepare(writable=[work])
+            for folder in (inbox, holdout):  # read by the evaluator's group alone
+                _hand_over(folder, self.sandbox.uid)
+        except (OSError, shutil.Error, RecursionError) as exc:
+            self.close(None)
+            raise OSError(MSG_NO_JAIL.format(what=type(exc).__name__)) from exc
         except BaseException:
-            remove_tree(self.root)
+            self.close(None)
             raise
 
     @property
@@ -87,14 +107,21 @@ class EvaluatorJail:
 
     def admit(self, model: Path) -> Path:
         """Copy the one model to measure into the inbox (the last one's copy goes); the
-        copy is what the evaluator reads, so nothing the kernel does later changes it."""
+        copy is what the evaluator reads, so nothing the kernel does later changes it.
+        Only a plain file is copied (not a link, a pipe or a device), up to
+        :data:`MAX_MODEL_BYTES`; anything else is an :class:`OSError`."""
         for old in (self.root / "inbox").iterdir():
             old.unlink()
         copy = self.root / "inbox" / MODEL_NAME
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(model, flags), "rb") as source, open(copy, "wb") as dest:
-            shutil.copyfileobj(source, dest)
-        os.chmod(copy, 0o644)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        with os.fdopen(os.open(model, flags), "rb") as source:
+            info = os.fstat(source.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MODEL_BYTES:
+                raise OSError(errno.EINVAL, "not a plain file of at most 1 GB")
+            made = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(made, "wb") as dest:
+                shutil.copyfileobj(source, dest)
+                _give_group(dest.fileno(), self.sandbox.uid, 0o640)
         return copy
 
     def out_of_memory(self) -> bool:
@@ -105,6 +132,27 @@ class EvaluatorJail:
         """Kill what is left of the evaluator (``pid``: its process), remove the jail."""
         self.sandbox.teardown(pid)
         remove_tree(self.root)
+
+
+def _hand_over(folder: Path, uid: int | None) -> None:
+    """``folder``'s tree read-only to ``uid``'s group (its own gid), owned by grader: the
+    evaluator reads it, cannot change it, and no other uid can read it."""
+    for path in [folder, *folder.rglob("*")]:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            _give_group(fd, uid, 0o750 if stat.S_ISDIR(os.fstat(fd).st_mode) else 0o640)
+        finally:
+            os.close(fd)
+
+
+def _give_group(fd: int, uid: int | None, mode: int) -> None:
+    """Set ``mode`` (the group bits for ``uid``'s group; without a uid of its own the
+    evaluator is grader's user, and the owner's bits alone are kept)."""
+    if uid is None:
+        os.fchmod(fd, mode & 0o700)
+        return
+    os.fchown(fd, -1, uid)
+    os.fchmod(fd, mode)
 
 
 def _code_paths() -> tuple[str, ...]:

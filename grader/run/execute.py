@@ -11,6 +11,7 @@ are fields of the returned :class:`Execution`.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import time
@@ -37,6 +38,9 @@ from grader.run.trees import remove_tree
 
 KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
+PROBE_CELL_TIMEOUT_S = 120
+"""The time limit of each of the probe's own cells (saving a model, closing its records),
+whatever is left of the notebook's: a notebook that ended in time is not cut short."""
 MSG_PROBE_FOLDER = "the kernel's probe folder cannot be read ({detail})"
 MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
 MSG_NOTEBOOK_TIMEOUT = (
@@ -144,7 +148,8 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     nbformat.write(nb, work / name)
     config = settings.probe or probe.ProbeConfig(dir=probe_dir)
     config = probe.ProbeConfig(**{**config.__dict__, "dir": probe_dir})
-    running = probe.inject(clear_outputs(nb), config)
+    nonce = secrets.token_hex(8)  # in the closing cell alone: no early close counts
+    running = probe.inject(clear_outputs(nb), config, nonce)
     run = Execution(nb=running, root=root, cell_times=[None] * len(nb.cells))
     sandbox = KernelSandbox(
         root=root,
@@ -167,7 +172,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run.nb = probe.strip(running)
     try:
         _drop_links(probe_dir)
-        checked, run.evidence_forged = probe.read_records(probe_dir, key, installed, closed)
+        checked, run.evidence_forged = probe.read_records(probe_dir, key, installed, closed, nonce)
         run.events = checked.records
         run.model_path, replaced = probe.saved_model(probe_dir, checked.model_digest)
         run.evidence_forged += replaced
@@ -207,7 +212,10 @@ class _Hooks:
         self.deadline = time.monotonic() + self.limits.notebook_timeout_s
 
     def limit(self, cell: nbformat.NotebookNode) -> int:
-        """The cell's time limit: the rubric's, or what is left of the notebook's."""
+        """The cell's time limit: the rubric's, or what is left of the notebook's; the
+        probe's own cells (which save and close after the student's) have their own."""
+        if probe.is_probe(cell):
+            return PROBE_CELL_TIMEOUT_S
         remaining = self.deadline - time.monotonic()
         value = max(1, int(min(self.limits.cell_timeout_s, remaining)))
         self.cell_limits[id(cell)] = value
@@ -217,7 +225,7 @@ class _Hooks:
         self.sandbox.start_watchdog(_kernel_pid(self.km) or 0)
 
     def on_cell_start(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
-        if time.monotonic() >= self.deadline and cell_index > 0:
+        if time.monotonic() >= self.deadline and not probe.is_probe(cell):
             raise NotebookDeadline(cell_index - 1)
         self.started[cell_index] = time.monotonic()
 

@@ -33,7 +33,7 @@ __all__ = [
     "EVENTS_FILE",
     "FIT_MODEL_FILE",
     "MODEL_FILE",
-    "CLOSE_SOURCE",
+    "CLOSE_CALL",
     "PROBE_TAG",
     "SEED",
     "ProbeConfig",
@@ -59,8 +59,8 @@ SEAL_MODULE = "_grader_seal"
 """The private names the kernel modules run under in the kernel's ``sys.modules``."""
 SAVE_NAMED = "_grader_save_named"
 """The one name the probe cell adds to the notebook's globals."""
-CLOSE_SOURCE = f"__import__('sys').modules[{SEAL_MODULE!r}].close()"
-"""The closing cell (:func:`grader.run.kernel.seal.close`)."""
+CLOSE_CALL = f"__import__('sys').modules[{SEAL_MODULE!r}].close"
+"""The closing cell's call (:func:`grader.run.kernel.seal.close`), with the run's nonce."""
 RAW_QUOTE = "'''"
 MAX_EVENTS_BYTES = 64 * 2**20
 """The most of the probe's records read (a notebook's are well under a megabyte)."""
@@ -159,14 +159,16 @@ def probe_cell(config: ProbeConfig) -> nbformat.NotebookNode:
     return cell
 
 
-def inject(nb: nbformat.NotebookNode, config: ProbeConfig) -> nbformat.NotebookNode:
+def inject(
+    nb: nbformat.NotebookNode, config: ProbeConfig, nonce: str = ""
+) -> nbformat.NotebookNode:
     """A copy of ``nb`` with the probe cell first (when the rubric names the model to
     measure, a cell saving that variable's model after the student's) and the closing
-    cell last."""
+    cell, carrying ``nonce``, last."""
     copy = nbformat.from_dict(nb)
     copy.cells.insert(0, probe_cell(config))
     sources = [f"{SAVE_NAMED}({config.model_variable!r})"] if config.model_variable else []
-    for source in [*sources, CLOSE_SOURCE]:
+    for source in [*sources, f"{CLOSE_CALL}({nonce!r})"]:
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = [PROBE_TAG]
         copy.cells.append(cell)
@@ -224,22 +226,24 @@ def write_seal(probe_dir: Path) -> bytes:
 
 
 def read_records(
-    probe_dir: Path, key: bytes, installed: bool = True, closed: str | None = None
+    probe_dir: Path,
+    key: bytes,
+    installed: bool = True,
+    closed: str | None = None,
+    nonce: str = "",
 ) -> tuple[kernel_seal.Checked, list[str]]:
     """The probe's own records (:func:`read_events`, then
     :func:`~grader.run.kernel.seal.check`), and what was not its own: lines it did not
-    sign, numbers missing, (when it ``installed``) its first record gone, and (as the
-    closing cell ended, :func:`closing`) its last record gone or never written."""
+    sign, numbers missing, (when it ``installed``) its first record gone, and (when the
+    closing cell ran, :func:`closing`) no closing record with the run's ``nonce`` last."""
     checked = kernel_seal.check(key, read_events(probe_dir))
     problems = [MSG_FORGED.format(count=checked.rejected)] if checked.rejected else []
     if installed and not checked.installed:
         problems.append(MSG_REMOVED)
     elif checked.missing:
         problems.append(MSG_MISSING.format(count=checked.missing))
-    if installed and closed == "failed":
-        problems.append(MSG_NOT_CLOSED)
-    elif installed and closed == "closed" and not checked.closed:
-        problems.append(MSG_TAIL_REMOVED)
+    if installed and closed is not None and checked.closed_with != nonce:
+        problems.append(MSG_NOT_CLOSED if closed == "failed" else MSG_TAIL_REMOVED)
     return checked, problems
 
 
@@ -256,7 +260,9 @@ def closing(nb: nbformat.NotebookNode) -> str | None:
     notebook removed what it calls) or None when it did not run (the kernel died, the
     notebook ran out of time)."""
     last = nb.cells[-1] if nb.cells else None
-    if last is None or last.get("source") != CLOSE_SOURCE or last.get("execution_count") is None:
+    if last is None or not is_probe(last) or not last.get("source", "").startswith(CLOSE_CALL):
+        return None
+    if last.get("execution_count") is None:
         return None
     errors = [o for o in last.get("outputs", []) if o.get("output_type") == "error"]
     return "failed" if errors else "closed"

@@ -42,10 +42,15 @@ from grader.run import cgroups
 from grader.run.trees import chown_tree
 
 UID_BASE = 1_500_000_000
-"""Sandbox uids start here: UID_BASE + (grading process's pid, run number), so no two
-runs share a uid (a run's zombies, until reaped, count against its uid's process limit)."""
+"""Sandbox uids start here: UID_BASE + (grading process's pid, slot). A process's
+kernels take its slots in turn, so runs close in time never share a uid (a run's
+zombies, until reaped, count against its uid's process limit); its evaluator has a
+slot of its own."""
 RUNS_PER_PROCESS = 512
 _run_numbers = itertools.count()
+JAIL_SLOT = 0
+"""The uid slot of a grading process's evaluator (:mod:`grader.measure.jail`): kernels
+cycle through the others, so a kernel never gets the long-lived evaluator's uid."""
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_TMP_SIZE = "512m"
 """Each fresh tmpfs's size (a ``mount -o size=`` value); the policy always carries it."""
@@ -192,6 +197,8 @@ class KernelSandbox:
     expose: tuple[str, ...] = ()
     """Paths bound back into the view (Python, the public asset kit)."""
     caps: Capabilities = field(default_factory=capabilities)
+    uid_slot: int | None = None
+    """Which of the grading process's uids (None: the next kernel's)."""
     uid: int | None = None
     cgroups: list[Path] = field(default_factory=list)
     out_of_memory: bool = False
@@ -203,7 +210,8 @@ class KernelSandbox:
     def prepare(self, writable: list[Path]) -> Path:
         """Create uid, cgroups and the policy file; returns the policy's path."""
         if self.caps.root:
-            self.uid = sandbox_uid(os.getpid(), next(_run_numbers))
+            slot = self.uid_slot if self.uid_slot is not None else _kernel_slot()
+            self.uid = sandbox_uid(os.getpid(), slot)
             os.chmod(self.root, 0o711)
             for path in writable:
                 _chown_tree(path, self.uid)
@@ -296,9 +304,14 @@ class KernelSandbox:
         return pids
 
 
-def sandbox_uid(pid: int, run: int) -> int:
-    """The uid of a grading process's ``run``-th kernel (below 2**31 for any pid)."""
-    return UID_BASE + (pid % 2**20) * RUNS_PER_PROCESS + run % RUNS_PER_PROCESS
+def sandbox_uid(pid: int, slot: int) -> int:
+    """The uid in ``slot`` of a grading process (below 2**31 for any pid)."""
+    return UID_BASE + (pid % 2**20) * RUNS_PER_PROCESS + slot % RUNS_PER_PROCESS
+
+
+def _kernel_slot() -> int:
+    """The next kernel's slot: every one but :data:`JAIL_SLOT`, in turn."""
+    return 1 + next(_run_numbers) % (RUNS_PER_PROCESS - 1)
 
 
 def _chown_tree(path: Path, uid: int) -> None:

@@ -206,9 +206,9 @@ class Probe:
         self.fit_signature = inspect.signature(self.keras_fit)
         self.evaluate_signature = inspect.signature(self.keras_evaluate)
 
-    def mark(self, event: str) -> None:
+    def mark(self, event: str, **extra: str) -> None:
         """A bare record: the first (installed) and the last (closed), see the seal."""
-        append_event(self.events, self.seal({"event": event, "time": time.time()}))
+        append_event(self.events, self.seal({"event": event, "time": time.time(), **extra}))
 
     def record(self, kind: str, model: Any, **extra: Any) -> None:
         """Append one event; best effort: the probe must never break the student's call."""
@@ -378,7 +378,7 @@ def install(
     keras.utils.set_random_seed(settings["seed"])
     probe = Probe(settings, keras, namespace, seal)
     probe.mark(seal.INSTALLED)
-    seal.CLOSING[:] = [functools.partial(probe.mark, seal.CLOSED)]
+    seal.CLOSING[:] = [lambda nonce: probe.mark(seal.CLOSED, **{seal.NONCE_KEY: nonce})]
     for name in ("compile", "fit", "evaluate"):
         original, method = getattr(probe, f"keras_{name}"), getattr(probe, name)
         wrap_everywhere(keras.Model, name, wrapping(original, method))

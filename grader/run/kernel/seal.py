@@ -38,20 +38,22 @@ SEAL_KEY, SEQ_KEY = "seal", "seq"
 INSTALLED = "probe_installed"
 """The probe's first record, written as it installs: without it, records were removed."""
 CLOSED = "probe_closed"
-"""The probe's last record, written by the injected last cell: records removed before it
-leave a gap in the numbers, and without it (the cell having run) the tail was removed."""
+"""The probe's last record, written by the injected last cell with the run's closing
+nonce (in that cell's source alone): records removed before it leave a gap in the
+numbers; without it last, with that nonce (the cell having run), the tail was removed."""
+NONCE_KEY = "nonce"
 DIGEST_KEY = "model_sha256"
 """The field of a save's record (``fit_end``, ``named_model``) with the saved file's digest."""
 
 
-CLOSING: list[Callable[[], None]] = []
+CLOSING: list[Callable[[str], None]] = []
 """The installed probe's way to write :data:`CLOSED` (set by its ``install``)."""
 
 
-def close() -> None:
+def close(nonce: str) -> None:
     """The injected last cell calls this (through ``sys.modules``: a notebook that cleared
     its globals with ``%reset -f`` still closes): the probe's closing record."""
-    CLOSING[0]()
+    CLOSING[0](nonce)
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -107,8 +109,13 @@ class Checked:
     """Numbers skipped: records the probe wrote that are no longer there."""
     installed: bool = False
     """Whether the probe's first record (:data:`INSTALLED`) is among them."""
-    closed: bool = False
-    """Whether the probe's last record (:data:`CLOSED`) is among them."""
+
+    @property
+    def closed_with(self) -> str | None:
+        """The nonce of the closing record (:data:`CLOSED`) when it is the last record."""
+        last = self.records[-1] if self.records else {}
+        nonce = last.get(NONCE_KEY)
+        return nonce if last.get("event") == CLOSED and isinstance(nonce, str) else None
 
     @property
     def model_digest(self) -> str | None:
@@ -130,7 +137,6 @@ def check(key: bytes, entries: Iterable[dict[str, Any]]) -> Checked:
         checked.missing += number - last - 1
         last = number
         checked.installed = checked.installed or body.get("event") == INSTALLED
-        checked.closed = checked.closed or body.get("event") == CLOSED
         checked.records.append({k: v for k, v in body.items() if k != SEQ_KEY})
     return checked
 
