@@ -170,3 +170,51 @@ def test_the_evaluators_answer_is_parsed_as_hostile_input() -> None:
     assert parse_measurement({"accuracy": float("nan")}).accuracy is None
     assert parse_measurement(["not", "a", "dict"]).error  # type: ignore[arg-type]
     assert parse_measurement(None) is None
+
+
+def test_an_output_that_leaves_0_1_is_a_logit_whatever_the_loss_said() -> None:
+    """A ``from_logits`` mismatch (a linear output trained as a probability) is read as the
+    exercise's own sigmoid reads it; a sigmoid's outputs stay probabilities."""
+    import numpy as np
+
+    from grader.measure.evaluator import read_outputs
+
+    linear = np.array([[1.02], [-0.01], [3e-8], [0.4]])
+    rule, classes = read_outputs("probability", linear)
+    assert rule == "logit" and classes.tolist() == [True, False, True, True]
+    sigmoid = np.array([[0.97], [0.01], [0.6], [0.4]])
+    rule, classes = read_outputs("probability", sigmoid)
+    assert rule == "probability" and classes.tolist() == [True, False, True, False]
+    assert read_outputs("logit", sigmoid)[0] == "logit"
+    rule, classes = read_outputs("argmax", np.array([[0.2, 0.8], [0.9, 0.1]]))
+    assert rule == "argmax" and classes.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("from_logits", "rule", "noted"),
+    [
+        (False, "logit", True),
+        (False, "probability", False),
+        (True, "logit", False),
+    ],
+)
+def test_a_loss_that_misread_the_output_is_named_in_the_verdict(from_logits, rule, noted) -> None:
+    events = parse_events(
+        [
+            {
+                "event": "compile",
+                "loss": {"class": "BinaryCrossentropy", "from_logits": from_logits},
+            },
+            {"event": "fit", "model": {"class": "Functional", "name": "m"}},
+        ]
+    )
+    answer = Measurement(accuracy=0.7, images=320, rule=rule, base=BASE_UNCHANGED)
+    given = Facts(
+        static=StaticFacts(),
+        events=events,
+        reference_accuracy=0.95,
+        reference_band=BAND,
+        measured=answer,
+    )
+    result = check_accuracy(ACC, given)
+    assert ("needs from_logits=True" in result.message) is noted
