@@ -11,19 +11,24 @@ from pathlib import Path
 import pytest
 
 from grader.measure.client import EvaluatorProcess
-from grader.run.cgroups import grader_cgroups, pids_of_uid
+from grader.run.cgroups import grader_cgroups, pids_of_session, pids_of_uid
 from grader.run.sandbox import UID_BASE, capabilities
 
 EXEC_WAIT_S = 30.0
 
 
-def wait_for_evaluator(pid: int) -> None:
-    """Until the launcher has entered the sandbox and become the evaluator."""
+def wait_for_evaluator(pid: int) -> int:
+    """Until the launcher (``pid``) has entered the sandbox and started the evaluator, as
+    its pid namespace's init's child where there is one; the evaluator's host pid."""
     deadline = time.monotonic() + EXEC_WAIT_S
     while time.monotonic() < deadline:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if command.split(b"\0")[1:3] == [b"-m", b"grader.measure.evaluator"]:
-            return  # the launcher has exec'd the evaluator (before: the fork, the launcher)
+        for candidate in sorted(pids_of_session(pid) | {pid}):
+            try:
+                command = Path(f"/proc/{candidate}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if command.split(b"\0")[1:3] == [b"-m", b"grader.measure.evaluator"]:
+                return candidate
         time.sleep(0.05)
     raise AssertionError("the evaluator never started")
 
@@ -51,12 +56,13 @@ def test_the_evaluator_has_its_own_uid_network_and_view(holdout: Path, tmp_path:
     evaluator = EvaluatorProcess(holdout, hide=(str(inputs),))
     try:
         evaluator.start()
-        pid, jail = evaluator.pid, evaluator.jail
-        assert pid is not None and jail is not None
-        wait_for_evaluator(pid)
+        launcher, jail = evaluator.pid, evaluator.jail
+        assert launcher is not None and jail is not None
+        pid = wait_for_evaluator(launcher)
         uid = uid_of(pid)
         assert uid >= UID_BASE
-        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        for kind in ("net", "pid", "ipc"):
+            assert os.readlink(f"/proc/{pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
         view = Path(f"/proc/{pid}/root")
         assert (inputs / "answers.txt").exists()
         assert not (view / inputs.relative_to("/") / "answers.txt").exists()

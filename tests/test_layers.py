@@ -124,6 +124,8 @@ class Rule:
 
 
 ORCHESTRATOR_SIDE = ("grader.run", "grader.batch", "grader.outputs")
+LAUNCHER = ("grader.run.kernel.launch", "grader.run.kernel.view")
+"""Run by ``python -m grader.run.kernel.launch`` from the host's files, before the view."""
 TENSORFLOW_ALLOWED = (
     "grader.run.kernel",  # the student's kernel
     "grader.measure.evaluator",  # the trusted evaluator's own process
@@ -137,6 +139,15 @@ RULES = (
         "runs inside the student's kernel, whose mount view hides grader's checkout",
         ("grader.run.kernel",),
         ("grader",),
+        exempt=LAUNCHER,
+    ),
+    Rule(
+        "launcher",
+        "the launcher imports before it makes the view: its own siblings, stdlib-only",
+        LAUNCHER,
+        ("grader",),
+        allowed=("grader.run.kernel.seccomp", "grader.run.kernel.supervise", *LAUNCHER),
+        exact=True,
     ),
     Rule(
         "kernel-parents",

@@ -88,17 +88,20 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     secret = Path(__file__).parent / "fixtures"  # covered by `hide` (or gone with a private /tmp)
     work = tmp_path / "run" / "work"
     work.mkdir(parents=True)
-    os.chown(work, sandbox.UID_BASE + 7, sandbox.UID_BASE + 7)
+    uid = sandbox.next_uid()
+    os.chown(work, uid, uid)
     policy = {
-        "network_namespace": True,
-        "mount_namespace": True,
+        "namespaces": list(sandbox.NAMESPACES),
+        "seccomp": True,
         "hide": [str(secret), str(Path.home())],
         "private_tmp": ["/tmp", "/var/tmp"],
         "tmp_size": sandbox.PRIVATE_TMP_SIZE,
-        "expose": [sys.prefix, sys.base_prefix, str(work)],
+        "system": list(sandbox.SYSTEM_VIEW),
+        "expose": [sys.prefix, sys.base_prefix],
+        "writable": [str(tmp_path / "run")],
         "rlimits": {"fsize": 2**20, "core": 0},
-        "uid": sandbox.UID_BASE + 7,
-        "gid": sandbox.UID_BASE + 7,
+        "uid": uid,
+        "gid": uid,
         "root": str(tmp_path / "run"),
         "cwd": str(work),
     }
@@ -120,7 +123,7 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
-    assert seen == {"uid": sandbox.UID_BASE + 7, "secret": [], "net": 101, "big": 27}
+    assert seen == {"uid": uid, "secret": [], "net": 101, "big": 27}
     assert (secret / "rubric_fast.toml").exists()  # hidden from the kernel only
 
 

@@ -33,6 +33,7 @@ from grader.checks.facts import CompileEvent, ProbeEvent
 from grader.checks.measured import Measurement, parse_measurement
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 from grader.measure.jail import EvaluatorJail
+from grader.run import cgroups
 from grader.run.threads import thread_env
 
 if TYPE_CHECKING:
@@ -250,14 +251,10 @@ class EvaluatorProcess:
 
 
 def resident_mb(pid: int) -> int | None:
-    """A process's resident memory in MB, from ``/proc`` (None where it cannot be read)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """Resident memory in MB of the process ``pid`` leads the session of (the launcher, its
+    init and the evaluator), from ``/proc``; None where none of it can be read."""
+    pages = [cgroups.rss(p) for p in cgroups.pids_of_session(pid) | {pid}]
+    return sum(pages) // 2**20 if any(pages) else None
 
 
 _SHARED: dict[tuple, tuple[int, EvaluatorProcess]] = {}

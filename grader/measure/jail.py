@@ -4,8 +4,8 @@ student's saved model.
 Keras's ``safe_mode`` refuses serialized code, but it is one layer and has had
 published bypasses; the evaluator is where a student's file meets the grader's trusted
 side. So the evaluator runs like a kernel (:class:`grader.run.sandbox.KernelSandbox`,
-entered by :mod:`grader.run.kernel.launch`): its own unprivileged uid (slot
-:data:`~grader.run.sandbox.JAIL_SLOT`, never a kernel's), no network, the kernel's
+entered by :mod:`grader.run.kernel.launch`): its own unprivileged uid (never a kernel's:
+:func:`~grader.run.sandbox.next_uid`), no network, the kernel's
 mount view (the grader's inputs, caches and home covered; this Python, the grader
 package and the public kit's weights bound back), memory and process limits in
 cgroups, every process it leaves killed when it stops. It reads a copy of the holdout
@@ -31,7 +31,6 @@ import grader
 from grader.run import cgroups
 from grader.run.runfolders import make_run_folder
 from grader.run.sandbox import (
-    JAIL_SLOT,
     KernelLimits,
     KernelSandbox,
     paths_to_hide,
@@ -74,7 +73,6 @@ class EvaluatorJail:
             limits=KernelLimits(self.memory_mb, MAX_PROCESSES, MAX_FILE_MB),
             hide=(*self.hide, *paths_to_hide(Path.home(), self.holdout)),
             expose=(*self.expose, *_code_paths()),
-            uid_slot=JAIL_SLOT,
         )
         try:
             work, inbox, holdout = (self.root / n for n in ("work", "inbox", "holdout"))

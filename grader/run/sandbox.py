@@ -1,14 +1,22 @@
 """The sandbox around one kernel: what the machine allows, set up, torn down.
 
 grader never needs Docker. What it enforces depends on the machine, detected once per
-process by :func:`capabilities`:
+process by :func:`capabilities`. As root the namespaces are unshared directly; as an
+ordinary user, inside a user namespace that maps the user to itself (where the machine
+allows unprivileged user namespaces), so that the same layers hold without root, except
+the uid and the cgroups:
 
 ================  ===============================================  =========================
 limit             enforced by                                      where not allowed
 ================  ===============================================  =========================
 network           own network namespace (kernel talks over ipc)    not enforced (warned)
 files             private mount view: grader's paths hidden,       not enforced (warned)
-                  fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``
+                  fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``,
+                  ``/run/lock``
+processes seen    own pid namespace with a small init, fresh       not enforced (warned)
+                  ``/proc``; own IPC and UTS namespaces
+system calls      no-new-privs and a seccomp filter                not enforced (warned)
+                  (:mod:`grader.run.kernel.seccomp`)
 user              own unprivileged uid (root only)                 grader's own user (warned)
 memory            cgroup (v1 ``memory`` or v2 ``memory.max``)      RSS watchdog on the uid /
                                                                    process group
@@ -26,7 +34,6 @@ written by :mod:`grader.run.cgroups`).
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import os
 import site
@@ -42,16 +49,18 @@ from grader.run import cgroups
 from grader.run.trees import chown_tree
 
 UID_BASE = 1_500_000_000
-"""Sandbox uids start here: UID_BASE + (grading process's pid, slot). A process's
-kernels take its slots in turn, so runs close in time never share a uid (a run's
-zombies, until reaped, count against its uid's process limit); its evaluator has a
-slot of its own."""
-RUNS_PER_PROCESS = 512
-_run_numbers = itertools.count()
-JAIL_SLOT = 0
-"""The uid slot of a grading process's evaluator (:mod:`grader.measure.jail`): kernels
-cycle through the others, so a kernel never gets the long-lived evaluator's uid."""
-PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+"""Sandbox uids start here and count up, one per kernel or evaluator, never the same twice
+within a boot (:func:`next_uid`): not after 512 kernels in one worker, not across reused
+pids, not between two graders running at once."""
+UID_COUNT = 2**31 - 1 - UID_BASE
+UID_COUNTER = Path("/run/grader-uids")
+"""The boot's uid counter (root's alone): the boot's id and the next uid's offset."""
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+"""The world-writable places a kernel gets a fresh, empty one of: nothing one student's
+kernel leaves there reaches another's."""
+NAMESPACES = ("network", "mount", "ipc", "uts", "pid")
+"""What :mod:`grader.run.kernel.launch` unshares where namespaces work."""
 PRIVATE_TMP_SIZE = "512m"
 """Each fresh tmpfs's size (a ``mount -o size=`` value); the policy always carries it."""
 WATCHDOG_PERIOD_S = 0.25
@@ -63,12 +72,15 @@ NOT_ENFORCED = {
     "files": "hiding the grader's files (no mount namespaces here)",
     "user": "a separate unprivileged user (grader is not running as root)",
     "memory": "a memory cgroup (an RSS watchdog is used instead)",
+    "syscalls": "a seccomp filter (not supported by this machine's kernel)",
     "processes": "a process-count limit (no pids cgroup, not root)",
 }
 MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
 
 
 SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys", "/run")
+SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+"""The machine's parts in every kernel's view, read-only (:mod:`grader.run.kernel.view`)."""
 
 
 def paths_to_hide(*candidates: str | os.PathLike[str] | None) -> tuple[str, ...]:
@@ -109,15 +121,21 @@ class Capabilities:
     root: bool
     """Running as root: can switch each kernel to its own uid."""
     namespaces: bool
-    """Network and mount namespaces can be created."""
+    """Network, mount, IPC, UTS and pid namespaces can be created."""
     cgroup: str | None
     """``v1`` or ``v2`` when grader can create memory and pids cgroups, else None."""
+    user_namespace: bool = False
+    """The namespaces are made inside a user namespace (grader is not root)."""
+    seccomp: bool = True
+    """A seccomp filter can be installed."""
 
     def missing(self) -> list[str]:
         """Keys of :data:`NOT_ENFORCED` that this machine cannot enforce."""
         gaps = []
         if not self.namespaces:
             gaps += ["network", "files"]
+        if not self.seccomp:
+            gaps.append("syscalls")
         if not self.root:
             gaps.append("user")
         if not self.cgroup:
@@ -139,9 +157,16 @@ def capabilities() -> Capabilities:
     if unknown:
         raise UsageError(f"{SKIP_VARIABLE}: unknown {sorted(unknown)}; use any of {SKIPPABLE}")
     root = os.geteuid() == 0 and "user" not in skip
-    namespaces = "namespaces" not in skip and _namespaces_work()
+    user_namespace = os.geteuid() != 0
+    namespaces = "namespaces" not in skip and _namespaces_work(user_namespace)
     cgroup = None if "cgroup" in skip else _cgroup_kind(os.geteuid() == 0)
-    return Capabilities(root=root, namespaces=namespaces, cgroup=cgroup)
+    return Capabilities(
+        root=root,
+        namespaces=namespaces,
+        cgroup=cgroup,
+        user_namespace=namespaces and user_namespace,
+        seccomp=_seccomp_works(),
+    )
 
 
 def not_enforced_warning(caps: Capabilities) -> str | None:
@@ -151,11 +176,23 @@ def not_enforced_warning(caps: Capabilities) -> str | None:
     return MSG_NOT_ENFORCED.format(what=what) if missing else None
 
 
-def _namespaces_work() -> bool:
+def _namespaces_work(user_namespace: bool) -> bool:
+    from grader.run.kernel.launch import CLONE_NEWUSER
+    from grader.run.kernel.launch import NAMESPACES as FLAGS
+
+    flags = sum(FLAGS[name] for name in NAMESPACES) | (CLONE_NEWUSER if user_namespace else 0)
     code = (
         "import ctypes,sys; libc=ctypes.CDLL(None, use_errno=True);"
-        "sys.exit(libc.unshare(0x40000000 | 0x00020000) != 0)"
+        f"sys.exit(libc.unshare({flags}) != 0)"
     )
+    return _succeeds(code)
+
+
+def _seccomp_works() -> bool:
+    return _succeeds("from grader.run.kernel import seccomp; seccomp.install()")
+
+
+def _succeeds(code: str) -> bool:
     try:
         proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
     except (OSError, subprocess.TimeoutExpired):
@@ -197,8 +234,6 @@ class KernelSandbox:
     expose: tuple[str, ...] = ()
     """Paths bound back into the view (Python, the public asset kit)."""
     caps: Capabilities = field(default_factory=capabilities)
-    uid_slot: int | None = None
-    """Which of the grading process's uids (None: the next kernel's)."""
     uid: int | None = None
     cgroups: list[Path] = field(default_factory=list)
     out_of_memory: bool = False
@@ -210,8 +245,7 @@ class KernelSandbox:
     def prepare(self, writable: list[Path]) -> Path:
         """Create uid, cgroups and the policy file; returns the policy's path."""
         if self.caps.root:
-            slot = self.uid_slot if self.uid_slot is not None else _kernel_slot()
-            self.uid = sandbox_uid(os.getpid(), slot)
+            self.uid = next_uid()
             os.chmod(self.root, 0o711)
             for path in writable:
                 _chown_tree(path, self.uid)
@@ -230,15 +264,18 @@ class KernelSandbox:
         rlimits = {"fsize": limits.max_file_mb * 2**20, "core": 0}
         if self.uid is not None:
             rlimits["nproc"] = limits.max_processes
-        ns = self.caps.namespaces
+        caps = self.caps
         return {
             "cgroup_procs": [str(c / "cgroup.procs") for c in self.cgroups],
-            "network_namespace": ns,
-            "mount_namespace": ns,
+            "namespaces": list(NAMESPACES) if caps.namespaces else [],
+            "user_namespace": caps.user_namespace,
+            "seccomp": caps.seccomp,
             "hide": sorted(self.hide),
             "private_tmp": list(PRIVATE_TMP),
             "tmp_size": PRIVATE_TMP_SIZE,
-            "expose": [*self.expose, str(self.root)],
+            "system": list(SYSTEM_VIEW),
+            "expose": list(self.expose),
+            "writable": [str(self.root)],
             "rlimits": rlimits,
             "uid": self.uid,
             "gid": self.uid,
@@ -304,14 +341,26 @@ class KernelSandbox:
         return pids
 
 
-def sandbox_uid(pid: int, slot: int) -> int:
-    """The uid in ``slot`` of a grading process (below 2**31 for any pid)."""
-    return UID_BASE + (pid % 2**20) * RUNS_PER_PROCESS + slot % RUNS_PER_PROCESS
+def next_uid(counter: Path = UID_COUNTER) -> int:
+    """A uid no sandbox has had since the machine booted (under a lock, so graders running
+    at once never take the same one); after the whole range, the oldest again."""
+    import fcntl  # not at import: grader --help and --static import this module anywhere
 
-
-def _kernel_slot() -> int:
-    """The next kernel's slot: every one but :data:`JAIL_SLOT`, in turn."""
-    return 1 + next(_run_numbers) % (RUNS_PER_PROCESS - 1)
+    try:
+        boot = BOOT_ID.read_text().strip()
+    except OSError:
+        boot = "unknown"
+    descriptor = os.open(counter, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        words = handle.read().split()
+        offset = 0
+        if len(words) == 2 and words[0] == boot and words[1].isdigit():
+            offset = int(words[1]) % UID_COUNT
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{boot} {offset + 1}\n")
+    return UID_BASE + offset
 
 
 def _chown_tree(path: Path, uid: int) -> None:

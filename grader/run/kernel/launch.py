@@ -5,13 +5,20 @@ so it is the process jupyter_client starts and waits on. In order it:
 
 1. starts a new session (the kernel leads its own process group);
 2. joins the run's cgroups (memory, pids) while it is still root;
-3. leaves the network namespace (no interface but a loopback that is down);
-4. builds a private mount view: ``hide`` paths are covered by empty tmpfs mounts,
-   ``private_tmp`` paths by fresh writable ones, and ``expose`` paths (the Python
-   installation, the public asset kit, the run's own folder) are bound back in;
-5. sets resource limits (file size, processes, no core dumps);
-6. switches to the run's unprivileged uid/gid, without supplementary groups;
-7. ``exec``s the kernel command, so the kernel keeps this process's pid.
+3. unshares the policy's namespaces: network (no interface but a loopback that is
+   down), mount, IPC (its own SysV and POSIX shared memory and queues), UTS (its own
+   host name) and pid; as an ordinary user, inside a new user namespace that maps the
+   user to itself alone (no root inside, so the kernel can undo none of it);
+4. with a pid namespace, forks its init and stays outside as the process jupyter_client
+   knows (:mod:`grader.run.kernel.supervise`); what follows runs in init;
+5. makes its root an allow-list view (:mod:`grader.run.kernel.view`): the system's
+   read-only parts, the Python installation, the public asset kit and the run's own
+   folder; fresh ``/tmp``-like places, ``/dev`` and ``/proc``; nothing else of the host;
+6. sets resource limits (file size, processes, no core dumps);
+7. switches to the run's unprivileged uid/gid, without supplementary groups;
+8. starts the kernel command (init's child with a pid namespace, else by ``exec``, so
+   the kernel keeps this process's pid), after ``PR_SET_NO_NEW_PRIVS`` and the seccomp
+   filter (:mod:`grader.run.kernel.seccomp`).
 
 Only the standard library is imported here: this runs before every kernel. Each step is
 taken only when the policy asks for it: the grader decides what the machine allows, and
@@ -26,13 +33,23 @@ import os
 import resource
 import sys
 
+from grader.run.kernel import seccomp, supervise, view
+
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
+NAMESPACES = {
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "pid": CLONE_NEWPID,
+}
+"""The policy's ``namespaces``, by name."""
+HOSTNAME = b"grader-kernel"
 REQUIRED = ("tmp_size",)
 """Policy keys with no default here: the grader decides them (grader.run.sandbox)."""
 RLIMITS = {
@@ -46,22 +63,7 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    libc = _libc()
-    result = libc.mount(
-        source.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        ctypes.c_ulong(flags),
-        data.encode() if data else None,
-    )
-    _check(result, f"mount {target}")
+_check = view.check
 
 
 def _join_cgroups(procs_files: list[str]) -> None:
@@ -70,30 +72,26 @@ def _join_cgroups(procs_files: list[str]) -> None:
             handle.write(str(os.getpid()))
 
 
-def _build_view(policy: dict) -> None:
-    """Private mounts: hide, give fresh tmpfs, bind the exposed paths back.
-
-    Each exposed path is held open (``O_PATH``) before anything is covered, and bound back
-    through ``/proc/self/fd``: its original path may lie under a hidden one.
-    """
-    _check(_libc().unshare(CLONE_NEWNS), "unshare(mount)")
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    held = [(p, os.open(p, os.O_PATH)) for p in policy.get("expose", []) if os.path.exists(p)]
-    for path in policy.get("hide", []):
-        if os.path.isdir(path):
-            _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-    size = policy["tmp_size"]
-    for path in policy.get("private_tmp", []):
-        if os.path.isdir(path):
-            _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
-    for path, fd in held:
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(path, exist_ok=True)
-        elif not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "a").close()
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
+def _unshare(policy: dict) -> None:
+    """Leave the policy's namespaces; as an ordinary user, inside a user namespace where
+    the user is itself (so the kernel, once ``exec``'d, holds no capability there)."""
+    flags = 0
+    for name in policy.get("namespaces", []):
+        flags |= NAMESPACES[name]
+    if not flags:
+        return
+    if not policy.get("user_namespace"):
+        _check(_libc().unshare(flags), "unshare")
+        return
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc().unshare(CLONE_NEWUSER | flags), "unshare(user)")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
 
 
 def _set_limits(limits: dict[str, int]) -> None:
@@ -112,10 +110,14 @@ def enter(policy: dict) -> None:
     if os.getsid(0) != os.getpid():  # jupyter_client usually started a new session already
         os.setsid()
     _join_cgroups(policy.get("cgroup_procs", []))
-    if policy.get("network_namespace"):
-        _check(_libc().unshare(CLONE_NEWNET), "unshare(network)")
-    if policy.get("mount_namespace"):
-        _build_view(policy)
+    _unshare(policy)
+    namespaces = policy.get("namespaces", [])
+    if "pid" in namespaces:
+        supervise.enter_pid_namespace()
+    if "mount" in namespaces:
+        view.build(policy, fresh_proc="pid" in namespaces)
+    if "uts" in namespaces:
+        _check(_libc().sethostname(HOSTNAME, len(HOSTNAME)), "sethostname")
     _set_limits(policy.get("rlimits", {}))
     if policy.get("uid") is not None:
         _drop_privileges(int(policy["uid"]), int(policy["gid"]))
@@ -137,7 +139,15 @@ def main(argv: list[str]) -> None:
                 os.chown(arg, int(policy["uid"]), int(policy["gid"]))
     enter(policy)
     os.chdir(policy.get("cwd", os.getcwd()))
-    os.execve(command[0], command, os.environ.copy())
+
+    def start() -> None:
+        if policy.get("seccomp"):
+            seccomp.install()
+        os.execve(command[0], command, os.environ.copy())
+
+    if "pid" in policy.get("namespaces", []):
+        supervise.run_as_init(start)
+    start()
 
 
 if __name__ == "__main__":

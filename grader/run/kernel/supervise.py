@@ -1,0 +1,95 @@
+"""The kernel's own pid namespace: a small init inside, a watcher outside.
+
+After the launcher has unshared a pid namespace, its next child is that namespace's
+init (pid 1). :func:`enter_pid_namespace` forks it: the launcher itself stays outside
+as the process jupyter_client knows, forwards every signal jupyter_client sends (an
+interrupt, a shutdown) to init, and exits as init exits. Init takes its own process
+group (so that jupyter_client's signal to the launcher's group reaches the kernel once,
+through init, and never twice) and dies with the launcher (``PR_SET_PDEATHSIG``).
+
+:func:`run_as_init` then starts the kernel as init's child, forwards the same signals
+to it, reaps every orphan the kernel leaves (init's duty), and exits with the kernel's
+status. When init exits the kernel of Linux kills everything left in the namespace: a
+daemon a notebook started cannot outlive its kernel, and the host's processes were
+never visible to it.
+
+Only the standard library is used (this runs before every kernel).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+"""What jupyter_client may send a kernel: an interrupt, a polite end, a user signal."""
+
+
+def _forward_to(pid: int) -> None:
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+
+
+def _exit_like(status: int) -> None:
+    """Exit as a process with wait ``status`` did (a signal's death as 128 + its number)."""
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def enter_pid_namespace() -> None:
+    """Fork the new namespace's init; in the launcher, watch it and never return."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setpgid(0, 0)
+        return
+    _forward_to(child)
+    while True:
+        pid, status = os.waitpid(child, 0)
+        if pid == child:
+            _exit_like(status)
+
+
+def run_as_init(start: Callable[[], None]) -> None:
+    """In init: fork the kernel (``start`` never returns in it), forward signals to it,
+    reap orphans until it exits, then exit with its status."""
+    for signum in FORWARDED:  # none reaches the kernel before its own handlers exist
+        signal.signal(signum, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    kernel = os.fork()
+    if kernel == 0:
+        for signum in FORWARDED:
+            signal.signal(signum, signal.SIG_DFL)
+        try:
+            start()
+        except BaseException as exc:  # exec failed: say why, as a failed exec would
+            print(f"grader.run.kernel.launch: {exc}", file=sys.stderr, flush=True)
+        os._exit(127)
+    _forward_to(kernel)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(1)
+        if pid == kernel:
+            _exit_like(status)

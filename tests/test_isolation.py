@@ -1,0 +1,246 @@
+"""The kernel's isolation seen from inside: namespaces, the seccomp filter, no root.
+
+Each test runs a small Python program through :mod:`grader.run.kernel.launch`, the way
+a kernel starts (no TensorFlow: the kernel tests train under the same launcher), and
+asserts on what that program could see and do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from grader.run import cgroups, sandbox
+from grader.run.kernel import seccomp
+from tests.conftest import ROOT
+
+CAPS = sandbox.capabilities()
+AS_ROOT = pytest.mark.skipif(
+    not (CAPS.root and CAPS.namespaces), reason="needs root and namespaces"
+)
+NOBODY = 65534
+HOST_FOLDERS = ("/home", "/srv", "/opt", "/var", "/mnt", "/boot", "/work", "/root", "/tmp")
+INSIDE = f"HOST_FOLDERS = {HOST_FOLDERS!r}" + r"""
+import ctypes, errno, json, os, socket, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+
+def call(*args):
+    result = libc.syscall(*args)
+    return 0 if result >= 0 else ctypes.get_errno()
+
+shm = open("/proc/sysvipc/shm").read().splitlines()[1:]
+try:
+    socket.create_connection(("192.0.2.1", 80), timeout=2)
+    net = "open"
+except OSError as exc:
+    net = exc.errno
+daemon = subprocess.Popen(["sleep", "300"], start_new_session=True)
+try:
+    os.mkdir("/planted")
+    planted = 0
+except OSError as exc:
+    planted = exc.errno
+print(json.dumps({
+    "pid": os.getpid(), "uid": os.getuid(),
+    "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "host": socket.gethostname(), "shm": len(shm), "net": net,
+    "lock": sorted(os.listdir("/run/lock")),
+    "hidden": sorted(os.listdir(sys.argv[1])) if os.path.isdir(sys.argv[1]) else None,
+    "unshare": call(272, 0x10000000), "mount": call(165, b"none", b"/mnt", b"tmpfs", 0, 0),
+    "clone_ns": call(56, 0x10000000 | 17, 0, 0, 0, 0), "clone3": call(435, 0, 0),
+    "keyctl": call(250, 0, 0, 0, 0, 0), "ptrace": call(101, 0, 0, 0, 0),
+    "fork": subprocess.run(["true"]).returncode, "planted": planted,
+    "tops": {d: sorted(os.listdir(d)) for d in HOST_FOLDERS if os.path.isdir(d)},
+}))
+"""
+"""What the program reports (x86-64 system call numbers; the tests skip elsewhere)."""
+
+
+def launch(policy: dict, folder: Path, python: str, secret: Path, **popen) -> dict:
+    (folder / "policy.json").write_text(json.dumps(policy))
+    os.chmod(folder / "policy.json", 0o644)
+    argv = [python, "-m", "grader.run.kernel.launch", str(folder / "policy.json"), "--"]
+    proc = subprocess.run(
+        [*argv, python, "-c", INSIDE, str(secret)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **popen,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def policy_for(root: Path, uid: int | None, expose: list[str], hide: list[str]) -> dict:
+    """The policy a kernel gets: as root with ``uid``, else (None) as an ordinary user."""
+    return {
+        "namespaces": list(sandbox.NAMESPACES),
+        "user_namespace": uid is None,
+        "seccomp": True,
+        "hide": hide,
+        "private_tmp": list(sandbox.PRIVATE_TMP),
+        "tmp_size": sandbox.PRIVATE_TMP_SIZE,
+        "system": list(sandbox.SYSTEM_VIEW),
+        "expose": expose,
+        "writable": [str(root)],
+        "rlimits": {"core": 0},
+        "uid": uid,
+        "gid": uid,
+        "root": str(root),
+        "cwd": str(root / "work"),
+    }
+
+
+def assert_isolated(seen: dict, bound: list[str]) -> None:
+    eperm = 1
+    assert seen["pid"] == 2 and seen["procs"] == [1, 2, 3]  # init, itself, its daemon: no host
+    assert seen["host"] == "grader-kernel" and seen["shm"] == 0 and seen["net"] == 101
+    assert seen["lock"] == [] and seen["hidden"] in (None, [])
+    assert seen["unshare"] == seen["mount"] == seen["clone_ns"] == eperm
+    assert seen["keyctl"] == seen["ptrace"] == eperm and seen["clone3"] == 38  # ENOSYS
+    assert seen["fork"] == 0 and seen["planted"] in (13, 30)  # EACCES, EROFS: / is read-only
+    fresh = {"/var": ["tmp"], "/tmp": []}  # private; the run's folder is bound into /tmp
+    for folder, names in seen["tops"].items():  # of the host, only what was bound
+        below = {Path(b).relative_to(folder).parts[0] for b in bound if b.startswith(folder + "/")}
+        assert set(names) == below | set(fresh.get(folder, [])), folder
+    assert not daemons_left()  # its daemon went with the namespace's init
+
+
+def daemons_left() -> list[int]:
+    """Host processes running the program's daemon (``sleep 300``)."""
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\x00300\x00":
+                left.append(int(entry.name))
+        except OSError:
+            continue
+    return left
+
+
+@pytest.fixture
+def host_leftovers() -> Iterator[Path]:
+    """A note in the host's ``/run/lock`` and a SysV shared-memory segment, as an earlier
+    student's kernel would leave them; removed afterwards."""
+    note = Path("/run/lock") / f"grader-test-note-{os.getpid()}"
+    note.write_text("from an earlier kernel")
+    libc = ctypes.CDLL(None, use_errno=True)
+    segment = libc.shmget(0, 4096, 0o1000 | 0o666)  # IPC_PRIVATE, IPC_CREAT
+    assert segment >= 0
+    yield note
+    libc.shmctl(segment, 0, None)  # IPC_RMID
+    note.unlink()
+
+
+pytestmark = pytest.mark.skipif(seccomp.machine() != "x86_64", reason="x86-64 numbers")
+
+
+def test_the_filter_program_is_well_formed_and_refuses_the_listed_calls() -> None:
+    for arch in seccomp.AUDIT_ARCH:
+        ops = seccomp.program(arch)
+        assert len(ops) < 4096
+        for index, (code, jt, jf, _k) in enumerate(ops):
+            if code in (seccomp.JEQ_K, seccomp.JSET_K, seccomp.JGE_K):
+                assert index + 1 + max(jt, jf) < len(ops)
+        assert ops[-1] == (seccomp.RET_K, 0, 0, seccomp.ALLOW)
+        refused = {k for (code, _t, _f, k) in ops if code == seccomp.JEQ_K}
+        assert set(seccomp.BLOCKED[arch].values()) | set(seccomp.COMMON.values()) <= refused
+
+
+@AS_ROOT
+def test_as_root_a_kernel_sees_only_its_own_processes_tmp_ipc_and_no_syscall_way_out(
+    tmp_path: Path, host_leftovers: Path
+) -> None:
+    uid = sandbox.next_uid()
+    (tmp_path / "run" / "work").mkdir(parents=True)
+    os.chown(tmp_path / "run" / "work", uid, uid)
+    os.chmod(tmp_path / "run", 0o711)
+    secret = Path(__file__).parent / "fixtures"
+    policy = policy_for(tmp_path / "run", uid, python_paths(), [str(secret), str(Path.home())])
+    seen = launch(policy, tmp_path, sys.executable, secret, cwd=ROOT)
+    assert seen["uid"] == uid
+    assert_isolated(seen, [*python_paths(), str(tmp_path / "run")])
+    assert not cgroups.pids_of_uid(uid)
+
+
+def python_paths() -> list[str]:
+    return [*sandbox.python_paths(), str(ROOT / "grader")]
+
+
+def test_as_an_ordinary_user_the_same_layers_hold_in_a_user_namespace(
+    host_leftovers: Path,
+) -> None:
+    """Run as ``nobody`` (CI runs as root, so the test drops to it), with the system's
+    Python and a world-readable copy of the launcher: no root, no cgroups, the same view."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or python is None:
+        pytest.skip("needs root to become nobody, and a system python3")
+    if not _user_namespaces_allowed(python):
+        pytest.skip("this machine does not allow unprivileged user namespaces")
+    folder = Path(tempfile.mkdtemp(prefix="grader-nonroot-"))
+    try:
+        package = folder / "package"
+        for name in ("__init__.py", "run/__init__.py", *launcher_files()):
+            (package / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / "grader" / name, package / "grader" / name)
+        secret = folder / "secret"
+        secret.mkdir()
+        (secret / "holdout.txt").write_text("hidden")
+        (folder / "run" / "work").mkdir(parents=True)
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(folder)], check=True)
+        os.chmod(folder, 0o755)
+        policy = policy_for(folder / "run", None, [str(package)], [str(secret)])
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package)}
+        seen = launch(
+            policy,
+            folder,
+            python,
+            secret,
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            env=env,
+            cwd="/",
+        )
+        assert seen["uid"] == NOBODY
+        assert_isolated(seen, [str(package), str(folder / "run")])
+    finally:
+        shutil.rmtree(folder)
+
+
+def launcher_files() -> list[str]:
+    return [f"run/kernel/{p.name}" for p in (ROOT / "grader" / "run" / "kernel").glob("*.py")]
+
+
+def _user_namespaces_allowed(python: str) -> bool:
+    code = "import ctypes,sys; sys.exit(ctypes.CDLL(None).unshare(0x10000000) != 0)"
+    proc = subprocess.run([python, "-c", code], user=NOBODY, group=NOBODY, extra_groups=[])
+    return proc.returncode == 0
+
+
+def test_uids_are_never_the_same_twice_within_a_boot(tmp_path: Path) -> None:
+    """Not across graders running at once (the counter is locked), not after any number
+    of kernels; a counter from another boot, or damaged, starts the range again."""
+    counter = tmp_path / "uids"
+    with ThreadPoolExecutor(4) as pool:
+        uids = list(pool.map(lambda _: sandbox.next_uid(counter), range(200)))
+    assert len(set(uids)) == 200 and min(uids) == sandbox.UID_BASE
+    assert max(uids) == sandbox.UID_BASE + 199
+    boot = sandbox.BOOT_ID.read_text().strip()
+    assert counter.read_text() == f"{boot} 200\n" and oct(counter.stat().st_mode)[-3:] == "600"
+    counter.write_text("another-boot 5000\n")
+    assert sandbox.next_uid(counter) == sandbox.UID_BASE
+    counter.write_text(f"{boot} {sandbox.UID_COUNT}\n")  # the whole range used: round again
+    assert sandbox.next_uid(counter) == sandbox.UID_BASE
+    counter.write_text("garbage")
+    assert sandbox.next_uid(counter) == sandbox.UID_BASE
