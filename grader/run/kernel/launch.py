@@ -121,6 +121,8 @@ def enter(policy: dict) -> None:
     _set_limits(policy.get("rlimits", {}))
     if policy.get("uid") is not None:
         _drop_privileges(int(policy["uid"]), int(policy["gid"]))
+    if "pid" in namespaces:
+        supervise.die_with_launcher()
     os.umask(0o077)
 
 
@@ -140,12 +142,17 @@ def main(argv: list[str]) -> None:
     enter(policy)
     os.chdir(policy.get("cwd", os.getcwd()))
 
+    environment = os.environ.copy()
+    in_pid_namespace = "pid" in policy.get("namespaces", [])
+    if in_pid_namespace and supervise.PARENT_VARIABLE in environment:
+        environment[supervise.PARENT_VARIABLE] = "1"
+
     def start() -> None:
         if policy.get("seccomp"):
             seccomp.install()
-        os.execve(command[0], command, os.environ.copy())
+        os.execve(command[0], command, environment)
 
-    if "pid" in policy.get("namespaces", []):
+    if in_pid_namespace:
         supervise.run_as_init(start)
     start()
 

@@ -9,7 +9,9 @@ through init, and never twice) and dies with the launcher (``PR_SET_PDEATHSIG``)
 
 :func:`run_as_init` then starts the kernel as init's child, forwards the same signals
 to it, reaps every orphan the kernel leaves (init's duty), and exits with the kernel's
-status. When init exits the kernel of Linux kills everything left in the namespace: a
+status. The kernel's parent is init (pid 1), which ipykernel takes for "orphaned" and
+exits; its ``JPY_PARENT_PID`` is therefore 1, which says so (:data:`PARENT_VARIABLE`).
+When init exits the kernel of Linux kills everything left in the namespace: a
 daemon a notebook started cannot outlive its kernel, and the host's processes were
 never visible to it.
 
@@ -25,6 +27,8 @@ import sys
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+PARENT_VARIABLE = "JPY_PARENT_PID"
+"""ipykernel's parent pid (it exits when its parent changes): 1, init, where there is one."""
 FORWARDED = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -53,13 +57,19 @@ def _exit_like(status: int) -> None:
     os._exit(code if code >= 0 else 128 - code)
 
 
+def die_with_launcher() -> None:
+    """In init: be killed when the launcher dies (again after a change of uid, which
+    clears the setting)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def enter_pid_namespace() -> None:
     """Fork the new namespace's init; in the launcher, watch it and never return."""
     sys.stdout.flush()
     sys.stderr.flush()
     child = os.fork()
     if child == 0:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        die_with_launcher()
         os.setpgid(0, 0)
         return
     _forward_to(child)
