@@ -11,9 +11,11 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +32,9 @@ AS_ROOT = pytest.mark.skipif(
 )
 NOBODY = 65534
 HOST_FOLDERS = ("/home", "/srv", "/opt", "/var", "/mnt", "/boot", "/work", "/root", "/tmp")
-INSIDE = f"HOST_FOLDERS = {HOST_FOLDERS!r}" + r"""
+INSIDE = (
+    f"HOST_FOLDERS = {HOST_FOLDERS!r}"
+    + r"""
 import ctypes, errno, json, os, socket, subprocess, sys
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -61,8 +65,11 @@ print(json.dumps({
     "keyctl": call(250, 0, 0, 0, 0, 0), "ptrace": call(101, 0, 0, 0, 0),
     "fork": subprocess.run(["true"]).returncode, "planted": planted,
     "tops": {d: sorted(os.listdir(d)) for d in HOST_FOLDERS if os.path.isdir(d)},
+    "writable": sorted({line.split()[4] for line in open("/proc/self/mountinfo")
+                        if "rw" in line.split()[5].split(",")}),
 }))
 """
+)
 """What the program reports (x86-64 system call numbers; the tests skip elsewhere)."""
 
 
@@ -109,6 +116,9 @@ def assert_isolated(seen: dict, bound: list[str]) -> None:
     assert seen["unshare"] == seen["mount"] == seen["clone_ns"] == eperm
     assert seen["keyctl"] == seen["ptrace"] == eperm and seen["clone3"] == 38  # ENOSYS
     assert seen["fork"] == 0 and seen["planted"] in (13, 30)  # EACCES, EROFS: / is read-only
+    fresh_places = ["/proc", "/dev", *sandbox.PRIVATE_TMP, *bound[-1:]]  # the last: the run's
+    for point in seen["writable"]:
+        assert any(point == p or point.startswith(p + "/") for p in fresh_places), point
     fresh = {"/var": ["tmp"], "/tmp": []}  # private; the run's folder is bound into /tmp
     for folder, names in seen["tops"].items():  # of the host, only what was bound
         below = {Path(b).relative_to(folder).parts[0] for b in bound if b.startswith(folder + "/")}
@@ -142,7 +152,7 @@ def host_leftovers() -> Iterator[Path]:
     note.unlink()
 
 
-pytestmark = pytest.mark.skipif(seccomp.machine() != "x86_64", reason="x86-64 numbers")
+X86_64 = pytest.mark.skipif(seccomp.machine() != "x86_64", reason="x86-64 numbers inside")
 
 
 def test_the_filter_program_is_well_formed_and_refuses_the_listed_calls() -> None:
@@ -157,6 +167,7 @@ def test_the_filter_program_is_well_formed_and_refuses_the_listed_calls() -> Non
         assert set(seccomp.BLOCKED[arch].values()) | set(seccomp.COMMON.values()) <= refused
 
 
+@X86_64
 @AS_ROOT
 def test_as_root_a_kernel_sees_only_its_own_processes_tmp_ipc_and_no_syscall_way_out(
     tmp_path: Path, host_leftovers: Path
@@ -177,6 +188,7 @@ def python_paths() -> list[str]:
     return [*sandbox.python_paths(), str(ROOT / "grader")]
 
 
+@X86_64
 def test_as_an_ordinary_user_the_same_layers_hold_in_a_user_namespace(
     host_leftovers: Path,
 ) -> None:
@@ -244,3 +256,110 @@ def test_uids_are_never_the_same_twice_within_a_boot(tmp_path: Path) -> None:
     assert sandbox.next_uid(counter) == sandbox.UID_BASE
     counter.write_text("garbage")
     assert sandbox.next_uid(counter) == sandbox.UID_BASE
+
+
+def run_bpf(ops: list[tuple[int, int, int, int]], arch: int, nr: int, arg0: int = 0) -> int:
+    """What the filter answers for one call: a small interpreter of the instructions the
+    filter uses (loads of ``seccomp_data`` words, jumps on a constant, returns)."""
+    data = {seccomp.OFFSET_NR: nr, seccomp.OFFSET_ARCH: arch, seccomp.OFFSET_ARG0: arg0}
+    accumulator, pc = 0, 0
+    while True:
+        code, jt, jf, k = ops[pc]
+        if code == seccomp.LD_W_ABS:
+            accumulator, pc = data[k], pc + 1
+        elif code == seccomp.RET_K:
+            return k
+        else:
+            taken = {
+                seccomp.JEQ_K: accumulator == k,
+                seccomp.JGE_K: accumulator >= k,
+                seccomp.JSET_K: bool(accumulator & k),
+            }[code]
+            pc += 1 + (jt if taken else jf)
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.AUDIT_ARCH))
+def test_the_filter_answers_each_call_as_documented(arch: str) -> None:
+    ops, audit = seccomp.program(arch), seccomp.AUDIT_ARCH[arch]
+    eperm, enosys = seccomp.refuse(1), seccomp.refuse(38)
+    for name, number in {**seccomp.BLOCKED[arch], **seccomp.COMMON}.items():
+        assert run_bpf(ops, audit, number) == eperm, name
+    clone = seccomp.CLONE[arch]
+    assert run_bpf(ops, audit, clone, 0x003D0F00) == seccomp.ALLOW  # a thread's flags
+    assert run_bpf(ops, audit, clone, 0x01200011) == seccomp.ALLOW  # fork's
+    assert run_bpf(ops, audit, clone, 0x10000000 | 17) == eperm  # CLONE_NEWUSER
+    assert run_bpf(ops, audit, seccomp.CLONE3) == enosys
+    for allowed in (0, 1, 2, 3, 60, 63, 64, 93, 222, 231):  # read, write, exit, mmap, ...
+        if allowed not in {**seccomp.BLOCKED[arch], **seccomp.COMMON}.values():
+            assert run_bpf(ops, audit, allowed) == seccomp.ALLOW
+    assert run_bpf(ops, 0x40000003, 1) == seccomp.KILL_PROCESS  # another ABI (i386)
+    if arch == "x86_64":
+        assert run_bpf(ops, audit, seccomp.X32_BIT | 1) == eperm
+
+
+LIFE = r"""
+import os, signal, sys, time, subprocess
+mode = sys.argv[1]
+if mode == "exit":
+    sys.exit(3)
+if mode == "segv":
+    os.kill(os.getpid(), signal.SIGSEGV)
+subprocess.Popen(["sleep", "300"], start_new_session=True)
+signal.signal(signal.SIGINT, lambda *_: open("interrupts", "a").write("INT\n"))
+open("ready", "w").close()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not os.path.exists("interrupts"):
+    time.sleep(0.05)
+time.sleep(1)  # a second delivery would land now
+"""
+
+
+def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
+    """The program above through the launcher, started as jupyter_client starts a kernel
+    (a new session); its work folder."""
+    uid = sandbox.next_uid()
+    work = tmp_path / "run" / "work"
+    work.mkdir(parents=True)
+    os.chown(work, uid, uid)
+    os.chmod(tmp_path / "run", 0o711)
+    policy = policy_for(tmp_path / "run", uid, python_paths(), [str(Path.home())])
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    argv = [sys.executable, "-m", "grader.run.kernel.launch", str(tmp_path / "policy.json")]
+    command = [*argv, "--", sys.executable, "-c", LIFE, mode]
+    return subprocess.Popen(command, cwd=ROOT, start_new_session=True), work
+
+
+@AS_ROOT
+def test_an_interrupt_to_the_launchers_group_reaches_the_kernel_once(tmp_path: Path) -> None:
+    proc, work = start(tmp_path, "interrupt")
+    wait_for(lambda: (work / "ready").exists())
+    os.killpg(proc.pid, signal.SIGINT)  # what jupyter_client's interrupt does
+    assert proc.wait(timeout=60) == 0
+    assert (work / "interrupts").read_text() == "INT\n"
+    assert wait_for(lambda: not daemons_left())
+
+
+@AS_ROOT
+@pytest.mark.parametrize(("mode", "status"), [("exit", 3), ("segv", -signal.SIGSEGV)])
+def test_the_kernels_exit_status_is_the_launchers(tmp_path: Path, mode: str, status: int) -> None:
+    proc, _ = start(tmp_path, mode)
+    assert proc.wait(timeout=60) == status
+
+
+@AS_ROOT
+def test_killing_the_launcher_takes_the_whole_namespace_with_it(tmp_path: Path) -> None:
+    proc, work = start(tmp_path, "interrupt")
+    wait_for(lambda: (work / "ready").exists())
+    os.kill(proc.pid, signal.SIGKILL)  # jupyter_client's kill, or a grader's death
+    proc.wait(timeout=10)
+    assert wait_for(lambda: not daemons_left())
+    assert not (work / "interrupts").exists()
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")

@@ -36,9 +36,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -177,24 +179,39 @@ def not_enforced_warning(caps: Capabilities) -> str | None:
 
 
 def _namespaces_work(user_namespace: bool) -> bool:
-    from grader.run.kernel.launch import CLONE_NEWUSER
-    from grader.run.kernel.launch import NAMESPACES as FLAGS
-
-    flags = sum(FLAGS[name] for name in NAMESPACES) | (CLONE_NEWUSER if user_namespace else 0)
-    code = (
-        "import ctypes,sys; libc=ctypes.CDLL(None, use_errno=True);"
-        f"sys.exit(libc.unshare({flags}) != 0)"
-    )
-    return _succeeds(code)
+    """Whether the launcher itself can make a kernel's namespaces and view here: it is
+    run on ``true`` with them, as a kernel would be (a container may allow ``unshare``
+    and still refuse a fresh ``/proc``)."""
+    scratch = Path(tempfile.mkdtemp(prefix="grader-probe-"))
+    try:
+        (scratch / "work").mkdir()
+        policy = {
+            "namespaces": list(NAMESPACES),
+            "user_namespace": user_namespace,
+            "system": list(SYSTEM_VIEW),
+            "expose": list(python_paths()),
+            "writable": [str(scratch)],
+            "private_tmp": list(PRIVATE_TMP),
+            "tmp_size": "1m",
+            "root": str(scratch),
+            "cwd": str(scratch / "work"),
+        }
+        (scratch / "policy.json").write_text(json.dumps(policy))
+        launch = [sys.executable, "-m", "grader.run.kernel.launch", str(scratch / "policy.json")]
+        true = shutil.which("true") or "/bin/true"
+        return _succeeds([*launch, "--", true])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _seccomp_works() -> bool:
-    return _succeeds("from grader.run.kernel import seccomp; seccomp.install()")
+    code = "import sys; from grader.run.kernel import seccomp; sys.exit(seccomp.install() is None)"
+    return _succeeds([sys.executable, "-c", code])
 
 
-def _succeeds(code: str) -> bool:
+def _succeeds(argv: list[str]) -> bool:
     try:
-        proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
+        proc = subprocess.run(argv, timeout=30, capture_output=True)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0

@@ -10,8 +10,9 @@ kernel starts and never removable. Refused with ``EPERM``:
 * kernel attack surface a notebook has no use for: the keyrings (``keyctl``,
   ``add_key``, ``request_key``), ``bpf``, ``perf_event_open``, ``io_uring_*``,
   ``userfaultfd``;
-* other processes and the machine: ``ptrace``, ``process_vm_readv``/``writev``,
-  ``kexec_*``, module loading, ``swapon``/``swapoff``, ``reboot``, ``acct``.
+* other processes and the machine: ``ptrace``, ``open_by_handle_at``,
+  ``process_vm_readv``/``writev``, ``kexec_*``, module loading, ``swapon``/``swapoff``,
+  ``reboot``, ``acct``.
 
 ``clone3`` is refused with ``ENOSYS``: its flags sit in memory a filter cannot read, and
 the C library then falls back to ``clone``, whose flags it can. Threads, ``fork`` and
@@ -57,6 +58,7 @@ BLOCKED = {
         "init_module": 175,
         "finit_module": 313,
         "delete_module": 176,
+        "open_by_handle_at": 304,
         "swapon": 167,
         "swapoff": 168,
         "reboot": 169,
@@ -82,6 +84,7 @@ BLOCKED = {
         "init_module": 105,
         "finit_module": 273,
         "delete_module": 106,
+        "open_by_handle_at": 265,
         "swapon": 224,
         "swapoff": 225,
         "reboot": 142,

@@ -8,8 +8,9 @@ group (so that jupyter_client's signal to the launcher's group reaches the kerne
 through init, and never twice) and dies with the launcher (``PR_SET_PDEATHSIG``).
 
 :func:`run_as_init` then starts the kernel as init's child, forwards the same signals
-to it, reaps every orphan the kernel leaves (init's duty), and exits with the kernel's
-status. The kernel's parent is init (pid 1), which ipykernel takes for "orphaned" and
+to it, reaps every orphan the kernel leaves (init's duty), and hands the kernel's wait
+status to the launcher, which ends the same way (an exit code as that code, a signal
+as that signal). The kernel's parent is init (pid 1), which ipykernel takes for "orphaned" and
 exits; its ``JPY_PARENT_PID`` is therefore 1, which says so (:data:`PARENT_VARIABLE`).
 When init exits the kernel of Linux kills everything left in the namespace: a
 daemon a notebook started cannot outlive its kernel, and the host's processes were
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -51,43 +54,68 @@ def _forward_to(pid: int) -> None:
         signal.signal(signum, forward)
 
 
+_PIPES: dict[str, int] = {}
+"""Init's ends of its two pipes to the launcher: ``alive`` (read: it ends, empty, when the
+launcher is gone) and ``status`` (write: the kernel's wait status, for the launcher)."""
+
+
 def _exit_like(status: int) -> None:
-    """Exit as a process with wait ``status`` did (a signal's death as 128 + its number)."""
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(code if code >= 0 else 128 - code)
+    """End as a process with wait ``status`` did: the same exit code, or the same signal
+    (without a core dump), so that jupyter_client sees what the kernel died of."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)  # a signal that does not end a process by default
+    os._exit(os.waitstatus_to_exitcode(status))
 
 
 def die_with_launcher() -> None:
-    """In init: be killed when the launcher dies (again after a change of uid, which
-    clears the setting)."""
+    """In init: be killed when the launcher dies (set again after a change of uid, which
+    clears it), and end now if it died before this was set."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    alive = _PIPES.get("alive")
+    if alive is not None and select.select([alive], [], [], 0)[0]:
+        os._exit(1)  # readable: the launcher's end is closed, it is gone
 
 
 def enter_pid_namespace() -> None:
     """Fork the new namespace's init; in the launcher, watch it and never return."""
     sys.stdout.flush()
     sys.stderr.flush()
+    alive_read, alive_write = os.pipe()
+    status_read, status_write = os.pipe()
     child = os.fork()
     if child == 0:
+        os.close(alive_write)
+        os.close(status_read)
+        _PIPES.update(alive=alive_read, status=status_write)
         die_with_launcher()
         os.setpgid(0, 0)
         return
+    os.close(alive_read)
+    os.close(status_write)
     _forward_to(child)
     while True:
         pid, status = os.waitpid(child, 0)
         if pid == child:
-            _exit_like(status)
+            told = os.read(status_read, 32).decode().strip()
+            _exit_like(int(told) if told.lstrip("-").isdigit() else status)
 
 
 def run_as_init(start: Callable[[], None]) -> None:
     """In init: fork the kernel (``start`` never returns in it), forward signals to it,
-    reap orphans until it exits, then exit with its status."""
+    reap orphans until it exits, then tell the launcher its status and exit."""
     for signum in FORWARDED:  # none reaches the kernel before its own handlers exist
         signal.signal(signum, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
     kernel = os.fork()
     if kernel == 0:
+        for fd in _PIPES.values():
+            os.close(fd)
         for signum in FORWARDED:
             signal.signal(signum, signal.SIG_DFL)
         try:
@@ -102,4 +130,6 @@ def run_as_init(start: Callable[[], None]) -> None:
         except ChildProcessError:
             os._exit(1)
         if pid == kernel:
-            _exit_like(status)
+            if "status" in _PIPES:
+                os.write(_PIPES["status"], f"{status}\n".encode())
+            os._exit(1)

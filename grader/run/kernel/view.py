@@ -28,6 +28,7 @@ from grader.run.kernel import seccomp
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME = 32, 1024, 2048
 MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 4096, 16384, 1 << 18, 1 << 21
+MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 LOCKED = {  # statvfs flag -> mount flag: what a bind's read-only remount must keep
     os.ST_RDONLY: MS_RDONLY,
@@ -74,10 +75,33 @@ def _locked_flags(path: str) -> int:
     return sum(ms for st, ms in LOCKED.items() if flags & st)
 
 
+def mounts_under(target: str) -> list[str]:
+    """Mount points at or below ``target`` in this namespace, outermost first."""
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = line.split()[4]
+            for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+                point = point.replace(code, char)
+            if inside(point, target):
+                found.append(point)
+    return sorted(set(found), key=len)
+
+
+def _restrict(target: str, extra: int) -> None:
+    """Remount every mount at or below ``target`` with ``extra`` flags, keeping the ones a
+    user namespace may not clear (so the remount never fails there)."""
+    for point in mounts_under(target):
+        flags = MS_REMOUNT | MS_BIND | extra | _locked_flags(point)
+        if not flags & (MS_NOATIME | MS_RELATIME):
+            flags |= MS_STRICTATIME
+        mount("none", point, None, flags)
+
+
 def _bind(new_root: str, path: str, read_only: bool) -> None:
     """``path`` at the same place under ``new_root``: a top-level link as a link, else
-    bound, with what is mounted inside it when read-only (a writable path is the run's
-    folder, where the view itself is being built: bound alone)."""
+    bound, read-only with everything mounted inside it; a writable path (the run's
+    folder, where the view itself is being built) alone, without devices or set-uid."""
     target = new_root + path
     if os.path.islink(path) and os.path.dirname(path) == "/":
         os.symlink(os.readlink(path), target)
@@ -88,23 +112,22 @@ def _bind(new_root: str, path: str, read_only: bool) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         open(target, "a").close()
     mount(path, target, None, MS_BIND | (MS_REC if read_only else 0))
-    if read_only:
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target)
-        mount("none", target, None, flags)
+    _restrict(target, MS_RDONLY if read_only else MS_NOSUID | MS_NODEV)
+
+
+def inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def covered(hide: list[str], bound: list[str]) -> list[str]:
     """The hidden paths that need covering: those inside something bound into the view
-    (anything else of the host is not in it), unless something bound lies inside them."""
+    (anything else of the host is not in it at all)."""
+    return [h for h in hide if any(inside(h, b) for b in bound)]
 
-    def inside(path: str, folder: str) -> bool:
-        return path == folder or path.startswith(folder.rstrip("/") + "/")
 
-    return [
-        h
-        for h in hide
-        if any(inside(h, b) for b in bound) and not any(inside(b, h) and b != h for b in bound)
-    ]
+def nested(paths: list[str], bound: list[str]) -> list[str]:
+    """What is bound strictly inside ``paths``: bound again once they are covered."""
+    return [b for b in bound if any(inside(b, h) and b != h for h in paths)]
 
 
 def _fresh(target: str, size: str, mode: str = "1777") -> None:
@@ -154,10 +177,19 @@ def build(policy: dict, fresh_proc: bool) -> None:
             _bind(new_root, path, read_only=True)
     for path in policy.get("writable", []):
         _bind(new_root, path, read_only=False)
-    bound = [*policy.get("system", []), *policy.get("expose", []), *policy.get("writable", [])]
-    for path in covered(policy.get("hide", []), bound):
-        if os.path.isdir(new_root + path):
-            mount("none", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    readable = [*policy.get("system", []), *policy.get("expose", [])]
+    writable = policy.get("writable", [])
+    hidden = [
+        h
+        for h in covered(policy.get("hide", []), readable + writable)
+        if os.path.isdir(new_root + h)
+    ]
+    for path in hidden:
+        mount("none", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    for path in nested(hidden, readable):
+        _bind(new_root, path, read_only=True)
+    for path in nested(hidden, writable):
+        _bind(new_root, path, read_only=False)
     if fresh_proc:
         os.makedirs(new_root + "/proc", exist_ok=True)
         mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
