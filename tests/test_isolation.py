@@ -363,3 +363,19 @@ def wait_for(condition, timeout_s: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+@AS_ROOT
+def test_the_sandbox_finds_a_kernels_process_that_left_its_session(tmp_path: Path) -> None:
+    """Without cgroups or a uid of its own (an ordinary user), the memory watchdog and the
+    clean-up find the kernel's processes by its pid namespace, not only its session."""
+    proc, work = start(tmp_path, "interrupt")
+    try:
+        wait_for(lambda: (work / "ready").exists())
+        box = sandbox.KernelSandbox(root=tmp_path, limits=sandbox.KernelLimits(64, 8, 1))
+        found = box._pids(proc.pid)
+        assert set(daemons_left()) <= found  # the daemon started a session of its own
+        assert len(found - cgroups.pids_of_session(proc.pid)) == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)

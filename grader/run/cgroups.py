@@ -129,6 +129,29 @@ def pids_of_session(sid: int) -> set[int]:
     return found
 
 
+def pid_namespace_of_children(pid: int) -> str | None:
+    """The pid namespace ``pid`` starts its children in (the kernel's, for its launcher),
+    None where it cannot be read."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid_for_children")
+    except OSError:
+        return None
+
+
+def pids_in_namespace(namespace: str) -> set[int]:
+    """Live processes in the pid namespace ``namespace`` (a ``pid:[...]`` link): a
+    kernel's processes, even those that left its session."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == namespace and not is_zombie(entry):
+                    found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def pids_of_uid(uid: int) -> set[int]:
     """Live processes of ``uid`` (zombies are dead already: they wait for init to reap them)."""
     found = set()

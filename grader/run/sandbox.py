@@ -257,6 +257,8 @@ class KernelSandbox:
     peak_memory_mb: int | None = None
     """Most memory the kernel's cgroup used (None without a memory cgroup)."""
     _watchdog: threading.Thread | None = None
+    _namespace: str | None = None
+    """The kernel's pid namespace, read once its launcher has made it."""
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def prepare(self, writable: list[Path]) -> Path:
@@ -354,6 +356,10 @@ class KernelSandbox:
             pids |= cgroups.pids_of_uid(self.uid)
         if kernel_pid:
             pids |= cgroups.pids_of_session(kernel_pid)
+            namespace = self._namespace or cgroups.pid_namespace_of_children(kernel_pid)
+            if namespace and namespace != cgroups.pid_namespace_of_children(os.getpid()):
+                self._namespace = namespace  # the kernel's own: its processes, wherever
+                pids |= cgroups.pids_in_namespace(namespace)
         pids.discard(os.getpid())
         return pids
 
