@@ -40,7 +40,6 @@ import shutil
 import site
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from pathlib import Path
 
 from grader.errors import UsageError
 from grader.run import cgroups
+from grader.run.runfolders import make_run_folder
 from grader.run.trees import chown_tree
 
 UID_BASE = 1_500_000_000
@@ -182,7 +182,7 @@ def _namespaces_work(user_namespace: bool) -> bool:
     """Whether the launcher itself can make a kernel's namespaces and view here: it is
     run on ``true`` with them, as a kernel would be (a container may allow ``unshare``
     and still refuse a fresh ``/proc``)."""
-    scratch = Path(tempfile.mkdtemp(prefix="grader-probe-"))
+    scratch = make_run_folder()  # named for this process: swept if it is killed meanwhile
     try:
         (scratch / "work").mkdir()
         policy = {
