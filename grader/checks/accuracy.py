@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import nbformat
 
 from grader.checks.facts import (
-    CompileEvent,
     EvaluateEvent,
     Facts,
     FitEndEvent,
@@ -75,11 +74,6 @@ SAMPLING_ERRORS = 2
 """The full-credit line sits this many holdout sampling errors (at least the rubric's
 tolerance) below the reference's lowest seed."""
 MSG_MISMATCH = "The notebook reported {reported:.1%} but the model measures {measured:.1%}."
-MSG_READ_AS_LOGITS = (
-    " Its loss treats the model's output as a probability (from_logits=False), but the"
-    " output is not one (its values leave 0-1), so it was read as a logit, as the"
-    " exercise's own sigmoid reads it: a linear output needs from_logits=True."
-)
 PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)?)\s*(%?)", re.I)
 PROGRESS = ("━", "/step", "[==", "ETA")
 
@@ -209,7 +203,7 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
         base = facts.measured.base if facts.measured is not None else None
         message = _band_message("Measured", measured, bar, spec, base)
         score = score_from(measured, bar.full_at, spec)
-        message += _mismatch_note(spec, facts) + _reading_note(facts)
+        message += _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
     reported = self_reported_accuracy(facts.events)
     if reported is None:
@@ -251,14 +245,6 @@ def _mismatch_note(spec: CheckSpec, facts: Facts) -> str:
     return " " + MSG_MISMATCH.format(
         reported=max(claims, key=lambda c: abs(c - measured)), measured=measured
     )
-
-
-def _reading_note(facts: Facts) -> str:
-    """Why the outputs were read otherwise than the loss said (a ``from_logits`` mismatch)."""
-    compiles = [e for e in facts.events if isinstance(e, CompileEvent)]
-    said = compiles[-1].from_logits if compiles else None
-    read = facts.measured.rule if facts.measured is not None else None
-    return MSG_READ_AS_LOGITS if said is False and read == "logit" else ""
 
 
 def _accuracy_evidence(facts: Facts) -> list[Evidence]:

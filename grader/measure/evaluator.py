@@ -72,24 +72,6 @@ def _output_rule(model: Any, hint: str | None = None) -> str:
     return "probability" if name == "sigmoid" else "logit"
 
 
-def read_outputs(rule: str, outputs: Any) -> tuple[str, Any]:
-    """The rule that holds for these outputs (every one of the holdout's) and the classes
-    it gives.
-
-    A single output is read as a probability only if every value is one: an output that
-    leaves [0, 1] is a logit, whatever the loss said. That is how the exercise itself
-    reads a linear output (the tutorial's last cell applies ``sigmoid``), and it is what
-    a ``from_logits`` mismatch (a linear output trained as if it were a probability,
-    whose values the loss clips at 0 and 1) costs in the real setting.
-    """
-    if rule == "argmax":
-        return rule, outputs.argmax(axis=-1)
-    values = outputs.reshape(-1)
-    if rule == "probability" and values.size and (values.min() < 0.0 or values.max() > 1.0):
-        rule = "logit"
-    return rule, values > (0.5 if rule == "probability" else 0.0)
-
-
 def _input_side(model: Any) -> tuple[int, int]:
     shape = model.inputs[0].shape
     rows, cols = shape[1], shape[2]
@@ -309,15 +291,15 @@ def measure(
     base, moved = _base_state(model, shipped, side)
     batches = images_of.batches(side, limit)
     predict = _predictor(model, batches)
-    outputs, labels = [], []
-    for images, batch_labels in batches:
-        outputs.append(np.asarray(predict(images)))
-        labels.append(np.asarray(batch_labels))
-    total = sum(int(batch.shape[0]) for batch in labels)
-    correct = 0
-    if total:
-        rule, predicted = read_outputs(rule, np.concatenate(outputs))
-        correct = int((predicted.astype(int) == np.concatenate(labels)).sum())
+    correct = total = 0
+    for images, labels in batches:
+        outputs = np.asarray(predict(images))
+        if rule == "argmax":
+            predicted = outputs.argmax(axis=-1)
+        else:
+            predicted = outputs.reshape(-1) > (0.5 if rule == "probability" else 0.0)
+        correct += int((predicted.astype(int) == labels).sum())
+        total += int(labels.shape[0])
     return {
         "accuracy": correct / total if total else None,
         "images": total,
