@@ -10,19 +10,20 @@ the uid and the cgroups:
 limit             enforced by                                      where not allowed
 ================  ===============================================  =========================
 network           own network namespace (kernel talks over ipc)    not enforced (warned)
-files             private mount view: grader's paths hidden,       not enforced (warned)
+files             allow-list view (``kernel/view.py``):             not enforced (warned)
+                  system read-only, Python, kit, run folder;
                   fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``,
-                  ``/run/lock``
+                  ``/run/lock``, ``/dev``
 processes seen    own pid namespace with a small init, fresh       not enforced (warned)
                   ``/proc``; own IPC and UTS namespaces
 system calls      no-new-privs and a seccomp filter                not enforced (warned)
                   (:mod:`grader.run.kernel.seccomp`)
 user              own unprivileged uid (root only)                 grader's own user (warned)
-memory            cgroup (v1 ``memory`` or v2 ``memory.max``)      RSS watchdog on the uid /
-                                                                   process group
+memory            cgroup (v1 ``memory`` or v2 ``memory.max``)      RSS watchdog on the uid,
+                                                                   session, pid namespace
 processes         cgroup ``pids``; ``RLIMIT_NPROC`` per uid        not enforced (warned)
 file size         ``RLIMIT_FSIZE``                                 always
-leftovers         cgroup / uid / process group killed at the end  process group only
+leftovers         cgroup / uid / session / pid namespace killed    session, pid namespace
 ================  ===============================================  =========================
 
 :class:`KernelSandbox` is used by :mod:`grader.run.execute`: it writes the policy that
