@@ -21,10 +21,13 @@ import pytest
 from grader.rubric.schema import load_rubric
 from grader.run.cgroups import make_cgroups
 from grader.run.execute import MSG_CELL_TIMEOUT
+from grader.run.kernel.view import mount
 from grader.run.runfolders import (
     LEGACY_OWNER_FILE,
+    NO_DEVICES,
     RUN_PREFIX,
     UNOWNED_STALE_S,
+    DiskQuota,
     RunOwner,
     pid_namespace,
     run_folder_prefix,
@@ -99,6 +102,11 @@ def run_folders_before() -> RunFolders:
     legacy = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=tmp))
     (legacy / LEGACY_OWNER_FILE).write_text(str(dead_pid()))
     planted.append(legacy)
+    if capabilities().quota:  # a killed grader's folder with its quota still mounted
+        mounted = Path(tempfile.mkdtemp(prefix=owned_prefix(dead_pid()), dir=tmp))
+        mount("none", str(mounted), "tmpfs", NO_DEVICES, DiskQuota(1, 16).options())
+        (mounted / "left.txt").write_text("from a killed grader's kernel")
+        planted.append(mounted)
     existing = set(Path(tmp).glob(f"{RUN_PREFIX}*"))
     return RunFolders(existing=existing, planted=planted, orphan_cgroups=plant_orphan_cgroups())
 

@@ -239,6 +239,9 @@ def test_the_status_is_the_worst_condition_and_every_condition_is_flagged(tmp_pa
     assert run_flags(run) == ["cell_timeout", "notebook_timeout", "output_truncated"]
     run.out_of_memory = True
     assert run_status(run) == "out_of_memory"
+    run.timed_out, run.notebook_timeout, run.truncated, run.out_of_memory = [], False, [], False
+    run.disk_full = 1  # a flag alone: the writes it failed are the cells' own errors
+    assert (run_status(run), run_flags(run)) == ("graded", ["disk_full"])
     assert [c.flag for c in RUN_CONDITIONS] == [
         "cell_timeout",
         "notebook_timeout",
@@ -248,6 +251,7 @@ def test_the_status_is_the_worst_condition_and_every_condition_is_flagged(tmp_pa
         "cell_errors",
         "output_truncated",
         "kernel_output_unreadable",
+        "disk_full",
     ]
 
 

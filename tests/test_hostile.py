@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import pytest
 from grader.run.cgroups import grader_cgroups
 from grader.run.probe import MSG_MISSING, MSG_REPLACED
 from grader.run.runfolders import RUN_PREFIX, is_stale
-from grader.run.sandbox import UID_BASE, capabilities
+from grader.run.sandbox import capabilities
+from grader.run.uids import UID_BASE
 from tests.conftest import RunFolders, cell_timeout_message
 
 pytestmark = pytest.mark.kernel
@@ -239,3 +241,21 @@ def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: R
     left = set(Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"))
     assert left - run_folders_before.existing == set()  # the batch removed its own
     assert [p for p in run_folders_before.planted if p.exists()] == []  # and killed ones'
+    mounted = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    assert {m for m in mounted if RUN_PREFIX in m} <= {str(p) for p in run_folders_before.existing}
+
+
+def test_a_disk_filler_fills_its_own_quota_and_goes_on(by_student: dict, graded: tuple) -> None:
+    record, cells = by_student["disk_filler"], executed(graded, "disk_filler").cells
+    assert "still runs" in text_of(cells[3])
+    if not CAPS.quota:  # the host's disk: the notebook stops itself at 1.2 GB
+        assert "disk_full" not in record["flags"]
+        return
+    assert record["status"] == "graded" and "disk_full" in record["flags"]
+    assert record["message"] == (
+        "cell 2 filled the run folder (512 MB, 20000 files); writes past it failed with"
+        " 'No space left on device'"
+    )
+    stopped = re.search(r"disk stopped it after (\d+) MB: ENOSPC", text_of(cells[1]))
+    assert stopped and 400 < int(stopped[1]) < 512  # the notebook and its history take some
+    assert "inodes stopped it after" in text_of(cells[2]) and "ENOSPC" in text_of(cells[2])

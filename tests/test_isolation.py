@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.run import cgroups, sandbox
+from grader.run import cgroups, sandbox, uids
 from grader.run.kernel import seccomp
 from tests.conftest import ROOT
 
@@ -172,7 +172,7 @@ def test_the_filter_program_is_well_formed_and_refuses_the_listed_calls() -> Non
 def test_as_root_a_kernel_sees_only_its_own_processes_tmp_ipc_and_no_syscall_way_out(
     tmp_path: Path, host_leftovers: Path
 ) -> None:
-    uid = sandbox.next_uid()
+    uid = uids.next_uid()
     (tmp_path / "run" / "work").mkdir(parents=True)
     os.chown(tmp_path / "run" / "work", uid, uid)
     os.chmod(tmp_path / "run", 0o711)
@@ -245,17 +245,17 @@ def test_uids_are_never_the_same_twice_within_a_boot(tmp_path: Path) -> None:
     of kernels; a counter from another boot, or damaged, starts the range again."""
     counter = tmp_path / "uids"
     with ThreadPoolExecutor(4) as pool:
-        uids = list(pool.map(lambda _: sandbox.next_uid(counter), range(200)))
-    assert len(set(uids)) == 200 and min(uids) == sandbox.UID_BASE
-    assert max(uids) == sandbox.UID_BASE + 199
-    boot = sandbox.BOOT_ID.read_text().strip()
+        given = list(pool.map(lambda _: uids.next_uid(counter), range(200)))
+    assert len(set(given)) == 200 and min(given) == uids.UID_BASE
+    assert max(given) == uids.UID_BASE + 199
+    boot = uids.BOOT_ID.read_text().strip()
     assert counter.read_text() == f"{boot} 200\n" and oct(counter.stat().st_mode)[-3:] == "600"
     counter.write_text("another-boot 5000\n")
-    assert sandbox.next_uid(counter) == sandbox.UID_BASE
-    counter.write_text(f"{boot} {sandbox.UID_COUNT}\n")  # the whole range used: round again
-    assert sandbox.next_uid(counter) == sandbox.UID_BASE
+    assert uids.next_uid(counter) == uids.UID_BASE
+    counter.write_text(f"{boot} {uids.UID_COUNT}\n")  # the whole range used: round again
+    assert uids.next_uid(counter) == uids.UID_BASE
     counter.write_text("garbage")
-    assert sandbox.next_uid(counter) == sandbox.UID_BASE
+    assert uids.next_uid(counter) == uids.UID_BASE
 
 
 def run_bpf(ops: list[tuple[int, int, int, int]], arch: int, nr: int, arg0: int = 0) -> int:
@@ -317,7 +317,7 @@ time.sleep(1)  # a second delivery would land now
 def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
     """The program above through the launcher, started as jupyter_client starts a kernel
     (a new session); its work folder."""
-    uid = sandbox.next_uid()
+    uid = uids.next_uid()
     work = tmp_path / "run" / "work"
     work.mkdir(parents=True)
     os.chown(work, uid, uid)
@@ -372,7 +372,7 @@ def test_the_sandbox_finds_a_kernels_process_that_left_its_session(tmp_path: Pat
     proc, work = start(tmp_path, "interrupt")
     try:
         wait_for(lambda: (work / "ready").exists())
-        box = sandbox.KernelSandbox(root=tmp_path, limits=sandbox.KernelLimits(64, 8, 1))
+        box = sandbox.KernelSandbox(root=tmp_path, limits=sandbox.KernelLimits(64, 8, 1, 16, 100))
         found = box._pids(proc.pid)
         assert set(daemons_left()) <= found  # the daemon started a session of its own
         assert len(found - cgroups.pids_of_session(proc.pid)) == 1

@@ -216,7 +216,7 @@ def _parent(pid: int) -> int | None:
 
 
 def sandbox_processes() -> list[int]:
-    from grader.run.sandbox import UID_BASE
+    from grader.run.uids import UID_BASE
 
     found = []
     for entry in os.listdir("/proc"):

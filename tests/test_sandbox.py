@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 
 from grader.cli import main
 from grader.errors import UsageError
-from grader.run import runfolders, sandbox
+from grader.run import runfolders, sandbox, uids
 from grader.run.cgroups import grader_cgroups, make_cgroups, process_start
 from grader.run.sandbox import Capabilities, not_enforced_warning, paths_to_hide
 from tests.conftest import ROOT, dead_pid, owned_prefix
@@ -43,12 +44,15 @@ def test_paths_to_hide_takes_folders_and_never_a_system_one(tmp_path: Path) -> N
 
 
 def test_warning_names_every_limit_not_enforced() -> None:
-    assert not_enforced_warning(Capabilities(root=True, namespaces=True, cgroup="v1")) is None
+    every = Capabilities(root=True, namespaces=True, cgroup="v1", quota=True)
+    assert not_enforced_warning(every) is None
     text = not_enforced_warning(Capabilities(root=False, namespaces=False, cgroup=None))
     assert text is not None and text.startswith("grader: sandbox limits not enforced")
-    for words in ("network", "grader's files", "unprivileged user", "RSS watchdog", "process"):
-        assert words in text
-    only_cgroup = not_enforced_warning(Capabilities(root=True, namespaces=True, cgroup=None))
+    words = ("network", "grader's files", "unprivileged user", "RSS watchdog", "process", "inode")
+    assert all(w in text for w in words)
+    only_cgroup = not_enforced_warning(
+        Capabilities(root=True, namespaces=True, cgroup=None, quota=True)
+    )
     assert only_cgroup is not None and "memory cgroup" in only_cgroup
     assert "network" not in only_cgroup and "process-count" not in only_cgroup
 
@@ -88,7 +92,7 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     secret = Path(__file__).parent / "fixtures"  # covered by `hide` (or gone with a private /tmp)
     work = tmp_path / "run" / "work"
     work.mkdir(parents=True)
-    uid = sandbox.next_uid()
+    uid = uids.next_uid()
     os.chown(work, uid, uid)
     policy = {
         "namespaces": list(sandbox.NAMESPACES),
@@ -179,6 +183,38 @@ def test_staleness_sees_dead_owners_reused_pids_and_old_unowned_folders(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
+def mount_points() -> set[str]:
+    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+
+
+@pytest.mark.skipif(not sandbox.capabilities().quota, reason="mounting a quota needs root")
+def test_a_run_folder_s_quota_holds_bytes_and_inodes_and_goes_with_it_even_when_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = runfolders.make_run_folder(runfolders.DiskQuota(size_mb=2, files=20))
+    assert str(folder) in mount_points()
+    with pytest.raises(OSError) as full:
+        (folder / "big").write_bytes(b"x" * 3 * 2**20)
+    assert full.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as no_inode:
+        for n in range(30):
+            (folder / str(n)).touch()
+    assert no_inode.value.errno == errno.ENOSPC and len(list(folder.iterdir())) < 20
+    assert runfolders.remove_run_folder(folder) is None
+    assert not folder.exists() and str(folder) not in mount_points()
+    code = (
+        "import os; from grader.run import runfolders as r\n"
+        "f = r.make_run_folder(r.DiskQuota(1, 8)); (f / 'left').write_text('x'); os._exit(9)"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT).returncode == 9
+    (left,) = tmp_path.glob(f"{runfolders.RUN_PREFIX}*")
+    assert str(left) in mount_points() and runfolders.is_stale(left)
+    assert runfolders.sweep_stale(tmp_path) == 1  # unmounted, then removed
+    assert not left.exists() and str(left) not in mount_points()
+
+
 def test_a_dead_graders_cgroups_go_even_when_its_run_folder_went_first(tmp_path: Path) -> None:
     kind = sandbox.capabilities().cgroup
     if kind is None:
@@ -218,7 +254,10 @@ def test_the_private_tmpfs_size_is_the_sandbox_s_and_the_launcher_requires_it(
     """One value, chosen in grader.run.sandbox (512m, what grading has always used); the
     launcher has no default of its own and refuses a policy without it."""
     box = sandbox.KernelSandbox(
-        root=tmp_path, limits=sandbox.KernelLimits(memory_mb=1024, max_processes=64, max_file_mb=8)
+        root=tmp_path,
+        limits=sandbox.KernelLimits(
+            memory_mb=1024, max_processes=64, max_file_mb=8, disk_mb=64, max_files=1000
+        ),
     )
     policy = box._policy()
     assert policy["tmp_size"] == sandbox.PRIVATE_TMP_SIZE == "512m"
@@ -252,6 +291,9 @@ def test_the_sandbox_knows_no_rubric() -> None:
     for module in ("sandbox", "cgroups", "threads", "capture"):
         source = (ROOT / "grader" / "run" / f"{module}.py").read_text()
         assert "grader.rubric" not in source, module
-    assert kernel_limits(Limits(memory_mb=2048, max_processes=99, max_file_mb=5)) == (
-        sandbox.KernelLimits(memory_mb=2048, max_processes=99, max_file_mb=5)
+    given = Limits(memory_mb=2048, max_processes=99, max_file_mb=5, disk_mb=64, max_files=1000)
+    assert kernel_limits(given) == (
+        sandbox.KernelLimits(
+            memory_mb=2048, max_processes=99, max_file_mb=5, disk_mb=64, max_files=1000
+        )
     )

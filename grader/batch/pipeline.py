@@ -117,6 +117,8 @@ RUN_CONDITIONS = (
     RunCondition("cell_errors", STATUS_ERROR, lambda run: bool(run.errors)),
     RunCondition("output_truncated", STATUS_TRUNCATED, lambda run: bool(run.truncated)),
     RunCondition("kernel_output_unreadable", STATUS_ERROR, lambda run: bool(run.unreadable)),
+    # A full disk fails the student's writes; what the code did not handle is a cell error.
+    RunCondition("disk_full", STATUS_GRADED, lambda run: run.disk_full is not None),
 )
 """Every condition a run can hit, in the order of its flags; several may apply, and the
 status is the first of :data:`~grader.results.PRECEDENCE` among those hit."""

@@ -5,7 +5,7 @@ Keras's ``safe_mode`` refuses serialized code, but it is one layer and has had
 published bypasses; the evaluator is where a student's file meets the grader's trusted
 side. So the evaluator runs like a kernel (:class:`grader.run.sandbox.KernelSandbox`,
 entered by :mod:`grader.run.kernel.launch`): its own unprivileged uid (never a kernel's:
-:func:`~grader.run.sandbox.next_uid`), no network, the kernel's
+:func:`~grader.run.uids.next_uid`), no network, the kernel's
 mount view (the grader's inputs, caches and home covered; this Python, the grader
 package and the public kit's weights bound back), memory and process limits in
 cgroups, every process it leaves killed when it stops. It reads a copy of the holdout
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import grader
 from grader.run import cgroups
-from grader.run.runfolders import make_run_folder
+from grader.run.runfolders import make_run_folder, remove_run_folder
 from grader.run.sandbox import (
     KernelLimits,
     KernelSandbox,
+    disk_quota,
     paths_to_hide,
     python_paths,
 )
-from grader.run.trees import remove_tree
 
 MAX_PROCESSES = 512
 """TensorFlow's thread pools count against a uid's process limit (each thread is a task)."""
@@ -45,6 +45,8 @@ MAX_FILE_MB = 64
 MODEL_NAME = "model.keras"
 MAX_MODEL_BYTES = 2**30
 """The largest saved model copied in (a kernel's files are held to the rubric's size)."""
+SPARE_MB, SPARE_FILES = 256, 10_000
+"""The jail's folder holds the holdout's copy, one model and this much besides."""
 MSG_NO_JAIL = "its sandbox could not be made ({what})"
 
 
@@ -67,10 +69,14 @@ class EvaluatorJail:
     def __post_init__(self) -> None:
         """Make the jail; an :class:`OSError` naming what failed (never a holdout path,
         which would reach students' rows) when it cannot be made, nothing left behind."""
-        self.root = make_run_folder()
+        try:
+            limits = _limits(self.memory_mb, self.holdout)
+            self.root = make_run_folder(disk_quota(limits))
+        except OSError as exc:
+            raise OSError(MSG_NO_JAIL.format(what=type(exc).__name__)) from exc
         self.sandbox = KernelSandbox(
             root=self.root,
-            limits=KernelLimits(self.memory_mb, MAX_PROCESSES, MAX_FILE_MB),
+            limits=limits,
             hide=(*self.hide, *paths_to_hide(Path.home(), self.holdout)),
             expose=(*self.expose, *_code_paths()),
         )
@@ -129,7 +135,17 @@ class EvaluatorJail:
     def close(self, pid: int | None) -> None:
         """Kill what is left of the evaluator (``pid``: its process), remove the jail."""
         self.sandbox.teardown(pid)
-        remove_tree(self.root)
+        remove_run_folder(self.root)
+
+
+def _limits(memory_mb: int, holdout: Path) -> KernelLimits:
+    """The evaluator's limits: its folder sized for the holdout's copy and one model."""
+    size, files = 0, 0
+    for folder, _dirs, names in os.walk(holdout):
+        files += 1 + len(names)
+        size += sum(os.lstat(os.path.join(folder, n)).st_size for n in names)
+    disk_mb = (size + MAX_MODEL_BYTES) // 2**20 + SPARE_MB
+    return KernelLimits(memory_mb, MAX_PROCESSES, MAX_FILE_MB, disk_mb, files + SPARE_FILES)
 
 
 def _hand_over(folder: Path, uid: int | None) -> None:

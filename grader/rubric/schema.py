@@ -106,6 +106,12 @@ class Limits:
     """Processes and threads the kernel may have at once (TensorFlow needs ~100)."""
     max_file_mb: int = 1024
     """Largest file the kernel may write (``RLIMIT_FSIZE``)."""
+    disk_mb: int = 2048
+    """What the kernel's run folder may hold (a file system of its own, as root); past it
+    writes fail with "No space left on device". It lives in memory: with a memory cgroup
+    what it holds counts towards ``memory_mb`` too."""
+    max_files: int = 50_000
+    """Files, folders and links the run folder may hold (its file system's inodes)."""
     max_output_kb: int = 4096
     """Output kept per cell; the rest is dropped behind a visible marker."""
     max_notebook_mb: int = 25

@@ -10,9 +10,7 @@ are fields of the returned :class:`Execution`.
 
 from __future__ import annotations
 
-import json
 import secrets
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -21,8 +19,6 @@ from typing import Any
 
 import nbformat
 from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 
 from grader.errors import KernelOutputError, map_dependency_errors
@@ -31,12 +27,11 @@ from grader.results import CellError
 from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
-from grader.run.runfolders import make_run_folder
-from grader.run.sandbox import KernelLimits, KernelSandbox, python_paths
+from grader.run.manager import how_it_ended, kernel_exit_code, kernel_manager, kernel_pid, shutdown
+from grader.run.runfolders import make_run_folder, remove_run_folder
+from grader.run.sandbox import KernelLimits, KernelSandbox, disk_quota, python_paths
 from grader.run.threads import thread_env
-from grader.run.trees import remove_tree
 
-KERNEL_NAME = "grader-python"
 TIMEOUT_ENAME = "CellTimeout"
 PROBE_CELL_TIMEOUT_S = 120
 """The time limit of each of the probe's own cells (saving a model, closing its records),
@@ -52,6 +47,10 @@ MSG_KERNEL_NOT_STARTED = (
 )
 MSG_OUT_OF_MEMORY = "cell {cell} used more than {limit} MB of memory; the kernel was killed"
 MSG_TRUNCATED = "cell {cell} printed more than {limit} kB; the rest of its output was dropped"
+MSG_DISK_FULL = (
+    "cell {cell} filled the run folder ({limit} MB, {files} files); writes past it failed"
+    " with 'No space left on device'"
+)
 MSG_STDIN = "cell {cell} asked for keyboard input (input()); nobody can type while grading"
 STDIN_ENAME = "StdinNotImplementedError"
 TIMEOUT_ERROR = {"ename": TIMEOUT_ENAME, "evalue": "cell time limit reached", "traceback": []}
@@ -118,6 +117,8 @@ class Execution:
     """Most memory the kernel and its children used (known with a memory cgroup)."""
     stdin_requested: list[int] = field(default_factory=list)
     """Cells that called ``input()``."""
+    disk_full: int | None = None
+    """The first cell after which the run folder's quota was used up (bytes or inodes)."""
     messages: list[str] = field(default_factory=list)
     """One line per limit hit or failure, naming the cell (1-based)."""
     duration_s: float = 0.0
@@ -134,18 +135,23 @@ class Execution:
     def cleanup(self) -> str | None:
         """Remove the run's folder, whatever the kernel left in it; why it could not be
         removed, if it could not (never raised: the next batch's sweep tries again)."""
-        return remove_tree(self.root)
+        return remove_run_folder(self.root)
 
 
 def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) -> Execution:
     """Execute ``nb`` (not modified) in a fresh kernel inside its own sandbox."""
-    root = make_run_folder()
+    limits = kernel_limits(settings.limits)
+    root = make_run_folder(disk_quota(limits))
     work, probe_dir, ipc = root / "work", root / "probe", root / "ipc"
-    for folder in (work, probe_dir, ipc):
-        folder.mkdir()
-    keras_home = prepare_keras_home(settings.kit, root / "keras_home")
-    key = probe.write_seal(probe_dir)
-    nbformat.write(nb, work / name)
+    try:
+        for folder in (work, probe_dir, ipc):
+            folder.mkdir()
+        keras_home = prepare_keras_home(settings.kit, root / "keras_home")
+        key = probe.write_seal(probe_dir)
+        nbformat.write(nb, work / name)
+    except BaseException:
+        remove_run_folder(root)
+        raise
     config = settings.probe or probe.ProbeConfig(dir=probe_dir)
     config = probe.ProbeConfig(**{**config.__dict__, "dir": probe_dir})
     nonce = secrets.token_hex(8)  # in the closing cell alone: no early close counts
@@ -153,7 +159,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run = Execution(nb=running, root=root, cell_times=[None] * len(nb.cells))
     sandbox = KernelSandbox(
         root=root,
-        limits=kernel_limits(settings.limits),
+        limits=limits,
         hide=settings.hide,
         expose=exposed_paths(settings.kit),
     )
@@ -161,12 +167,21 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     try:
         policy = sandbox.prepare(writable=[work, probe_dir, ipc, keras_home])
         env = sandbox.env(_kernel_env(root, keras_home, settings.threads))
-        km = _kernel_manager(root, sandbox.kernel_argv(policy))
+        km = kernel_manager(root, sandbox.kernel_argv(policy))
         _execute(running, run, settings, km, sandbox, cwd=work, env=env)
     except BaseException:
         run.cleanup()
         raise
     run.duration_s = round(time.monotonic() - start, 2)
+    _collect(run, running, probe_dir, key, nonce)
+    return run
+
+
+def _collect(
+    run: Execution, running: nbformat.NotebookNode, probe_dir: Path, key: bytes, nonce: str
+) -> None:
+    """What the run left, read onto ``run``: the student's cells, the probe's records and
+    model (each checked against the seal ``key`` and the closing ``nonce``), the errors."""
     run.probe_error = probe.install_error(running)
     installed, closed = probe.installed(running), probe.closing(running)
     run.nb = probe.strip(running)
@@ -183,12 +198,13 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     run.errors = collect_errors(run.nb, skip=set(run.timed_out))
     run.stdin_requested = [e.cell for e in run.errors if e.ename == STDIN_ENAME]
     run.messages += [MSG_STDIN.format(cell=c + 1) for c in run.stdin_requested]
-    return run
 
 
 def kernel_limits(limits: Limits) -> KernelLimits:
     """The rubric's limits that the sandbox enforces (the time and output ones are here)."""
-    return KernelLimits(limits.memory_mb, limits.max_processes, limits.max_file_mb)
+    return KernelLimits(
+        limits.memory_mb, limits.max_processes, limits.max_file_mb, limits.disk_mb, limits.max_files
+    )
 
 
 def exposed_paths(kit: Kit) -> tuple[str, ...]:
@@ -222,7 +238,7 @@ class _Hooks:
         return value
 
     def on_notebook_start(self, notebook: nbformat.NotebookNode) -> None:
-        self.sandbox.start_watchdog(_kernel_pid(self.km) or 0)
+        self.sandbox.start_watchdog(kernel_pid(self.km) or 0)
 
     def on_cell_start(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
         if time.monotonic() >= self.deadline and not probe.is_probe(cell):
@@ -241,6 +257,12 @@ class _Hooks:
             run.timed_out.append(index)
             used = self.cell_limits.get(id(cell), self.limits.cell_timeout_s)
             run.messages.append(MSG_CELL_TIMEOUT.format(cell=index + 1, limit=used))
+        if run.disk_full is None and self.sandbox.disk_used_up():
+            run.disk_full = index
+            limits = self.limits
+            run.messages.append(
+                MSG_DISK_FULL.format(cell=index + 1, limit=limits.disk_mb, files=limits.max_files)
+            )
 
 
 def _execute(
@@ -279,15 +301,15 @@ def _execute(
     except DeadKernelError:
         running = [i for i in hooks.started if i > 0]
         run.kernel_died = max(running) - 1 if running else 0
-        run.exit_code = _exit_code(km)
+        run.exit_code = kernel_exit_code(km)
     except RuntimeError as exc:  # jupyter_client: "Kernel died before replying to kernel_info"
         if hooks.started:
             raise
-        run.kernel_died, run.exit_code = 0, _exit_code(km)
+        run.kernel_died, run.exit_code = 0, kernel_exit_code(km)
         run.messages.append(MSG_KERNEL_NOT_STARTED.format(detail=exc))
     finally:
-        pid = _kernel_pid(km)
-        _shutdown(km)
+        pid = kernel_pid(km)
+        shutdown(km)
         sandbox.teardown(pid)
     _record_limits(run, sandbox, client, limits, ran=bool(hooks.started))
 
@@ -306,34 +328,7 @@ def _record_limits(
         if run.out_of_memory:
             run.messages.append(MSG_OUT_OF_MEMORY.format(cell=cell, limit=limits.memory_mb))
         else:
-            run.messages.append(MSG_KERNEL_DIED.format(cell=cell, how=_how(run.exit_code)))
-
-
-def _kernel_pid(km: AsyncKernelManager) -> int | None:
-    process = getattr(km.provisioner, "process", None) if km.has_kernel else None
-    return getattr(process, "pid", None)
-
-
-def _exit_code(km: AsyncKernelManager) -> int | None:
-    process = getattr(km.provisioner, "process", None) if km.provisioner else None
-    if process is None:
-        return None
-    for _ in range(20):
-        if process.poll() is not None:
-            return process.returncode
-        time.sleep(0.05)
-    return None
-
-
-def _how(exit_code: int | None) -> str:
-    if exit_code is None:
-        return "no exit status"
-    if exit_code < 0:
-        try:
-            return f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            return f"killed by signal {-exit_code}"
-    return f"exit code {exit_code}"
+            run.messages.append(MSG_KERNEL_DIED.format(cell=cell, how=how_it_ended(run.exit_code)))
 
 
 def _drop_links(folder: Path) -> None:
@@ -344,35 +339,6 @@ def _drop_links(folder: Path) -> None:
         for path in folder.iterdir():
             if path.is_symlink() or not (path.is_file() or path.is_dir()):
                 path.unlink()
-
-
-def _shutdown(km: AsyncKernelManager) -> None:
-    """Stop the kernel: nbclient leaves a kernel manager it was given running."""
-    try:
-        if km.has_kernel:
-            run_sync(km.shutdown_kernel)(now=True)
-    except Exception:  # already gone is fine: nothing to stop
-        pass
-
-
-def _kernel_manager(root: Path, argv: list[str]) -> AsyncKernelManager:
-    """A kernel of this very interpreter, started through the sandbox launcher.
-
-    Its sockets are unix sockets in the run's ``ipc/`` folder (TCP cannot cross from a
-    kernel alone in its own network namespace).
-    """
-    spec_dir = root / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": argv, "display_name": "grader", "language": "python"}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    specs = KernelSpecManager(kernel_dirs=[str(root / "kernels")], ensure_native_kernel=False)
-    return AsyncKernelManager(
-        kernel_name=KERNEL_NAME,
-        kernel_spec_manager=specs,
-        transport="ipc",
-        ip=str(root / "ipc" / "k"),
-        connection_file=str(root / "ipc" / "connection.json"),
-    )
 
 
 def clear_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:

@@ -4,6 +4,10 @@ when one is stale (its maker is gone) and sweep it, with its cgroups, away.
 A run folder's name is ``grader-run-PID-START-NAMESPACE-random``: the maker's pid, its
 start time (so a reused pid is not mistaken for it) and its pid namespace. Its cgroups
 carry the same name (:mod:`grader.run.cgroups`).
+
+Where grader can mount (as root), a run folder is a file system of its own, a tmpfs
+limited in bytes and in inodes (:class:`DiskQuota`): what a kernel writes fills its own
+folder, never the host's disk, and goes at once when the folder is unmounted.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from grader.run import cgroups
+from grader.run.kernel import view
 from grader.run.trees import remove_tree
 
 RUN_PREFIX = "grader-run-"
@@ -31,7 +36,20 @@ older grader killed between making it and writing its owner file leaves one."""
 FOREIGN_STALE_S = 24 * 3600
 """A run folder made in another pid namespace (a container sharing this temp dir) is
 stale a day after its last change: far longer than a notebook's time limit in practice."""
+NO_DEVICES = view.MS_NOSUID | view.MS_NODEV
 MSG_NOT_REMOVED = "warning: {folder}: a left kernel folder cannot be removed ({why}); kept"
+
+
+class DiskQuota(NamedTuple):
+    """What one run folder may hold (the rubric's ``disk_mb`` and ``max_files``)."""
+
+    size_mb: int
+    files: int
+    """Inodes: files, folders and links together."""
+
+    def options(self) -> str:
+        """The tmpfs's mount options."""
+        return f"size={self.size_mb}m,nr_inodes={self.files},mode=0700"
 
 
 class RunOwner(NamedTuple):
@@ -56,12 +74,31 @@ def run_folder_prefix(owner: RunOwner) -> str:
     return f"{RUN_PREFIX}{owner.pid}-{owner.start}-{owner.namespace}-"
 
 
-def make_run_folder() -> Path:
+def make_run_folder(quota: DiskQuota | None = None) -> Path:
     """A new kernel run folder, named for this process from the instant it exists, so a
-    later grader can tell it is stale even if this one is killed then."""
+    later grader can tell it is stale even if this one is killed then; with ``quota``, a
+    file system of that size mounted on it (an :class:`OSError` where it cannot be)."""
     pid = os.getpid()
     me = RunOwner(pid, cgroups.process_start(pid) or 0, pid_namespace())
-    return Path(tempfile.mkdtemp(prefix=run_folder_prefix(me)))
+    folder = Path(tempfile.mkdtemp(prefix=run_folder_prefix(me)))
+    if quota is not None:
+        try:
+            view.mount("none", str(folder), "tmpfs", NO_DEVICES, quota.options())
+        except OSError:
+            folder.rmdir()
+            raise
+    return folder
+
+
+def remove_run_folder(folder: Path) -> str | None:
+    """Remove a run folder and what is in it, unmounting its file system first if it has
+    one; None once it is gone, else why not (never raised)."""
+    try:
+        if folder.is_dir() and not folder.is_symlink() and os.path.ismount(folder):
+            view.unmount(str(folder))
+    except OSError as exc:
+        return str(exc)
+    return remove_tree(folder)
 
 
 def run_folder_owner(folder: Path) -> RunOwner | None:
@@ -116,7 +153,7 @@ def sweep_stale(tmp: Path | None = None, report: Callable[[str], None] | None = 
         for cgroup in cgroups.cgroups_named(folder.name):
             cgroups.kill_all(cgroups.read_pids(cgroup / "cgroup.procs"))
             cgroups.remove_cgroup(cgroup)
-        problem = remove_tree(folder)
+        problem = remove_run_folder(folder)
         if problem and report is not None:
             report(MSG_NOT_REMOVED.format(folder=folder, why=problem))
         removed += problem is None

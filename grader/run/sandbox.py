@@ -23,6 +23,8 @@ memory            cgroup (v1 ``memory`` or v2 ``memory.max``)      RSS watchdog 
                                                                    session, pid namespace
 processes         cgroup ``pids``; ``RLIMIT_NPROC`` per uid        not enforced (warned)
 file size         ``RLIMIT_FSIZE``                                 always
+disk, inodes      the run folder a size- and inode-limited tmpfs   not enforced (warned)
+                  of its own (root only)
 leftovers         cgroup / uid / session / pid namespace killed    session, pid namespace
 ================  ===============================================  =========================
 
@@ -48,17 +50,10 @@ from pathlib import Path
 
 from grader.errors import UsageError
 from grader.run import cgroups
-from grader.run.runfolders import make_run_folder
+from grader.run.runfolders import DiskQuota, make_run_folder, remove_run_folder
 from grader.run.trees import chown_tree
+from grader.run.uids import next_uid
 
-UID_BASE = 1_500_000_000
-"""Sandbox uids start here and count up, one per kernel or evaluator, never the same twice
-within a boot (:func:`next_uid`): not after 512 kernels in one worker, not across reused
-pids, not between two graders running at once."""
-UID_COUNT = 2**31 - 1 - UID_BASE
-UID_COUNTER = Path("/run/grader-uids")
-"""The boot's uid counter (root's alone): the boot's id and the next uid's offset."""
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 """The world-writable places a kernel gets a fresh, empty one of: nothing one student's
 kernel leaves there reaches another's."""
@@ -77,6 +72,7 @@ NOT_ENFORCED = {
     "memory": "a memory cgroup (an RSS watchdog is used instead)",
     "syscalls": "a seccomp filter (not supported by this machine's kernel)",
     "processes": "a process-count limit (no pids cgroup, not root)",
+    "disk": "a disk and inode quota on the run folder (mounting one needs root)",
 }
 MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
 
@@ -131,6 +127,8 @@ class Capabilities:
     """The namespaces are made inside a user namespace (grader is not root)."""
     seccomp: bool = True
     """A seccomp filter can be installed."""
+    quota: bool = False
+    """Run folders can be file systems of their own, limited in size and inodes (root)."""
 
     def missing(self) -> list[str]:
         """Keys of :data:`NOT_ENFORCED` that this machine cannot enforce."""
@@ -141,6 +139,8 @@ class Capabilities:
             gaps.append("syscalls")
         if not self.root:
             gaps.append("user")
+        if not self.quota:
+            gaps.append("disk")
         if not self.cgroup:
             gaps.append("memory")
             if not self.root:
@@ -169,6 +169,7 @@ def capabilities() -> Capabilities:
         cgroup=cgroup,
         user_namespace=namespaces and user_namespace,
         seccomp=_seccomp_works(),
+        quota=root and _quota_works(),
     )
 
 
@@ -205,6 +206,21 @@ def _namespaces_work(user_namespace: bool) -> bool:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _quota_works() -> bool:
+    """Whether a run folder can be given a file system of its own (root may still be
+    refused a mount, in a container)."""
+    try:
+        scratch = make_run_folder(DiskQuota(size_mb=1, files=16))
+    except OSError:
+        return False
+    return remove_run_folder(scratch) is None
+
+
+def disk_quota(limits: KernelLimits) -> DiskQuota | None:
+    """The file system a kernel's run folder gets here (None: none can be mounted)."""
+    return DiskQuota(limits.disk_mb, limits.max_files) if capabilities().quota else None
+
+
 def _seccomp_works() -> bool:
     code = "import sys; from grader.run.kernel import seccomp; sys.exit(seccomp.install() is None)"
     return _succeeds([sys.executable, "-c", code])
@@ -238,6 +254,8 @@ class KernelLimits:
     memory_mb: int
     max_processes: int
     max_file_mb: int
+    disk_mb: int
+    max_files: int
 
 
 @dataclass
@@ -349,6 +367,16 @@ class KernelSandbox:
         if self.uid is not None:
             chown_tree(self.root, 0)  # what it cannot hand back, root removes anyway
 
+    def disk_used_up(self) -> bool:
+        """True when the run folder's own file system has no byte or no inode left."""
+        if not os.path.ismount(self.root):
+            return False
+        try:
+            free = os.statvfs(self.root)
+        except OSError:
+            return False
+        return free.f_bavail == 0 or free.f_favail == 0
+
     def _pids(self, kernel_pid: int | None) -> set[int]:
         pids: set[int] = set()
         for cgroup in self.cgroups:
@@ -363,28 +391,6 @@ class KernelSandbox:
                 pids |= cgroups.pids_in_namespace(namespace)
         pids.discard(os.getpid())
         return pids
-
-
-def next_uid(counter: Path = UID_COUNTER) -> int:
-    """A uid no sandbox has had since the machine booted (under a lock, so graders running
-    at once never take the same one); after the whole range, the oldest again."""
-    import fcntl  # not at import: grader --help and --static import this module anywhere
-
-    try:
-        boot = BOOT_ID.read_text().strip()
-    except OSError:
-        boot = "unknown"
-    descriptor = os.open(counter, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "r+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        words = handle.read().split()
-        offset = 0
-        if len(words) == 2 and words[0] == boot and words[1].isdigit():
-            offset = int(words[1]) % UID_COUNT
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{boot} {offset + 1}\n")
-    return UID_BASE + offset
 
 
 def _chown_tree(path: Path, uid: int) -> None:

@@ -70,6 +70,11 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str = 
     check(result, f"mount {target}")
 
 
+def unmount(target: str) -> None:
+    """Detach the mount at ``target`` (lazily: what still uses it keeps it until done)."""
+    check(_libc().umount2(target.encode(), MNT_DETACH), f"umount {target}")
+
+
 def _locked_flags(path: str) -> int:
     flags = os.statvfs(path).f_flag
     return sum(ms for st, ms in LOCKED.items() if flags & st)
@@ -154,7 +159,7 @@ def _pivot(new_root: str) -> None:
     os.mkdir(old)
     check(_libc().syscall(number, new_root.encode(), old.encode()), "pivot_root")
     os.chdir("/")
-    check(_libc().umount2(f"/{OLD_ROOT}".encode(), MNT_DETACH), "umount old root")
+    unmount(f"/{OLD_ROOT}")
     os.rmdir(f"/{OLD_ROOT}")
     mount("none", "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
