@@ -36,7 +36,7 @@ from grader.kit.assets import Kit, ensure_kit, prepare_keras_home
 from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.execute import KERNEL_ENV, RunSettings, clear_outputs, run_notebook
-from grader.run.sandbox import capabilities
+from grader.run.machine import capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOK = ROOT / "reference_solution" / "transfer_learning.ipynb"

@@ -22,6 +22,7 @@ from grader.rubric.schema import load_rubric
 from grader.run.cgroups import make_cgroups
 from grader.run.execute import MSG_CELL_TIMEOUT
 from grader.run.kernel.view import mount
+from grader.run.machine import capabilities
 from grader.run.runfolders import (
     LEGACY_OWNER_FILE,
     NO_DEVICES,
@@ -32,7 +33,6 @@ from grader.run.runfolders import (
     pid_namespace,
     run_folder_prefix,
 )
-from grader.run.sandbox import capabilities
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

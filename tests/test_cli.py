@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.run.sandbox import MSG_NOT_ENFORCED
+from grader.run.machine import MSG_NOT_ENFORCED
 from tests.conftest import dead_pid, owned_prefix
 
 SANDBOX_WARNING = MSG_NOT_ENFORCED.split("{")[0]

@@ -19,9 +19,9 @@ import nbformat
 import pytest
 
 from grader.run.cgroups import grader_cgroups
+from grader.run.machine import capabilities
 from grader.run.probe import MSG_MISSING, MSG_REPLACED
 from grader.run.runfolders import RUN_PREFIX, is_stale
-from grader.run.sandbox import capabilities
 from grader.run.uids import UID_BASE
 from tests.conftest import RunFolders, cell_timeout_message
 

@@ -16,17 +16,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from grader.run import cgroups, sandbox, uids
+from grader.run import cgroups, machine, sandbox, uids
 from grader.run.kernel import seccomp
 from tests.conftest import ROOT
 
-CAPS = sandbox.capabilities()
+CAPS = machine.capabilities()
 AS_ROOT = pytest.mark.skipif(
     not (CAPS.root and CAPS.namespaces), reason="needs root and namespaces"
 )
@@ -91,13 +92,13 @@ def launch(policy: dict, folder: Path, python: str, secret: Path, **popen) -> di
 def policy_for(root: Path, uid: int | None, expose: list[str], hide: list[str]) -> dict:
     """The policy a kernel gets: as root with ``uid``, else (None) as an ordinary user."""
     return {
-        "namespaces": list(sandbox.NAMESPACES),
+        "namespaces": list(machine.NAMESPACES),
         "user_namespace": uid is None,
         "seccomp": True,
         "hide": hide,
-        "private_tmp": list(sandbox.PRIVATE_TMP),
+        "private_tmp": list(machine.PRIVATE_TMP),
         "tmp_size": sandbox.PRIVATE_TMP_SIZE,
-        "system": list(sandbox.SYSTEM_VIEW),
+        "system": list(machine.SYSTEM_VIEW),
         "expose": expose,
         "writable": [str(root)],
         "rlimits": {"core": 0},
@@ -116,7 +117,7 @@ def assert_isolated(seen: dict, bound: list[str]) -> None:
     assert seen["unshare"] == seen["mount"] == seen["clone_ns"] == eperm
     assert seen["keyctl"] == seen["ptrace"] == eperm and seen["clone3"] == 38  # ENOSYS
     assert seen["fork"] == 0 and seen["planted"] in (13, 30)  # EACCES, EROFS: / is read-only
-    fresh_places = ["/proc", "/dev", *sandbox.PRIVATE_TMP, *bound[-1:]]  # the last: the run's
+    fresh_places = ["/proc", "/dev", *machine.PRIVATE_TMP, *bound[-1:]]  # the last: the run's
     for point in seen["writable"]:
         assert any(point == p or point.startswith(p + "/") for p in fresh_places), point
     fresh = {"/var": ["tmp"], "/tmp": []}  # private; the run's folder is bound into /tmp
@@ -185,53 +186,72 @@ def test_as_root_a_kernel_sees_only_its_own_processes_tmp_ipc_and_no_syscall_way
 
 
 def python_paths() -> list[str]:
-    return [*sandbox.python_paths(), str(ROOT / "grader")]
+    return [*machine.python_paths(), str(ROOT / "grader")]
 
 
-@X86_64
-def test_as_an_ordinary_user_the_same_layers_hold_in_a_user_namespace(
-    host_leftovers: Path,
-) -> None:
-    """Run as ``nobody`` (CI runs as root, so the test drops to it), with the system's
-    Python and a world-readable copy of the launcher: no root, no cgroups, the same view."""
+@dataclass
+class Nobody:
+    """A folder ``nobody`` owns, holding a world-readable copy of grader's files."""
+
+    folder: Path
+    python: str
+    """The system's Python (this one's lies under root's home, which nobody cannot read)."""
+
+    @property
+    def package(self) -> Path:
+        return self.folder / "package"
+
+    def popen(self) -> dict:
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.package)}
+        return {"user": NOBODY, "group": NOBODY, "extra_groups": [], "env": env, "cwd": "/"}
+
+
+@pytest.fixture
+def nobody() -> Iterator[Nobody]:
+    """CI runs as root, so the tests of an ordinary user's sandbox drop to ``nobody``."""
     python = shutil.which("python3", path="/usr/bin:/bin")
     if os.geteuid() != 0 or python is None:
         pytest.skip("needs root to become nobody, and a system python3")
-    if not _user_namespaces_allowed(python):
-        pytest.skip("this machine does not allow unprivileged user namespaces")
     folder = Path(tempfile.mkdtemp(prefix="grader-nonroot-"))
     try:
-        package = folder / "package"
-        for name in ("__init__.py", "run/__init__.py", *launcher_files()):
-            (package / "grader" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / "grader" / name, package / "grader" / name)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(ROOT / "grader", folder / "package" / "grader", ignore=ignore)
         secret = folder / "secret"
         secret.mkdir()
         (secret / "holdout.txt").write_text("hidden")
         (folder / "run" / "work").mkdir(parents=True)
         subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(folder)], check=True)
         os.chmod(folder, 0o755)
-        policy = policy_for(folder / "run", None, [str(package)], [str(secret)])
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package)}
-        seen = launch(
-            policy,
-            folder,
-            python,
-            secret,
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-            env=env,
-            cwd="/",
-        )
-        assert seen["uid"] == NOBODY
-        assert_isolated(seen, [str(package), str(folder / "run")])
+        yield Nobody(folder, python)
     finally:
         shutil.rmtree(folder)
 
 
-def launcher_files() -> list[str]:
-    return [f"run/kernel/{p.name}" for p in (ROOT / "grader" / "run" / "kernel").glob("*.py")]
+BWRAP = shutil.which("bwrap")
+NEEDS_BWRAP = pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not installed")
+
+
+@X86_64
+@pytest.mark.parametrize(
+    "bubblewrap",
+    [
+        pytest.param(None, id="own-user-namespace"),
+        pytest.param(BWRAP, marks=NEEDS_BWRAP, id="bubblewrap"),
+    ],
+)
+def test_as_an_ordinary_user_the_same_layers_hold(
+    host_leftovers: Path, nobody: Nobody, bubblewrap: str | None
+) -> None:
+    """As ``nobody``, with the system's Python: no root, no cgroups, the same view, made
+    by the launcher in a user namespace, or by bubblewrap."""
+    if bubblewrap is None and not _user_namespaces_allowed(nobody.python):
+        pytest.skip("this machine does not allow unprivileged user namespaces")
+    secret = nobody.folder / "secret"
+    policy = policy_for(nobody.folder / "run", None, [str(nobody.package)], [str(secret)])
+    policy["bubblewrap"] = bubblewrap
+    seen = launch(policy, nobody.folder, nobody.python, secret, **nobody.popen())
+    assert seen["uid"] == NOBODY
+    assert_isolated(seen, [str(nobody.package), str(nobody.folder / "run")])
 
 
 def _user_namespaces_allowed(python: str) -> bool:
@@ -329,9 +349,70 @@ def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
     return subprocess.Popen(command, cwd=ROOT, start_new_session=True), work
 
 
-@AS_ROOT
-def test_an_interrupt_to_the_launchers_group_reaches_the_kernel_once(tmp_path: Path) -> None:
-    proc, work = start(tmp_path, "interrupt")
+@X86_64
+@NEEDS_BWRAP
+def test_an_ordinary_user_s_sandbox_is_chosen_at_start_and_said_once(nobody: Nobody) -> None:
+    """grader's own user namespace where the machine allows it, else bubblewrap (here:
+    grader's own refused by ``GRADER_SANDBOX_SKIP=unshare``); one line says which."""
+    code = (
+        "import json; from grader.run import machine as m; c = m.capabilities()\n"
+        "print(json.dumps([c.namespaces, c.bubblewrap, m.isolated_by(c), c.missing()]))"
+    )
+    seen = {}
+    for skip in ("", "unshare"):
+        env = {**nobody.popen()["env"], machine.SKIP_VARIABLE: skip}
+        proc = subprocess.run(
+            [nobody.python, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **{**nobody.popen(), "env": env},
+        )
+        assert proc.returncode == 0, proc.stderr
+        seen[skip] = json.loads(proc.stdout)
+    assert seen[""][:3] == [
+        True,
+        None,
+        "grader: not root: each kernel is isolated in a user namespace of its own",
+    ]
+    assert seen["unshare"][:3] == [
+        True,
+        BWRAP,
+        f"grader: not root: each kernel is isolated by bubblewrap ({BWRAP})",
+    ]
+    for _, _, _, missing in seen.values():  # what only root gives, nothing more
+        assert missing == ["user", "disk", "memory", "processes"]
+
+
+def start_in_bubblewrap(nobody: Nobody, mode: str) -> tuple[subprocess.Popen, Path]:
+    """The same program as ``nobody``, its sandbox made by bubblewrap."""
+    run = nobody.folder / "run"
+    policy = policy_for(run, None, [str(nobody.package)], [str(nobody.folder / "secret")])
+    policy["bubblewrap"] = BWRAP
+    (nobody.folder / "policy.json").write_text(json.dumps(policy))
+    os.chmod(nobody.folder / "policy.json", 0o644)
+    argv = [nobody.python, "-m", "grader.run.kernel.launch", str(nobody.folder / "policy.json")]
+    command = [*argv, "--", nobody.python, "-c", LIFE, mode]
+    return subprocess.Popen(command, start_new_session=True, **nobody.popen()), run / "work"
+
+
+Starter = Callable[[str], tuple[subprocess.Popen, Path]]
+
+
+@pytest.fixture(params=["root", pytest.param("bubblewrap", marks=NEEDS_BWRAP)])
+def starter(request: pytest.FixtureRequest, tmp_path: Path) -> Starter:
+    """Starts the program above through the launcher: as root, or as an ordinary user
+    whose sandbox bubblewrap makes."""
+    if request.param == "root":
+        if not (CAPS.root and CAPS.namespaces):
+            pytest.skip("needs root and namespaces")
+        return lambda mode: start(tmp_path, mode)
+    nobody = request.getfixturevalue("nobody")
+    return lambda mode: start_in_bubblewrap(nobody, mode)
+
+
+def test_an_interrupt_to_the_launchers_group_reaches_the_kernel_once(starter: Starter) -> None:
+    proc, work = starter("interrupt")
     wait_for(lambda: (work / "ready").exists())
     os.killpg(proc.pid, signal.SIGINT)  # what jupyter_client's interrupt does
     assert proc.wait(timeout=60) == 0
@@ -339,16 +420,14 @@ def test_an_interrupt_to_the_launchers_group_reaches_the_kernel_once(tmp_path: P
     assert wait_for(lambda: not daemons_left())
 
 
-@AS_ROOT
 @pytest.mark.parametrize(("mode", "status"), [("exit", 3), ("segv", -signal.SIGSEGV)])
-def test_the_kernels_exit_status_is_the_launchers(tmp_path: Path, mode: str, status: int) -> None:
-    proc, _ = start(tmp_path, mode)
+def test_the_kernels_exit_status_is_the_launchers(starter: Starter, mode: str, status: int) -> None:
+    proc, _ = starter(mode)
     assert proc.wait(timeout=60) == status
 
 
-@AS_ROOT
-def test_killing_the_launcher_takes_the_whole_namespace_with_it(tmp_path: Path) -> None:
-    proc, work = start(tmp_path, "interrupt")
+def test_killing_the_launcher_takes_the_whole_namespace_with_it(starter: Starter) -> None:
+    proc, work = starter("interrupt")
     wait_for(lambda: (work / "ready").exists())
     os.kill(proc.pid, signal.SIGKILL)  # jupyter_client's kill, or a grader's death
     proc.wait(timeout=10)
@@ -365,11 +444,12 @@ def wait_for(condition, timeout_s: float = 30.0) -> bool:
     raise AssertionError("timed out")
 
 
-@AS_ROOT
-def test_the_sandbox_finds_a_kernels_process_that_left_its_session(tmp_path: Path) -> None:
+def test_the_sandbox_finds_a_kernels_process_that_left_its_session(
+    tmp_path: Path, starter: Starter
+) -> None:
     """Without cgroups or a uid of its own (an ordinary user), the memory watchdog and the
     clean-up find the kernel's processes by its pid namespace, not only its session."""
-    proc, work = start(tmp_path, "interrupt")
+    proc, work = starter("interrupt")
     try:
         wait_for(lambda: (work / "ready").exists())
         box = sandbox.KernelSandbox(root=tmp_path, limits=sandbox.KernelLimits(64, 8, 1, 16, 100))

@@ -12,7 +12,7 @@ import pytest
 
 from grader.measure.client import EvaluatorProcess
 from grader.run.cgroups import grader_cgroups, pids_of_session, pids_of_uid
-from grader.run.sandbox import capabilities
+from grader.run.machine import capabilities
 from grader.run.uids import UID_BASE
 
 EXEC_WAIT_S = 30.0

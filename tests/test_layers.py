@@ -124,7 +124,7 @@ class Rule:
 
 
 ORCHESTRATOR_SIDE = ("grader.run", "grader.batch", "grader.outputs")
-LAUNCHER = ("grader.run.kernel.launch", "grader.run.kernel.view")
+LAUNCHER = ("grader.run.kernel.launch", "grader.run.kernel.view", "grader.run.kernel.bubblewrap")
 """Run by ``python -m grader.run.kernel.launch`` from the host's files, before the view."""
 TENSORFLOW_ALLOWED = (
     "grader.run.kernel",  # the student's kernel

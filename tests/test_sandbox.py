@@ -18,9 +18,10 @@ from click.testing import CliRunner
 
 from grader.cli import main
 from grader.errors import UsageError
-from grader.run import runfolders, sandbox, uids
+from grader.run import machine, runfolders, sandbox, uids
 from grader.run.cgroups import grader_cgroups, make_cgroups, process_start
-from grader.run.sandbox import Capabilities, not_enforced_warning, paths_to_hide
+from grader.run.machine import Capabilities, not_enforced_warning
+from grader.run.sandbox import paths_to_hide
 from tests.conftest import ROOT, dead_pid, owned_prefix
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
@@ -28,9 +29,9 @@ HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 
 @pytest.fixture
 def skip_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    sandbox.capabilities.cache_clear()
+    machine.capabilities.cache_clear()
     yield monkeypatch
-    sandbox.capabilities.cache_clear()
+    machine.capabilities.cache_clear()
 
 
 def test_paths_to_hide_takes_folders_and_never_a_system_one(tmp_path: Path) -> None:
@@ -58,17 +59,17 @@ def test_warning_names_every_limit_not_enforced() -> None:
 
 
 def test_skip_variable_degrades_and_rejects_unknown_names(skip_env: pytest.MonkeyPatch) -> None:
-    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces,user,cgroup")
-    caps = sandbox.capabilities()
+    skip_env.setenv(machine.SKIP_VARIABLE, "namespaces,user,cgroup")
+    caps = machine.capabilities()
     assert caps == Capabilities(root=False, namespaces=False, cgroup=None)
-    sandbox.capabilities.cache_clear()
-    skip_env.setenv(sandbox.SKIP_VARIABLE, "network")
+    machine.capabilities.cache_clear()
+    skip_env.setenv(machine.SKIP_VARIABLE, "network")
     with pytest.raises(UsageError, match="unknown"):
-        sandbox.capabilities()
+        machine.capabilities()
 
 
 def test_cli_warns_once_before_grading(skip_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces")
+    skip_env.setenv(machine.SKIP_VARIABLE, "namespaces")
     result = CliRunner().invoke(main, ["grade", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2  # the empty folder is the caller's mistake
     assert result.output.count("sandbox limits not enforced") == 1
@@ -85,7 +86,7 @@ def test_launcher_needs_a_policy_and_a_command() -> None:
 
 
 @pytest.mark.skipif(
-    not (sandbox.capabilities().root and sandbox.capabilities().namespaces),
+    not (machine.capabilities().root and machine.capabilities().namespaces),
     reason="needs root and namespaces",
 )
 def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) -> None:
@@ -95,12 +96,12 @@ def test_launcher_hides_drops_privileges_and_cuts_the_network(tmp_path: Path) ->
     uid = uids.next_uid()
     os.chown(work, uid, uid)
     policy = {
-        "namespaces": list(sandbox.NAMESPACES),
+        "namespaces": list(machine.NAMESPACES),
         "seccomp": True,
         "hide": [str(secret), str(Path.home())],
         "private_tmp": ["/tmp", "/var/tmp"],
         "tmp_size": sandbox.PRIVATE_TMP_SIZE,
-        "system": list(sandbox.SYSTEM_VIEW),
+        "system": list(machine.SYSTEM_VIEW),
         "expose": [sys.prefix, sys.base_prefix],
         "writable": [str(tmp_path / "run")],
         "rlimits": {"fsize": 2**20, "core": 0},
@@ -187,7 +188,7 @@ def mount_points() -> set[str]:
     return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
-@pytest.mark.skipif(not sandbox.capabilities().quota, reason="mounting a quota needs root")
+@pytest.mark.skipif(not machine.capabilities().quota, reason="mounting a quota needs root")
 def test_a_run_folder_s_quota_holds_bytes_and_inodes_and_goes_with_it_even_when_left(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -216,7 +217,7 @@ def test_a_run_folder_s_quota_holds_bytes_and_inodes_and_goes_with_it_even_when_
 
 
 def test_a_dead_graders_cgroups_go_even_when_its_run_folder_went_first(tmp_path: Path) -> None:
-    kind = sandbox.capabilities().cgroup
+    kind = machine.capabilities().cgroup
     if kind is None:
         pytest.skip("grader cannot make cgroups here")
     me = process_start(os.getpid()) or 0
@@ -238,7 +239,7 @@ def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.Mon
     from grader.rubric.schema import Limits
     from grader.run.execute import RunSettings, run_notebook
 
-    skip_env.setenv(sandbox.SKIP_VARIABLE, "namespaces,user,cgroup")
+    skip_env.setenv(machine.SKIP_VARIABLE, "namespaces,user,cgroup")
     limits = Limits(cell_timeout_s=60, notebook_timeout_s=120, memory_mb=1024)
     settings = RunSettings(kit=ensure_kit(progress=lambda _: None), limits=limits)
     nb = nbformat.read(HOSTILE / "memory_bomb.ipynb", as_version=4)

@@ -37,9 +37,10 @@ from grader.outputs.names import CLASS_OUTPUTS, LOCK_FILE, RESULTS_FILE
 from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
+from grader.run.machine import warn_unenforced
 from grader.run.probe import ProbeConfig
 from grader.run.runfolders import sweep_stale
-from grader.run.sandbox import capabilities, not_enforced_warning, paths_to_hide
+from grader.run.sandbox import paths_to_hide
 
 MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
 """Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""
@@ -255,13 +256,6 @@ def apply_review(
     for result in results:
         if result.checks:
             finalize(result, rubric.late)
-
-
-def warn_unenforced(warn: Callable[[str], None]) -> None:
-    """Say once, before any notebook runs, which sandbox limits this machine cannot enforce."""
-    warning = not_enforced_warning(capabilities())
-    if warning:
-        warn(warning)
 
 
 def grading_context(

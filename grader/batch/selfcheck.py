@@ -138,10 +138,10 @@ def _run_and_report(
         grading_context,
         reference_figures,
         run_settings,
-        warn_unenforced,
     )
     from grader.files import atomic_write_text
     from grader.outputs.report import render_report
+    from grader.run.machine import warn_unenforced
 
     warn_unenforced(warn)
     visible, hidden = visible_rubric(rubric)

@@ -29,14 +29,9 @@ from pathlib import Path
 
 import grader
 from grader.run import cgroups
+from grader.run.machine import python_paths
 from grader.run.runfolders import make_run_folder, remove_run_folder
-from grader.run.sandbox import (
-    KernelLimits,
-    KernelSandbox,
-    disk_quota,
-    paths_to_hide,
-    python_paths,
-)
+from grader.run.sandbox import KernelLimits, KernelSandbox, disk_quota, paths_to_hide
 
 MAX_PROCESSES = 512
 """TensorFlow's thread pools count against a uid's process limit (each thread is a task)."""

@@ -27,9 +27,10 @@ from grader.results import CellError
 from grader.rubric.schema import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
+from grader.run.machine import python_paths
 from grader.run.manager import how_it_ended, kernel_exit_code, kernel_manager, kernel_pid, shutdown
 from grader.run.runfolders import make_run_folder, remove_run_folder
-from grader.run.sandbox import KernelLimits, KernelSandbox, disk_quota, python_paths
+from grader.run.sandbox import KernelLimits, KernelSandbox, disk_quota
 from grader.run.threads import thread_env
 
 TIMEOUT_ENAME = "CellTimeout"

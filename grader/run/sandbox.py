@@ -1,10 +1,11 @@
 """The sandbox around one kernel: what the machine allows, set up, torn down.
 
 grader never needs Docker. What it enforces depends on the machine, detected once per
-process by :func:`capabilities`. As root the namespaces are unshared directly; as an
-ordinary user, inside a user namespace that maps the user to itself (where the machine
-allows unprivileged user namespaces), so that the same layers hold without root, except
-the uid and the cgroups:
+process by :func:`grader.run.machine.capabilities`. As root the namespaces are unshared
+directly; as an ordinary user, inside a user namespace that maps the user to itself
+(where the machine allows unprivileged user namespaces; else by bubblewrap, where it is
+installed), so that the same layers hold without root, except the uid, the cgroups and
+the disk quota:
 
 ================  ===============================================  =========================
 limit             enforced by                                      where not allowed
@@ -36,50 +37,34 @@ written by :mod:`grader.run.cgroups`).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
-import site
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.errors import UsageError
 from grader.run import cgroups
-from grader.run.runfolders import DiskQuota, make_run_folder, remove_run_folder
+from grader.run.kernel import bubblewrap
+from grader.run.machine import (
+    NAMESPACES,
+    PRIVATE_TMP,
+    SYSTEM_VIEW,
+    Capabilities,
+    capabilities,
+)
+from grader.run.runfolders import DiskQuota
 from grader.run.trees import chown_tree
 from grader.run.uids import next_uid
 
-PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-"""The world-writable places a kernel gets a fresh, empty one of: nothing one student's
-kernel leaves there reaches another's."""
-NAMESPACES = ("network", "mount", "ipc", "uts", "pid")
-"""What :mod:`grader.run.kernel.launch` unshares where namespaces work."""
 PRIVATE_TMP_SIZE = "512m"
 """Each fresh tmpfs's size (a ``mount -o size=`` value); the policy always carries it."""
 WATCHDOG_PERIOD_S = 0.25
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
-SKIP_VARIABLE = "GRADER_SANDBOX_SKIP"
-SKIPPABLE = ("namespaces", "user", "cgroup")
-NOT_ENFORCED = {
-    "network": "network access (no network namespaces here)",
-    "files": "hiding the grader's files (no mount namespaces here)",
-    "user": "a separate unprivileged user (grader is not running as root)",
-    "memory": "a memory cgroup (an RSS watchdog is used instead)",
-    "syscalls": "a seccomp filter (not supported by this machine's kernel)",
-    "processes": "a process-count limit (no pids cgroup, not root)",
-    "disk": "a disk and inode quota on the run folder (mounting one needs root)",
-}
-MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
 
 
 SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys", "/run")
-SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
-"""The machine's parts in every kernel's view, read-only (:mod:`grader.run.kernel.view`)."""
 
 
 def paths_to_hide(*candidates: str | os.PathLike[str] | None) -> tuple[str, ...]:
@@ -97,153 +82,13 @@ def paths_to_hide(*candidates: str | os.PathLike[str] | None) -> tuple[str, ...]
     return tuple(sorted(hidden))
 
 
-def python_paths() -> tuple[str, ...]:
-    """This Python installation: what any process started in a sandbox needs to see."""
-    paths = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        str(Path(sys.executable).resolve().parent),
-    }
-    paths |= {p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)}
-    return tuple(sorted(paths))
-
-
 def _overlaps(path: str, system: str) -> bool:
     return path == system or system.startswith(path + "/") or path.startswith(system + "/")
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What this machine lets grader enforce."""
-
-    root: bool
-    """Running as root: can switch each kernel to its own uid."""
-    namespaces: bool
-    """Network, mount, IPC, UTS and pid namespaces can be created."""
-    cgroup: str | None
-    """``v1`` or ``v2`` when grader can create memory and pids cgroups, else None."""
-    user_namespace: bool = False
-    """The namespaces are made inside a user namespace (grader is not root)."""
-    seccomp: bool = True
-    """A seccomp filter can be installed."""
-    quota: bool = False
-    """Run folders can be file systems of their own, limited in size and inodes (root)."""
-
-    def missing(self) -> list[str]:
-        """Keys of :data:`NOT_ENFORCED` that this machine cannot enforce."""
-        gaps = []
-        if not self.namespaces:
-            gaps += ["network", "files"]
-        if not self.seccomp:
-            gaps.append("syscalls")
-        if not self.root:
-            gaps.append("user")
-        if not self.quota:
-            gaps.append("disk")
-        if not self.cgroup:
-            gaps.append("memory")
-            if not self.root:
-                gaps.append("processes")
-        return gaps
-
-
-@functools.lru_cache(maxsize=1)
-def capabilities() -> Capabilities:
-    """Detect once per process what can be enforced (less what ``$GRADER_SANDBOX_SKIP`` lists).
-
-    ``GRADER_SANDBOX_SKIP=namespaces,user,cgroup`` (any of them) grades as a machine
-    without those would: for tests of the fallbacks, and for debugging a kernel.
-    """
-    skip = set(filter(None, os.environ.get(SKIP_VARIABLE, "").split(",")))
-    unknown = skip - set(SKIPPABLE)
-    if unknown:
-        raise UsageError(f"{SKIP_VARIABLE}: unknown {sorted(unknown)}; use any of {SKIPPABLE}")
-    root = os.geteuid() == 0 and "user" not in skip
-    user_namespace = os.geteuid() != 0
-    namespaces = "namespaces" not in skip and _namespaces_work(user_namespace)
-    cgroup = None if "cgroup" in skip else _cgroup_kind(os.geteuid() == 0)
-    return Capabilities(
-        root=root,
-        namespaces=namespaces,
-        cgroup=cgroup,
-        user_namespace=namespaces and user_namespace,
-        seccomp=_seccomp_works(),
-        quota=root and _quota_works(),
-    )
-
-
-def not_enforced_warning(caps: Capabilities) -> str | None:
-    """One line naming what is not enforced here, or None when everything is."""
-    missing = caps.missing()
-    what = "; ".join(NOT_ENFORCED[m] for m in missing)
-    return MSG_NOT_ENFORCED.format(what=what) if missing else None
-
-
-def _namespaces_work(user_namespace: bool) -> bool:
-    """Whether the launcher itself can make a kernel's namespaces and view here: it is
-    run on ``true`` with them, as a kernel would be (a container may allow ``unshare``
-    and still refuse a fresh ``/proc``)."""
-    scratch = make_run_folder()  # named for this process: swept if it is killed meanwhile
-    try:
-        (scratch / "work").mkdir()
-        policy = {
-            "namespaces": list(NAMESPACES),
-            "user_namespace": user_namespace,
-            "system": list(SYSTEM_VIEW),
-            "expose": list(python_paths()),
-            "writable": [str(scratch)],
-            "private_tmp": list(PRIVATE_TMP),
-            "tmp_size": "1m",
-            "root": str(scratch),
-            "cwd": str(scratch / "work"),
-        }
-        (scratch / "policy.json").write_text(json.dumps(policy))
-        launch = [sys.executable, "-m", "grader.run.kernel.launch", str(scratch / "policy.json")]
-        true = shutil.which("true") or "/bin/true"
-        return _succeeds([*launch, "--", true])
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _quota_works() -> bool:
-    """Whether a run folder can be given a file system of its own (root may still be
-    refused a mount, in a container)."""
-    try:
-        scratch = make_run_folder(DiskQuota(size_mb=1, files=16))
-    except OSError:
-        return False
-    return remove_run_folder(scratch) is None
 
 
 def disk_quota(limits: KernelLimits) -> DiskQuota | None:
     """The file system a kernel's run folder gets here (None: none can be mounted)."""
     return DiskQuota(limits.disk_mb, limits.max_files) if capabilities().quota else None
-
-
-def _seccomp_works() -> bool:
-    code = "import sys; from grader.run.kernel import seccomp; sys.exit(seccomp.install() is None)"
-    return _succeeds([sys.executable, "-c", code])
-
-
-def _succeeds(argv: list[str]) -> bool:
-    try:
-        proc = subprocess.run(argv, timeout=30, capture_output=True)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def _cgroup_kind(root: bool) -> str | None:
-    if not root:
-        return None
-    v1 = [cgroups.CGROUP_V1 / "memory", cgroups.CGROUP_V1 / "pids"]
-    if all((c / "cgroup.procs").exists() and os.access(c, os.W_OK) for c in v1):
-        return "v1"
-    controllers = cgroups.CGROUP_V1 / "cgroup.controllers"
-    if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
-        return "v2" if os.access(cgroups.CGROUP_V1, os.W_OK) else None
-    return None
 
 
 @dataclass(frozen=True)
@@ -307,6 +152,7 @@ class KernelSandbox:
             "cgroup_procs": [str(c / "cgroup.procs") for c in self.cgroups],
             "namespaces": list(NAMESPACES) if caps.namespaces else [],
             "user_namespace": caps.user_namespace,
+            "bubblewrap": caps.bubblewrap,
             "seccomp": caps.seccomp,
             "hide": sorted(self.hide),
             "private_tmp": list(PRIVATE_TMP),
@@ -385,10 +231,9 @@ class KernelSandbox:
             pids |= cgroups.pids_of_uid(self.uid)
         if kernel_pid:
             pids |= cgroups.pids_of_session(kernel_pid)
-            namespace = self._namespace or cgroups.pid_namespace_of_children(kernel_pid)
-            if namespace and namespace != cgroups.pid_namespace_of_children(os.getpid()):
-                self._namespace = namespace  # the kernel's own: its processes, wherever
-                pids |= cgroups.pids_in_namespace(namespace)
+            self._namespace = self._namespace or _kernel_namespace(kernel_pid)
+            if self._namespace:  # the kernel's own: its processes, wherever they went
+                pids |= cgroups.pids_in_namespace(self._namespace)
         pids.discard(os.getpid())
         return pids
 
@@ -397,3 +242,20 @@ def _chown_tree(path: Path, uid: int) -> None:
     problem = chown_tree(path, uid)
     if problem:
         raise OSError(f"{path}: cannot hand the folder to uid {uid} ({problem})")
+
+
+def _kernel_namespace(launcher: int) -> str | None:
+    """The kernel's pid namespace: the one its launcher starts children in, or, where
+    bubblewrap made it, its init's (the launcher's grandchild); None before it exists."""
+    own = cgroups.pid_namespace_of_children(os.getpid())
+    made = cgroups.pid_namespace_of_children(launcher)
+    if made and made != own:
+        return made
+    for pid in bubblewrap.descendants(launcher):
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:
+            continue
+        if namespace != own:
+            return namespace
+    return None

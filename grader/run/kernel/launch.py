@@ -20,6 +20,10 @@ so it is the process jupyter_client starts and waits on. In order it:
    the kernel keeps this process's pid), after ``PR_SET_NO_NEW_PRIVS`` and the seccomp
    filter (:mod:`grader.run.kernel.seccomp`).
 
+Where the policy names ``bubblewrap`` (an ordinary user whose own ``unshare`` the
+machine refuses), steps 1, 2 and 6 are taken here and bubblewrap takes 3 to 8
+(:mod:`grader.run.kernel.bubblewrap`).
+
 Only the standard library is imported here: this runs before every kernel. Each step is
 taken only when the policy asks for it: the grader decides what the machine allows, and
 every value this module has no default for (``REQUIRED``: the private tmpfs's size).
@@ -33,7 +37,7 @@ import os
 import resource
 import sys
 
-from grader.run.kernel import seccomp, supervise, view
+from grader.run.kernel import bubblewrap, seccomp, supervise, view
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -139,6 +143,13 @@ def main(argv: list[str]) -> None:
         for arg in command:
             if arg.startswith(policy["root"] + os.sep) and os.path.isfile(arg):
                 os.chown(arg, int(policy["uid"]), int(policy["gid"]))
+    if policy.get("bubblewrap"):  # bubblewrap makes the sandbox: limits first, inherited
+        if os.getsid(0) != os.getpid():
+            os.setsid()
+        _join_cgroups(policy.get("cgroup_procs", []))
+        _set_limits(policy.get("rlimits", {}))
+        os.umask(0o077)
+        bubblewrap.run(policy, policy["bubblewrap"], command, os.environ.copy())
     enter(policy)
     os.chdir(policy.get("cwd", os.getcwd()))
 

@@ -59,7 +59,7 @@ _PIPES: dict[str, int] = {}
 launcher is gone) and ``status`` (write: the kernel's wait status, for the launcher)."""
 
 
-def _exit_like(status: int) -> None:
+def exit_like(status: int) -> None:
     """End as a process with wait ``status`` did: the same exit code, or the same signal
     (without a core dump), so that jupyter_client sees what the kernel died of."""
     if os.WIFSIGNALED(status):
@@ -102,7 +102,7 @@ def enter_pid_namespace() -> None:
         pid, status = os.waitpid(child, 0)
         if pid == child:
             told = os.read(status_read, 32).decode().strip()
-            _exit_like(int(told) if told.lstrip("-").isdigit() else status)
+            exit_like(int(told) if told.lstrip("-").isdigit() else status)
 
 
 def run_as_init(start: Callable[[], None]) -> None:
