@@ -40,7 +40,7 @@ bubblewrap:
 ## test: lint, fast tests, then kernel tests (real kernels, real TensorFlow, a real browser)
 test: install lint browser bubblewrap
 	$(BIN)/pytest -q -m "not kernel"
-	$(BIN)/pytest -q -m kernel
+	$(BIN)/pytest -q -m kernel --durations=15
 
 lint: install
 	$(BIN)/ruff check grader tests bench

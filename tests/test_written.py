@@ -229,3 +229,21 @@ def test_late_penalty_is_its_own_column_and_line(tmp_path: Path) -> None:
     assert "1 day(s) after the deadline" in page and "late penalty" in page
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
     assert record["late"]["days_late"] == 1 and record["auto_score"] == 2.5
+
+
+WRITTEN = ROOT / "tests" / "fixtures" / "written"
+
+
+def test_a_students_answer_sheet_above_the_code_is_read_as_a_reader_reads_it() -> None:
+    """One real student's answers (``week6_sample_answer.md``, names redacted) pasted, one
+    numbered item a cell, above the reference's code: each question's answer is found
+    under the heading that asks it, not under a later one sharing its words ("7. Take a
+    screenshot of the data augmentation layers") or the notebook's title."""
+    nb = nbformat.read(WRITTEN / "answer_sheet_above_the_code.ipynb", as_version=4)
+    seen = {}
+    for spec_id, spec in written_specs().items():
+        result = check_written(spec, nb)
+        cell = result.evidence[0].cell if result.evidence else None
+        seen[spec_id] = {"score": result.score, "message": result.message, "cell": cell}
+    expected = json.loads((WRITTEN / "answer_sheet_above_the_code.expected.json").read_text())
+    assert seen == expected

@@ -8,7 +8,8 @@ Finding the answer: the markdown cells are split into sections at heading-like l
 ``#`` headings, a line opening in bold (``**Fine-tuning** - ...``), a numbered item
 (``2. Fine tuning = ...``, ``Q3: ...``). The section whose heading is most like the
 rubric's question or one of its aliases (content words, tolerant of numbering,
-punctuation, plurals and word order) is the answer, up to the next heading.
+punctuation, plurals and word order; a heading saying much else besides is less like
+it) is the answer, up to the next heading.
 A concept is covered when any of its phrasings appears in the answer, word by word,
 each word matched on its stem (``freezing`` matches ``freeze``).
 """
@@ -109,8 +110,13 @@ def _split_label(item: str) -> tuple[str, str, str]:
 def find_answer(nb: nbformat.NotebookNode, spec: CheckSpec) -> Section | None:
     """The section whose heading best matches the question or one of its aliases.
 
-    A heading matches a phrasing when it holds more than half of that phrasing's content
-    words; the best share wins, then the share of all words, then the later heading.
+    A heading may answer a phrasing when it holds more than half of that phrasing's
+    content words. Of those, the best match of heading and phrasing wins (the harmonic
+    mean of the two shares of content words they have in common: a reader takes "4. Why
+    use data augmentation" over "7. Take a screenshot of the data augmentation layers
+    defined in the model", and "Q1. What is transfer learning, how is it different from
+    training from scratch?" over a notebook's title "Transfer learning and
+    fine-tuning"), then the share of all the phrasing's words, then the later heading.
     Headings with no text under them (a section of code cells) are not answers.
     """
     best, best_score = None, (0.0, 0.0)
@@ -118,13 +124,16 @@ def find_answer(nb: nbformat.NotebookNode, spec: CheckSpec) -> Section | None:
         heading_content, heading_all = content_words(section.heading), set(words(section.heading))
         for phrasing in (spec.question, *spec.aliases):
             wanted, every = content_words(phrasing), set(words(phrasing))
+            shared = len(wanted & heading_content)
+            if shared / (len(wanted) or 1) <= MATCH_THRESHOLD:
+                continue
             score = (
-                len(wanted & heading_content) / (len(wanted) or 1),
+                2 * shared / (len(wanted) + len(heading_content)),
                 len(every & heading_all) / (len(every) or 1),
             )
             if score >= best_score:
                 best, best_score = section, score
-    return best if best_score[0] > MATCH_THRESHOLD else None
+    return best
 
 
 def covers(answer: list[str], phrasing: str) -> bool:
