@@ -437,3 +437,12 @@ def test_every_check_the_rubric_knows_has_one_decider() -> None:
     assert set(CHECKS) == set(KNOWN_CHECKS)
     hidden = CheckSpec(id="base_frozen", title="B", points=2.0, hidden=True)
     assert decide(hidden, facts_for(model(GAP, DENSE))).hidden
+
+
+def test_a_notebook_built_on_another_base_is_told_which() -> None:
+    static = StaticFacts(other_bases=["InceptionV3"])
+    result = check_include_top_false(SPEC, facts_for(None, static=static))
+    assert not result.passed
+    assert result.message == (
+        "No MobileNetV2(...) call was found in the code; it loads InceptionV3 instead."
+    )

@@ -877,3 +877,15 @@ def test_tensorflow_tutorial() -> None:
     assert facts.flatten_used is False
     assert facts.preprocess_input_used is True
     assert [(ref.cell, ref.line) for ref in facts.fit_refs] == [(2 * 17 + 1, 1), (2 * 21 + 1, 4)]
+
+
+def test_another_pretrained_base_is_named_once_each_in_order() -> None:
+    facts = analyse(
+        "from tensorflow.keras.applications import InceptionV3",
+        "import tensorflow as tf\nscratch = tf.keras.applications.VGG16(weights=None)",
+        "base = InceptionV3(include_top=False)\n"
+        "x = tf.keras.applications.inception_v3.preprocess_input(x)",
+    )
+    assert facts.other_bases == ["VGG16", "InceptionV3"]
+    assert facts.base_calls == [] and facts.include_top is None
+    assert analyse(BASE).other_bases == []

@@ -91,9 +91,11 @@ def check_include_top_false(spec: CheckSpec, facts: Facts) -> CheckResult:
         return verdict(spec, message, SOURCE_RUNTIME, code + [fact], passed=not top)
     top = facts.static.include_top
     if top is None:
+        others = facts.static.other_bases
+        instead = f"; it loads {' and '.join(others)} instead" if others else ""
         return verdict(
             spec,
-            "No MobileNetV2(...) call was found in the code.",
+            f"No MobileNetV2(...) call was found in the code{instead}.",
             SOURCE_STATIC if facts.static.base_calls else SOURCE_NONE,
             code,
             passed=False,

@@ -32,6 +32,8 @@ class StaticFacts:
     include_top_ref: CodeRef | None = None
     base_pooling: str | None = None
     base_names: list[str] = field(default_factory=list)
+    other_bases: list[str] = field(default_factory=list)
+    """Other pretrained bases the code builds (``InceptionV3``, ...), in order, once each."""
     frozen_before_fit: bool = False
     freeze_ref: CodeRef | None = None
     augmentation_layers: list[str] = field(default_factory=list)

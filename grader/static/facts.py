@@ -18,6 +18,7 @@ from typing import Any
 
 from grader.static.evidence import CodeRef, StaticFacts
 from grader.static.keras_names import (
+    APPLICATIONS_MODULE,
     BASE_CLASS,
     FLATTEN_CLASS,
     INPUT_CLASS,
@@ -269,6 +270,9 @@ class _Analyzer(Scope):
             facts.base_calls.append(self._ref(site))
             if len(facts.base_calls) == 1:
                 self._base_options(call, site, facts)
+        elif parts and _is_other_base(parts):
+            if parts[-1] not in facts.other_bases:
+                facts.other_bases.append(parts[-1])
         elif _is_random(parts):
             facts.augmentation_ref = facts.augmentation_ref or self._ref(site)
             if name not in facts.augmentation_layers:
@@ -373,3 +377,8 @@ def analyze_notebook(nb: Any) -> StaticFacts:
         source = "".join(source) if isinstance(source, list) else source
         code.append((index, source if isinstance(source, str) else ""))
     return analyze_sources(code)
+
+
+def _is_other_base(parts: list[str]) -> bool:
+    """A class of Keras's applications that is not the assignment's base."""
+    return APPLICATIONS_MODULE in parts[:-1] and parts[-1][:1].isupper()

@@ -15,6 +15,9 @@ IMPLICIT_ALIASES = {"tf": "tensorflow"}
 
 BASE_CLASS = "MobileNetV2"
 """The pretrained convolutional base of the assignment."""
+APPLICATIONS_MODULE = "applications"
+"""Keras's module of pretrained bases: a class called from it that is not
+:data:`BASE_CLASS` (``InceptionV3``, ``VGG16``, ...) is another base, named in verdicts."""
 BASE_MARKERS = frozenset({"Conv1", "out_relu"})
 """Layer names that mark a MobileNetV2 base in a model tree: its first and last layers."""
 TOP_LAYER = "predictions"
