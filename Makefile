@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 OUT ?= out
 WORKERS ?= 2
 
-.PHONY: install demo test lint clean browser bubblewrap
+.PHONY: install demo test lint clean browser bubblewrap graphviz
 
 $(BIN)/grader: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tf,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[tf,course,dev]'
 	touch $@
 
-install: $(BIN)/grader
+install: $(BIN)/grader graphviz
 
 ## demo: build the offline asset kit (once), run the reference, grade submissions/ into out/
 demo: install
@@ -29,6 +29,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { echo "installing chromium (apt) for the browser test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+## graphviz: Graphviz's dot, which the tutorial's plot_model cell needs (apt when missing)
+graphviz:
+	@command -v dot >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  { echo "installing graphviz (apt) for notebooks that draw their model"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; } || \
+	    echo "graphviz could not be installed: plot_model cells will fail"; }
 
 ## bubblewrap: Debian's bubblewrap for the ordinary user's sandbox test (apt when missing)
 bubblewrap:
