@@ -246,7 +246,10 @@ def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.Mon
     run = run_notebook(nb, "memory_bomb.ipynb", settings)
     run.cleanup()
     assert run.out_of_memory and run.kernel_died == 2
-    assert run.messages == ["cell 3 used more than 1024 MB of memory; the kernel was killed"]
+    assert run.messages == [
+        "cell 3 used more than 1024 MB of memory (the rubric's [limits] memory_mb);"
+        " the kernel was killed"
+    ]
 
 
 def test_the_private_tmpfs_size_is_the_sandbox_s_and_the_launcher_requires_it(

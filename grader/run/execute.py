@@ -46,7 +46,10 @@ MSG_KERNEL_DIED = "the kernel died while running cell {cell} ({how})"
 MSG_KERNEL_NOT_STARTED = (
     "the kernel could not start (a machine problem, not the notebook's): {detail}"
 )
-MSG_OUT_OF_MEMORY = "cell {cell} used more than {limit} MB of memory; the kernel was killed"
+MSG_OUT_OF_MEMORY = (
+    "cell {cell} used more than {limit} MB of memory (the rubric's [limits] memory_mb);"
+    " the kernel was killed"
+)
 MSG_TRUNCATED = "cell {cell} printed more than {limit} kB; the rest of its output was dropped"
 MSG_DISK_FULL = (
     "cell {cell} filled the run folder ({limit} MB, {files} files); writes past it failed"
