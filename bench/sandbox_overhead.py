@@ -33,7 +33,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from grader.kit.assets import Kit, ensure_kit, prepare_keras_home
-from grader.rubric.schema import Limits
+from grader.rubric.limits import Limits
 from grader.run import probe
 from grader.run.execute import KERNEL_ENV, RunSettings, clear_outputs, run_notebook
 from grader.run.machine import capabilities

@@ -13,7 +13,7 @@ import pytest
 from grader.errors import AssetKitError
 from grader.kit.assets import Kit, course_kit, prepare_keras_home
 from grader.measure.client import MSG_NO_HOLDOUT, Measurer
-from grader.rubric.schema import Limits
+from grader.rubric.limits import Limits
 from grader.run.capture import collect_errors, strip_ansi
 from grader.run.execute import RunSettings
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 from typing import Any
 
 import nbformat
@@ -230,6 +231,38 @@ def test_augmentation_defined_but_unused_fails() -> None:
     no_aug = layer("Functional", "f", layers=[base(), GAP, DENSE])
     result = check_augmentation(SPEC, facts_for(no_aug, analyze_sources([(0, PLOT_ONLY)])))
     assert not result.passed and "never applied" in result.message
+
+
+GENERATOR = """
+from tensorflow.keras.preprocessing.image import ImageDataGenerator
+train_gen = ImageDataGenerator(rescale=1/255, rotation_range=20, horizontal_flip=True)
+plain = ImageDataGenerator(rescale=1/255)
+train = train_gen.flow_from_directory('train', target_size=(160, 160))
+val = plain.flow_from_directory('validation', target_size=(160, 160))
+"""
+RESCALE_ONLY = """
+from tensorflow.keras.preprocessing.image import ImageDataGenerator
+gen = ImageDataGenerator(rescale=1/255, horizontal_flip=False)
+train = gen.flow_from_directory('train')
+"""
+
+
+def test_an_augmenting_image_generator_counts_where_the_rubric_takes_that_route() -> None:
+    no_aug = layer("Functional", "f", layers=[base(), GAP, DENSE])
+    facts = facts_for(no_aug, analyze_sources([(0, GENERATOR)]))
+    result = check_augmentation(SPEC, facts)
+    assert (result.passed, result.source) == (True, "static")
+    assert result.message == (
+        "Data augmentation is done by an ImageDataGenerator that feeds training."
+    )
+    assert "train_gen.flow_from_directory" in result.evidence[0].text
+    layers_only = replace(SPEC, routes=("model", "pipeline"))
+    refused = check_augmentation(layers_only, facts)
+    assert not refused.passed and refused.message.endswith(
+        "This course does not count that route (it counts: model, pipeline)."
+    )
+    rescaled = check_augmentation(SPEC, facts_for(no_aug, analyze_sources([(0, RESCALE_ONLY)])))
+    assert not rescaled.passed and rescaled.message == "No data augmentation layers were found."
 
 
 CRASHED = """

@@ -112,7 +112,7 @@ import sys
 from pathlib import Path
 from grader.kit.assets import Kit
 from grader.measure.client import shared_evaluator
-from grader.rubric.schema import Limits
+from grader.rubric.limits import Limits
 from grader.run.execute import RunSettings
 holdout = Path(sys.argv[1])
 kit = Kit(keras_home=holdout.parent, holdout=holdout, version="custom")

@@ -61,6 +61,7 @@ def test_minimal_rubric_gets_defaults(tmp_path: Path) -> None:
             "unknown key",
         ),
         (MINIMAL + MINIMAL, "checks[1].id", "appears twice"),
+        (MINIMAL + "routes = ['layers']\n", "checks[0].routes", "some of model, pipeline"),
         ("[assignment]\ntitle = 3\n" + MINIMAL, "assignment.title", "a string"),
         ("[reference]\nnotebook = 5\n" + MINIMAL, "reference.notebook", "a path string"),
         ("[extra]\n" + MINIMAL, "extra", "unknown key"),

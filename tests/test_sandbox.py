@@ -236,7 +236,7 @@ def test_a_dead_graders_cgroups_go_even_when_its_run_folder_went_first(tmp_path:
 @pytest.mark.kernel
 def test_without_cgroups_the_watchdog_catches_a_memory_bomb(skip_env: pytest.MonkeyPatch) -> None:
     from grader.kit.assets import ensure_kit
-    from grader.rubric.schema import Limits
+    from grader.rubric.limits import Limits
     from grader.run.execute import RunSettings, run_notebook
 
     skip_env.setenv(machine.SKIP_VARIABLE, "namespaces,user,cgroup")
@@ -289,7 +289,7 @@ def test_kernel_and_evaluator_threads_come_from_one_function() -> None:
 
 def test_the_sandbox_knows_no_rubric() -> None:
     """run/ does not import rubric/: the caller converts the rubric's limits."""
-    from grader.rubric.schema import Limits
+    from grader.rubric.limits import Limits
     from grader.run.execute import kernel_limits
 
     for module in ("sandbox", "cgroups", "threads", "capture"):

@@ -167,7 +167,16 @@ def _base_trainable_params(base: LayerNode, model: LayerNode) -> int:
     return sum(n.params_trainable for n in layers[:end])
 
 
+MSG_IN_MODEL = "Data augmentation is part of the trained model."
+MSG_IN_MODEL_CODE = "The code puts data augmentation into the model."
+MSG_IN_PIPELINE = "Data augmentation is applied in the tf.data pipeline."
+MSG_IN_GENERATOR = "Data augmentation is done by an ImageDataGenerator that feeds training."
+MSG_ROUTE_REFUSED = "{done} This course does not count that route (it counts: {routes})."
+
+
 def check_augmentation(spec: CheckSpec, facts: Facts) -> CheckResult:
+    """Where augmentation is done decides (the route named); a route the rubric's
+    ``routes`` leaves out fails, saying so."""
     static = facts.static
     defined = _ref(static.augmentation_ref)
     used = _ref(static.augmentation_use_ref)
@@ -176,29 +185,13 @@ def check_augmentation(spec: CheckSpec, facts: Facts) -> CheckResult:
         layers = sorted({n.class_name for n in model.walk() if is_augmentation_class(n.class_name)})
         if layers:
             fact = _fact(f"the trained model contains {', '.join(layers)}")
-            return verdict(
-                spec,
-                "Data augmentation is part of the trained model.",
-                SOURCE_RUNTIME,
-                used + [fact],
-                passed=True,
-            )
+            return _route(spec, "model", MSG_IN_MODEL, SOURCE_RUNTIME, used + [fact])
     if static.augmentation_in_pipeline:
-        return verdict(
-            spec,
-            "Data augmentation is applied in the tf.data pipeline.",
-            SOURCE_STATIC,
-            used or defined,
-            passed=True,
-        )
+        return _route(spec, "pipeline", MSG_IN_PIPELINE, SOURCE_STATIC, used or defined)
+    if static.augmentation_in_generator:
+        return _route(spec, "generator", MSG_IN_GENERATOR, SOURCE_STATIC, used or defined)
     if static.augmentation_in_model and model is None:
-        return verdict(
-            spec,
-            "The code puts data augmentation into the model.",
-            SOURCE_STATIC,
-            used or defined,
-            passed=True,
-        )
+        return _route(spec, "model", MSG_IN_MODEL_CODE, SOURCE_STATIC, used or defined)
     source = SOURCE_RUNTIME if model is not None else SOURCE_STATIC
     if static.augmentation_layers:
         return verdict(
@@ -209,6 +202,15 @@ def check_augmentation(spec: CheckSpec, facts: Facts) -> CheckResult:
             passed=False,
         )
     return verdict(spec, "No data augmentation layers were found.", source, [], passed=False)
+
+
+def _route(
+    spec: CheckSpec, route: str, done: str, source: str, code: list[Evidence]
+) -> CheckResult:
+    if route in spec.routes:
+        return verdict(spec, done, source, code, passed=True)
+    refused = MSG_ROUTE_REFUSED.format(done=done, routes=", ".join(spec.routes) or "none")
+    return verdict(spec, refused, source, code, passed=False)
 
 
 def check_pooling_head(spec: CheckSpec, facts: Facts) -> CheckResult:

@@ -56,7 +56,7 @@ class Submission:
 
 
 class SizeLimits(Protocol):
-    """The rubric's intake limits (:class:`grader.rubric.schema.Limits` has them)."""
+    """The rubric's intake limits (:class:`grader.rubric.limits.Limits` has them)."""
 
     @property
     def max_notebook_mb(self) -> int: ...

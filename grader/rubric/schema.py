@@ -17,6 +17,7 @@ from typing import Any
 
 from grader.errors import RubricError, map_dependency_errors, strerror
 from grader.intake.copies import DEFAULT_THRESHOLD
+from grader.rubric.limits import Limits
 from grader.rubric.tomlfields import (
     NUMBER,
     dataclass_from,
@@ -48,6 +49,9 @@ SECTIONS = {
     "intake",
 }
 KIND_CODE, KIND_WRITTEN = "code", "written"
+AUGMENTATION_ROUTES = ("model", "pipeline", "generator")
+"""Where augmentation may be done: layers in the trained model, the ``tf.data``
+pipeline's ``map``, an ``ImageDataGenerator`` with augmentation arguments feeding ``fit``."""
 FRACTION_FIELDS = ("tolerance", "floor", "mismatch")
 """Accuracy bands: each a fraction from 0 up to (not including) 1."""
 WRITTEN_FIELDS = ("hint", "hidden")
@@ -80,6 +84,8 @@ class CheckSpec:
     """accuracy: whether a self-reported figure earns credit when the model cannot be measured."""
     model_variable: str = ""
     """accuracy: the notebook variable holding the model to measure (default: last trained)."""
+    routes: tuple[str, ...] = AUGMENTATION_ROUTES
+    """augmentation: the routes that count (a course may refuse ``generator``)."""
     kind: str = "code"
     """``code`` (a structural or accuracy check) or ``written`` (a free-text answer)."""
     question: str = ""
@@ -88,38 +94,6 @@ class CheckSpec:
     """written: the concepts a good answer covers, each as its phrasings or synonyms."""
     aliases: tuple[str, ...] = ()
     """written: other headings the answer may sit under (e.g. ``Freezing``)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one notebook may use (``[limits]``), and what happens past each limit."""
-
-    cell_timeout_s: float = 240.0
-    """Seconds one cell may run; then it is interrupted, recorded, and the next cell runs."""
-    notebook_timeout_s: float = 900.0
-    """Seconds all cells of one notebook may run together: each cell's limit shrinks to
-    what is left, and the cells after the one that used it up are not run."""
-    memory_mb: int = 4096
-    """Memory for the kernel and everything it starts (cgroup, or an RSS watchdog); past
-    it the kernel is killed and the result says out of memory."""
-    max_processes: int = 512
-    """Processes and threads the kernel may have at once (TensorFlow needs ~100)."""
-    max_file_mb: int = 1024
-    """Largest file the kernel may write (``RLIMIT_FSIZE``)."""
-    disk_mb: int = 2048
-    """What the kernel's run folder may hold (a file system of its own, as root); past it
-    writes fail with "No space left on device". It lives in memory: with a memory cgroup
-    what it holds counts towards ``memory_mb`` too."""
-    max_files: int = 50_000
-    """Files, folders and links the run folder may hold (its file system's inodes)."""
-    max_output_kb: int = 4096
-    """Output kept per cell; the rest is dropped behind a visible marker."""
-    max_notebook_mb: int = 25
-    """Largest notebook file graded (outputs included); a larger one is ``invalid``,
-    refused before it is read."""
-    max_cell_kb: int = 100
-    """Most source one cell may hold (UTF-8); a notebook with a larger cell is
-    ``invalid`` (a tutorial's longest cell holds about 3 KB)."""
 
 
 @dataclass(frozen=True)
@@ -306,10 +280,15 @@ def _code(name: str, where: str, table: dict[str, Any], check_id: str) -> CheckS
         value = table.get(key, 0.0)
         if isinstance(value, NUMBER) and not 0 <= value < 1:
             raise RubricError(name, f"{where}.{key}", f"must be between 0 and 1, got {value!r}")
+    routes = strings(name, f"{where}.routes", table.get("routes", list(AUGMENTATION_ROUTES)))
+    if not set(routes) <= set(AUGMENTATION_ROUTES):
+        known = ", ".join(AUGMENTATION_ROUTES)
+        raise RubricError(name, f"{where}.routes", f"expected some of {known}, got {routes!r}")
     return CheckSpec(
         id=check_id,
         title=value_of(name, f"{where}.title", table, "title", str, check_id),
         points=_points(name, where, table),
+        routes=tuple(routes),
         **typed_fields(name, where, table, CheckSpec, CODE_FIELDS),
     )
 

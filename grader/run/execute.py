@@ -24,7 +24,7 @@ from nbclient.exceptions import DeadKernelError
 from grader.errors import KernelOutputError, map_dependency_errors
 from grader.kit.assets import Kit, prepare_keras_home
 from grader.results import CellError
-from grader.rubric.schema import Limits
+from grader.rubric.limits import Limits
 from grader.run import probe
 from grader.run.capture import CappedClient, collect_errors
 from grader.run.machine import python_paths

@@ -41,6 +41,8 @@ class StaticFacts:
     augmentation_in_model: bool = False
     augmentation_in_pipeline: bool = False
     augmentation_use_ref: CodeRef | None = None
+    augmentation_in_generator: bool = False
+    """An ``ImageDataGenerator`` with augmentation arguments makes batches (``flow...``)."""
     pooling_layers: list[str] = field(default_factory=list)
     pooling_ref: CodeRef | None = None
     flatten_used: bool = False

@@ -18,9 +18,11 @@ from typing import Any
 
 from grader.static.evidence import CodeRef, StaticFacts
 from grader.static.keras_names import (
-    APPLICATIONS_MODULE,
     BASE_CLASS,
     FLATTEN_CLASS,
+    GENERATOR_AUGMENTS,
+    GENERATOR_CLASS,
+    GENERATOR_FLOWS,
     INPUT_CLASS,
     POOLING_CLASSES,
     PREPROCESS_FUNCTION,
@@ -28,7 +30,8 @@ from grader.static.keras_names import (
     PREPROCESSING_CLASSES,
     RESCALING_CLASS,
     SEQUENTIAL_CLASS,
-    is_augmentation_class,
+    is_augmentation_call,
+    is_other_base,
 )
 from grader.static.magics import neutralise_magics
 from grader.static.scope import (
@@ -55,12 +58,6 @@ RESCALE_OFFSET = -1.0
 TOLERANCE = 1e-6
 
 
-def _is_random(parts: list[str] | None) -> bool:
-    if not parts or "layers" not in parts:
-        return False
-    return is_augmentation_class(parts[-1])
-
-
 # --- the analyser ----------------------------------------------------------------------
 
 
@@ -72,6 +69,7 @@ class _Analyzer(Scope):
         self.sources = sources
         self.events: list[tuple[tuple, bool, CodeRef]] = []
         self.fit_sites: list[Site] = []
+        self.augmenting_generators: set[str] = set()
         self.memo: dict[tuple[str, ast.AST, Site], bool] = {}
 
     # what an expression is
@@ -113,7 +111,7 @@ class _Analyzer(Scope):
     def _is_aug_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
         if isinstance(expr, ast.Call):
             parts = self._keras_parts(expr.func, site)
-            if _is_random(parts):
+            if is_augmentation_call(parts):
                 return True
             if parts and parts[-1] == SEQUENTIAL_CLASS:
                 return self._is_aug_group(self._seq_items(expr, site), depth)
@@ -137,7 +135,7 @@ class _Analyzer(Scope):
             return True
         if isinstance(expr, ast.Call):
             parts = self._keras_parts(expr.func, site)
-            if not parts or _is_random(parts):
+            if not parts or is_augmentation_call(parts):
                 return False
             if parts[-1] == SEQUENTIAL_CLASS:
                 items = self._seq_items(expr, site)
@@ -270,10 +268,16 @@ class _Analyzer(Scope):
             facts.base_calls.append(self._ref(site))
             if len(facts.base_calls) == 1:
                 self._base_options(call, site, facts)
-        elif parts and _is_other_base(parts):
+        elif parts and is_other_base(parts):
             if parts[-1] not in facts.other_bases:
                 facts.other_bases.append(parts[-1])
-        elif _is_random(parts):
+        elif name == GENERATOR_CLASS and self._generator_augments(call, site):
+            facts.augmentation_ref = facts.augmentation_ref or self._ref(site)
+            if isinstance(site.node, ast.Assign) and site.node.value is call:
+                self.augmenting_generators |= {
+                    t.id for t in site.node.targets if isinstance(t, ast.Name)
+                }
+        elif is_augmentation_call(parts):
             facts.augmentation_ref = facts.augmentation_ref or self._ref(site)
             if name not in facts.augmentation_layers:
                 facts.augmentation_layers.append(name)
@@ -296,10 +300,26 @@ class _Analyzer(Scope):
             self.fit_sites.append(site)
         elif method == "map" and self._in_pipeline(call, site):
             self._use_augmentation(facts, site, in_model=False)
+        elif method in GENERATOR_FLOWS and self._is_augmenting_generator(call.func.value, site):
+            facts.augmentation_in_generator = True
+            facts.augmentation_use_ref = facts.augmentation_use_ref or self._ref(site)
         if not facts.augmentation_in_model and self._is_aug(call.func, site):
             values = [*call.args, *(k.value for k in call.keywords)]
             if any(self._from_input(v, site, bound) for v in values):
                 self._use_augmentation(facts, site, in_model=True)
+
+    def _generator_augments(self, call: ast.Call, site: Site) -> bool:
+        """``ImageDataGenerator(rotation_range=20, ...)``: not a rescale-only generator."""
+        values = [self._const(k.value, site) for k in call.keywords if k.arg in GENERATOR_AUGMENTS]
+        return any(v not in (0, False, None) for v in values)
+
+    def _is_augmenting_generator(self, expr: ast.AST, site: Site) -> bool:
+        if isinstance(expr, ast.Name):
+            return expr.id in self.augmenting_generators
+        return isinstance(expr, ast.Call) and (
+            self._class_name(expr.func, site) == GENERATOR_CLASS
+            and self._generator_augments(expr, site)
+        )
 
     def _use_augmentation(self, facts: StaticFacts, site: Site | None, in_model: bool) -> None:
         if site is None:
@@ -377,8 +397,3 @@ def analyze_notebook(nb: Any) -> StaticFacts:
         source = "".join(source) if isinstance(source, list) else source
         code.append((index, source if isinstance(source, str) else ""))
     return analyze_sources(code)
-
-
-def _is_other_base(parts: list[str]) -> bool:
-    """A class of Keras's applications that is not the assignment's base."""
-    return APPLICATIONS_MODULE in parts[:-1] and parts[-1][:1].isupper()

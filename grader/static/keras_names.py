@@ -54,6 +54,37 @@ ACCURACY_METRICS = ("accuracy", "binary_accuracy", "acc", "compile_metrics")
 """Metric names an accuracy figure is recorded under, in order of preference."""
 
 
+GENERATOR_CLASS = "ImageDataGenerator"
+"""Keras's legacy image generator: augmentation when given one of :data:`GENERATOR_AUGMENTS`."""
+GENERATOR_AUGMENTS = frozenset(
+    {
+        "rotation_range",
+        "width_shift_range",
+        "height_shift_range",
+        "shear_range",
+        "zoom_range",
+        "horizontal_flip",
+        "vertical_flip",
+        "brightness_range",
+        "channel_shift_range",
+    }
+)
+GENERATOR_FLOWS = frozenset({"flow", "flow_from_directory", "flow_from_dataframe"})
+"""A generator's methods that make the batches ``fit`` trains on."""
+
+
 def is_augmentation_class(name: str) -> bool:
     """Whether a Keras layer class is a data augmentation layer."""
     return name.startswith(AUGMENTATION_PREFIX) or name in AUGMENTATION_CLASSES
+
+
+def is_augmentation_call(parts: list[str] | None) -> bool:
+    """Whether a resolved dotted name (``tf.keras.layers.RandomFlip``) is an augmentation layer."""
+    if not parts or "layers" not in parts:
+        return False
+    return is_augmentation_class(parts[-1])
+
+
+def is_other_base(parts: list[str]) -> bool:
+    """A class of Keras's applications that is not the assignment's base."""
+    return APPLICATIONS_MODULE in parts[:-1] and parts[-1][:1].isupper() and parts[-1] != BASE_CLASS
