@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from grader.errors import AssetKitError
+from grader.kit import assets
 from grader.kit.assets import Kit, course_kit, prepare_keras_home
 from grader.measure.client import MSG_NO_HOLDOUT, Measurer
 from grader.rubric.limits import Limits
@@ -31,15 +32,30 @@ def fake_kit(tmp_path: Path) -> Kit:
 def test_a_kernels_keras_home_links_the_kit_and_serves_both_path_forms(tmp_path: Path) -> None:
     home = prepare_keras_home(fake_kit(tmp_path), tmp_path / "run" / "keras_home")
     assert (home / "models" / "weights_no_top.h5").read_bytes() == b"h5"
-    assert (home / "datasets" / "cats_and_dogs.zip").is_symlink()
+    datasets = home / "datasets"
+    assert (datasets / "cats_and_dogs.zip").is_symlink()
+    # Cached under the name older copies of the tutorial and students' own code use too:
+    # get_file("cats_and_dogs_filtered.zip", origin=..., extract=True) finds it offline.
+    assert (datasets / "cats_and_dogs_filtered.zip").resolve() == (
+        (datasets / "cats_and_dogs.zip").resolve()
+    )
+    # Keras 2 code joins dirname(path_to_zip) with the folder, whichever name it cached:
+    # the kernel's own extracted copy is there (writable, like Colab's), before any fit.
+    extracted = datasets / "cats_and_dogs_filtered" / "train" / "cats" / "cat.0.jpg"
+    assert not extracted.is_symlink() and extracted.read_bytes() == b"jpg"
+    assert not (home / "holdout").exists()
+
+
+def test_a_large_archive_is_linked_where_keras_3_extracts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assets, "MAX_EXTRACTED_BYTES", 10)
+    home = prepare_keras_home(fake_kit(tmp_path), tmp_path / "run" / "keras_home")
     alias = home / "datasets" / "cats_and_dogs_filtered"
-    # Keras 2 code joins dirname(path_to_zip) with the folder: it points into what Keras 3
-    # extracts (datasets/cats_and_dogs_extracted/), which exists once get_file has run.
     assert os.readlink(alias) == "cats_and_dogs_extracted/cats_and_dogs_filtered"
     with zipfile.ZipFile(home / "datasets" / "cats_and_dogs.zip") as archive:
         archive.extractall(home / "datasets" / "cats_and_dogs_extracted")
     assert (alias / "train" / "cats" / "cat.0.jpg").read_bytes() == b"jpg"
-    assert not (home / "holdout").exists()
 
 
 def test_a_course_cache_without_models_or_datasets_is_refused(tmp_path: Path) -> None:

@@ -38,6 +38,11 @@ CACHE_ENV = "GRADER_CACHE"
 MANIFEST = "manifest.json"
 MSG_CACHE = "{cache}: cannot use this cache folder ({detail})"
 EXTRACTED_SUFFIX = "_extracted"
+DATASET_ALIASES = {"cats_and_dogs.zip": ("cats_and_dogs_filtered.zip",)}
+"""Other names notebooks cache the kit's archives under (``get_file`` finds a cached file
+by its name, whatever the origin: the tutorial's old and new URLs are both served)."""
+MAX_EXTRACTED_BYTES = 256 * 2**20
+"""Archives up to this size are laid out extracted in each kernel's own cache."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,9 @@ def kit_digest(kit: Kit) -> str:
 
 
 def prepare_keras_home(kit: Kit, dest: Path) -> Path:
-    """A kernel's own Keras cache linking to the kit; returns ``dest``."""
+    """A kernel's own Keras cache linking to the kit; returns ``dest``. Each archive is
+    there under the other names notebooks cache it as (:data:`DATASET_ALIASES`), and
+    laid out extracted beside itself as Keras 2's ``get_file`` left it."""
     for sub in ("models", "datasets"):
         (dest / sub).mkdir(parents=True, exist_ok=True)
         source = kit.keras_home / sub
@@ -125,19 +132,28 @@ def prepare_keras_home(kit: Kit, dest: Path) -> Path:
         for item in source.iterdir():
             if item.is_file():
                 os.symlink(item.resolve(), dest / sub / item.name)
-    for archive in (dest / "datasets").glob("*.zip"):
-        _keras2_aliases(archive)
+    for archive in list((dest / "datasets").glob("*.zip")):
+        for alias in DATASET_ALIASES.get(archive.name, ()):
+            if not os.path.lexists(archive.parent / alias):
+                os.symlink(archive.resolve(), archive.parent / alias)
+        _keras2_layout(archive)
     return dest
 
 
-def _keras2_aliases(archive: Path) -> None:
-    """Keras 3 extracts ``name.zip`` into ``name_extracted/``; Keras 2 code looks beside it."""
-    extracted = archive.with_name(archive.name.split(".")[0] + EXTRACTED_SUFFIX)
+def _keras2_layout(archive: Path) -> None:
+    """Keras 3 extracts ``name.zip`` into ``name_extracted/``; Keras 2 code looks beside
+    the archive for its folders, whichever name it cached it as: a small archive is
+    extracted there (the kernel's own copy), a large one's folders link to where Keras 3
+    puts them for this name."""
     try:
         with zipfile.ZipFile(archive) as zf:
             tops = {n.split("/", 1)[0] for n in zf.namelist() if "/" in n}
+            if archive.stat().st_size <= MAX_EXTRACTED_BYTES:
+                zf.extractall(archive.parent, [n for n in zf.namelist() if "/" in n])
+                return
     except zipfile.BadZipFile:
         return
+    extracted = archive.with_name(archive.name.split(".")[0] + EXTRACTED_SUFFIX)
     for top in tops:
         alias = archive.parent / top
         if not alias.exists() and not alias.is_symlink():
