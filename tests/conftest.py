@@ -7,6 +7,7 @@ graded exactly as when alone, whatever the hostile ones do.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from grader.rubric.schema import load_rubric
@@ -146,3 +148,30 @@ def graded(
     proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return out, proc.stdout
+
+
+TRACE_PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+TRACE_FILE = "grader_trace.txt"
+TRACE_SHM_KEY = 0x67726164
+"""What ``hostile/a_leaves_traces.ipynb`` leaves: a file in each place, a SysV segment
+of this key, a ``sleep 600`` daemon."""
+
+
+def assert_nothing_crossed(executed: Path) -> None:
+    """The classmate beside ``a_leaves_traces`` saw none of its traces, and none of them
+    outlived its kernel on this machine (``executed``: the batch's executed notebooks)."""
+    leaver = nbformat.read(executed / "a_leaves_traces.ipynb", as_version=4)
+    left = "".join(o.get("text", "") for o in leaver.cells[1].outputs)
+    assert all(f"LEFT {place}" in left for place in TRACE_PLACES), left
+    looker = nbformat.read(executed / "b_classmate_looks.ipynb", as_version=4)
+    lines = "".join(o.get("text", "") for o in looker.cells[1].outputs).splitlines()
+    seen = ast.literal_eval(next(x for x in lines if x.startswith("SEEN "))[5:])
+    in_tmp = seen.pop("/tmp")  # its own run folder, and the kit's path where it is in /tmp
+    assert TRACE_FILE not in in_tmp and len([n for n in in_tmp if n.startswith(RUN_PREFIX)]) == 1
+    assert seen == {p: [] for p in TRACE_PLACES[1:]}
+    assert "SHM 0" in lines and "PROCESSES 2" in lines  # its init and itself
+    assert not any(Path(place, TRACE_FILE).exists() for place in TRACE_PLACES)
+    keys = [line.split()[0] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert str(TRACE_SHM_KEY) not in keys
+    daemons = subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True, text=True)
+    assert daemons.stdout == ""

@@ -23,7 +23,7 @@ from grader.run.machine import capabilities
 from grader.run.probe import MSG_MISSING, MSG_REPLACED
 from grader.run.runfolders import RUN_PREFIX, is_stale
 from grader.run.uids import UID_BASE
-from tests.conftest import RunFolders, cell_timeout_message
+from tests.conftest import RunFolders, assert_nothing_crossed, cell_timeout_message
 
 pytestmark = pytest.mark.kernel
 
@@ -243,6 +243,10 @@ def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: R
     assert [p for p in run_folders_before.planted if p.exists()] == []  # and killed ones'
     mounted = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
     assert {m for m in mounted if RUN_PREFIX in m} <= {str(p) for p in run_folders_before.existing}
+
+
+def test_what_one_kernel_leaves_never_reaches_a_classmate_or_outlives_it(graded: tuple) -> None:
+    assert_nothing_crossed(graded[0] / "executed")
 
 
 def test_a_disk_filler_fills_its_own_quota_and_goes_on(by_student: dict, graded: tuple) -> None:

@@ -1,5 +1,8 @@
 """A class graded by an ordinary user: the kernels are isolated all the same.
 
+The hostile corpus's readers, writers and the one leaving traces for a benign
+classmate beside it (the whole corpus runs as root in the class batch).
+
 Most instructors do not run a grader as root. CI does, so this test drops to ``nobody``
 and grades the hostile corpus's readers and writers with the real CLI, asserting what
 their kernels could see and write. This machine's Python may lie under a folder nobody
@@ -24,12 +27,18 @@ from pathlib import Path
 import pytest
 
 from grader.kit.assets import ensure_kit, kit_dir
-from tests.conftest import FIXTURES, ROOT, RUBRIC
+from tests.conftest import FIXTURES, ROOT, RUBRIC, assert_nothing_crossed
 
 pytestmark = pytest.mark.kernel
 
 NOBODY = 65534
-NOTEBOOKS = ("snoop_files", "write_outside", "network_attempt")
+NOTEBOOKS = (
+    "snoop_files",
+    "write_outside",
+    "network_attempt",
+    "a_leaves_traces",
+    "b_classmate_looks",  # benign: looks for what the one before it left
+)
 ISOLATED = "grader: not root: each kernel is isolated in a user namespace of its own"
 
 
@@ -109,8 +118,8 @@ def test_an_ordinary_users_kernels_see_and_write_only_their_own_folder(course: P
 
     snoop = cell_text(out, "snoop_files", 1)
     found = json.loads(next(x for x in snoop.splitlines() if x.startswith("FOUND"))[6:])
-    runs = {Path(f).parents[1] for f in found}  # RUN/probe/events.jsonl, RUN/work/...
-    assert len(runs) == 1 and runs.pop().name.startswith("grader-run-"), found
+    runs = {next(p for p in Path(f).parents if p.name.startswith("grader-run-")) for f in found}
+    assert len(runs) == 1, runs  # its own run folder's files alone (its probe, its dataset)
     assert not any(Path(f).is_relative_to(course) for f in found)
 
     writes = [line.split()[:2] for line in cell_text(out, "write_outside", 1).splitlines()]
@@ -122,6 +131,7 @@ def test_an_ordinary_users_kernels_see_and_write_only_their_own_folder(course: P
             assert not Path(path).exists(), f"{path} reached the grader's machine"
     assert "File too large" in cell_text(out, "write_outside", 2)
 
+    assert_nothing_crossed(out / "executed")
     assert records["network_attempt"]["status"] == "error"
     assert "urlopen error" in records["network_attempt"]["message"]
     assert nothing_left_running(), "a kernel's process outlived the batch"

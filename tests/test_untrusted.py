@@ -345,6 +345,44 @@ def test_a_deep_tree_is_removed_without_recursion_and_no_link_followed(tmp_path:
     assert (outside / "keep.txt").read_text() == "not the kernel's"
 
 
+def test_a_folder_moved_out_while_its_tree_is_walked_stops_the_walk_above_nothing(
+    tmp_path: Path,
+) -> None:
+    """A process still writing the tree moves a subfolder out of it mid-walk: climbing
+    back by ".." would land outside the tree, so the walk stops there instead."""
+    (tmp_path / "run" / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "keep.txt").write_text("another student's")
+
+    def files(folder: int, names: list[str]) -> None:
+        if os.path.exists(tmp_path / "run" / "a" / "b" / "c") and not names:
+            if os.fstat(folder).st_ino == (tmp_path / "run" / "a" / "b" / "c").stat().st_ino:
+                os.rename(tmp_path / "run" / "a" / "b", tmp_path / "moved")
+
+    removed: list[str] = []
+    fd = os.open(tmp_path / "run", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(trees.TreeMoved):
+            trees.walk(fd, files, lambda folder, name: removed.append(name))
+    finally:
+        os.close(fd)
+    assert removed == ["c"]  # inside the moved folder, its own; nothing above it
+    assert (tmp_path / "victim" / "keep.txt").read_text() == "another student's"
+
+
+def test_the_sweep_leaves_a_folder_another_user_planted(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to plant a folder as another user")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = runfolders.RunOwner(dead.pid, 1, runfolders.pid_namespace())
+    planted = tmp_path / f"{runfolders.run_folder_prefix(owner)}x"
+    planted.mkdir()
+    os.chown(planted, 65534, 65534)
+    assert runfolders.is_stale(planted)
+    assert runfolders.sweep_stale(tmp_path) == 0 and planted.exists()
+
+
 def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -360,3 +398,27 @@ def test_the_sweep_reports_a_folder_it_cannot_remove_and_goes_on(tmp_path: Path)
         assert runfolders.sweep_stale(tmp_path, report=told.append) == 1
     assert not small.exists() and big.exists()
     assert len(told) == 1 and big.name in told[0] and "more than 20 entries" in told[0]
+
+
+def test_a_probe_folder_the_kernel_replaced_with_a_link_is_not_read_or_cleaned(
+    tmp_path: Path,
+) -> None:
+    """Without root the kernel owns its run folder: it can rename ``probe/`` and put a
+    link to another folder there; the grader reads nothing through it and removes
+    nothing there (its links would have been dropped as the probe folder's own)."""
+    from grader.errors import KernelOutputError
+    from grader.run.execute import _drop_links, _identity
+
+    probe_dir, elsewhere = tmp_path / "probe", tmp_path / "venv-bin"
+    probe_dir.mkdir()
+    made = _identity(probe_dir)
+    elsewhere.mkdir()
+    (elsewhere / "python").symlink_to("/usr/bin/python3")
+    probe_dir.rename(tmp_path / "moved")
+    probe_dir.symlink_to(elsewhere)
+    with pytest.raises(KernelOutputError, match="put something else in its place"):
+        _drop_links(probe_dir, made)
+    assert (elsewhere / "python").is_symlink()
+    probe_dir.unlink()
+    (tmp_path / "moved").rename(probe_dir)
+    _drop_links(probe_dir, made)  # the folder it made: read as before

@@ -10,7 +10,10 @@ are fields of the returned :class:`Execution`.
 
 from __future__ import annotations
 
+import errno
+import os
 import secrets
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ PROBE_CELL_TIMEOUT_S = 120
 """The time limit of each of the probe's own cells (saving a model, closing its records),
 whatever is left of the notebook's: a notebook that ended in time is not cut short."""
 MSG_PROBE_FOLDER = "the kernel's probe folder cannot be read ({detail})"
+MSG_PROBE_REPLACED = "the kernel put something else in its place"
 MSG_CELL_TIMEOUT = "cell {cell} ran longer than {limit:.0f} s and was interrupted"
 MSG_NOTEBOOK_TIMEOUT = (
     "the notebook ran longer than {limit:.0f} s; cells from {cell} on were not run"
@@ -150,6 +154,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
     try:
         for folder in (work, probe_dir, ipc):
             folder.mkdir()
+        made = _identity(probe_dir)  # the kernel may own the run folder (not root): checked
         keras_home = prepare_keras_home(settings.kit, root / "keras_home")
         key = probe.write_seal(probe_dir)
         nbformat.write(nb, work / name)
@@ -177,28 +182,39 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
         run.cleanup()
         raise
     run.duration_s = round(time.monotonic() - start, 2)
-    _collect(run, running, probe_dir, key, nonce)
+    try:
+        _collect(run, running, (probe_dir, made), key, nonce)
+    except BaseException:
+        run.cleanup()
+        raise
     return run
 
 
 def _collect(
-    run: Execution, running: nbformat.NotebookNode, probe_dir: Path, key: bytes, nonce: str
+    run: Execution,
+    running: nbformat.NotebookNode,
+    folder: tuple[Path, tuple[int, int]],
+    key: bytes,
+    nonce: str,
 ) -> None:
     """What the run left, read onto ``run``: the student's cells, the probe's records and
-    model (each checked against the seal ``key`` and the closing ``nonce``), the errors."""
+    model (each checked against the seal ``key`` and the closing ``nonce``; ``folder``:
+    the probe's, with the identity it was made with), the errors."""
     run.probe_error = probe.install_error(running)
     installed, closed = probe.installed(running), probe.closing(running)
     run.nb = probe.strip(running)
+    probe_dir, made = folder
     try:
-        _drop_links(probe_dir)
+        _drop_links(probe_dir, made)
         checked, run.evidence_forged = probe.read_records(probe_dir, key, installed, closed, nonce)
         run.events = checked.records
         run.model_path, replaced = probe.saved_model(probe_dir, checked.model_digest)
         run.evidence_forged += replaced
         run.messages += run.evidence_forged
-    except KernelOutputError as exc:  # the kernel's doing: this student's error
-        run.unreadable = str(exc)
-        run.messages.append(str(exc))
+    except (KernelOutputError, OSError) as exc:  # the kernel's folder: this student's error
+        problem = exc if isinstance(exc, KernelOutputError) else MSG_PROBE_FOLDER.format(detail=exc)
+        run.unreadable = str(problem)
+        run.messages.append(str(problem))
     run.errors = collect_errors(run.nb, skip=set(run.timed_out))
     run.stdin_requested = [e.cell for e in run.errors if e.ename == STDIN_ENAME]
     run.messages += [MSG_STDIN.format(cell=c + 1) for c in run.stdin_requested]
@@ -335,11 +351,14 @@ def _record_limits(
             run.messages.append(MSG_KERNEL_DIED.format(cell=cell, how=how_it_ended(run.exit_code)))
 
 
-def _drop_links(folder: Path) -> None:
-    """The kernel owns the probe folder: links it made there are never followed."""
+def _drop_links(folder: Path, made: tuple[int, int]) -> None:
+    """The kernel owns the probe folder: links it made there are never followed, and a
+    folder put in its place (a link to elsewhere) is not read at all."""
     with map_dependency_errors(
         "kernel output", lambda exc: KernelOutputError(MSG_PROBE_FOLDER.format(detail=exc))
     ):
+        if _identity(folder, follow=False) != made:
+            raise OSError(errno.EPERM, MSG_PROBE_REPLACED)
         for path in folder.iterdir():
             if path.is_symlink() or not (path.is_file() or path.is_dir()):
                 path.unlink()
@@ -360,3 +379,10 @@ def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, 
     env["HOME"] = str(root / "work")
     env.update(thread_env(threads))
     return env
+
+
+def _identity(path: Path, follow: bool = True) -> tuple[int, int]:
+    info = os.stat(path, follow_symlinks=follow)
+    if not stat.S_ISDIR(info.st_mode):
+        return (-1, -1)
+    return info.st_dev, info.st_ino

@@ -150,6 +150,8 @@ def sweep_stale(tmp: Path | None = None, report: Callable[[str], None] | None = 
     for folder in Path(tmp or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
         if folder.is_symlink() or not folder.is_dir() or not is_stale(folder):
             continue
+        if folder.lstat().st_uid != os.geteuid():  # planted by another user: not ours
+            continue
         for cgroup in cgroups.cgroups_named(folder.name):
             cgroups.kill_all(cgroups.read_pids(cgroup / "cgroup.procs"))
             cgroups.remove_cgroup(cgroup)

@@ -21,6 +21,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_ENTRIES = 2_000_000
 """The most entries one tree is walked for (a kernel's disk cap allows fewer)."""
 MSG_TOO_MANY = "more than {limit} entries"
+MSG_MOVED = "a folder in it moved while it was being removed"
 
 Files = Callable[[int, list[str]], None]
 """Called with an open folder and the names of what it holds that is not a folder."""
@@ -30,6 +31,10 @@ Leave = Callable[[int, str], None]
 
 class TreeTooLarge(OSError):
     """The tree holds more than the walk's bound."""
+
+
+class TreeMoved(OSError):
+    """A folder of the tree moved while it was walked (climbing back would leave it)."""
 
 
 def remove_tree(root: Path, limit: int | None = None) -> str | None:
@@ -85,25 +90,33 @@ def walk(fd: int, files: Files, leave: Leave, limit: int = MAX_ENTRIES) -> None:
     """Walk the tree of the open folder ``fd`` (left open), depth first, without
     recursion: ``files`` for each folder's other entries, ``leave`` after each subfolder."""
     current = os.dup(fd)
-    levels: list[tuple[str, list[str]]] = []
+    levels: list[tuple[str, list[str], tuple[int, int]]] = []
     try:
         pending, seen = _listing(current, files, 0, limit)
         while pending or levels:
             if pending:
                 name = pending.pop()
                 child = _open_dir(current, name)
+                here = _identity(current)
                 os.close(current)
                 current = child
-                levels.append((name, pending))
+                levels.append((name, pending, here))
                 pending, seen = _listing(current, files, seen, limit)
                 continue
-            name, pending = levels.pop()
+            name, pending, was = levels.pop()
             parent = os.open("..", DIR_FLAGS, dir_fd=current)
             os.close(current)
             current = parent
+            if _identity(current) != was:  # moved meanwhile: ".." is not where it came from
+                raise TreeMoved(MSG_MOVED)
             leave(current, name)
     finally:
         os.close(current)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
 
 
 def _listing(folder: int, files: Files, seen: int, limit: int) -> tuple[list[str], int]:
