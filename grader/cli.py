@@ -82,6 +82,14 @@ def main() -> None:
 )
 @click.option("--force", is_flag=True, help="Grade again what the results store already has.")
 @click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="ID",
+    help="Grade only this student of SUBMISSIONS again (repeatable); the rest of the class "
+    "is kept from OUT.",
+)
+@click.option(
     "--dask",
     "dask_address",
     default=None,
@@ -97,6 +105,7 @@ def grade(
     quick: bool,
     workers: int | None,
     force: bool,
+    students: tuple[str, ...],
     dask_address: str | None,
     cache: Path | None,
     roster: Path | None,
@@ -107,9 +116,13 @@ def grade(
     submission is kept in OUT/results.sqlite: run the same command again after an
     interruption and only what is missing is graded. Writes results.jsonl, grades.csv,
     grades.xlsx, canvas.csv, gradescope/, reports/, index.html and executed/ under
-    --out. Exit 0 when the batch completed.
+    --out, for the whole class: students graded into OUT by an earlier batch are kept,
+    so one late notebook, or --student ID, regrades those students alone. Exit 0 when
+    the batch completed.
 
     Example: grader grade submissions.zip --rubric rubrics/transfer_learning.toml --out out --quick
+
+    Example: grader grade submissions.zip --out out --quick --student 12345
     """
     from grader.batch.classrun import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
 
@@ -125,17 +138,21 @@ def grade(
         dask=dask_address,
         cache=cache,
         roster=roster,
+        students=list(students),
     )
     try:
         outcome = grade_class(request, say=click.echo, warn=_warn)
     except GraderError as exc:
         _fail(exc)
         return
-    if not outcome.written:
+    _say_written(outcome.written, out, time.monotonic() - start)
+
+
+def _say_written(written: dict[str, Path], out: Path, seconds: float) -> None:
+    if not written:
         click.echo(f"Nothing changed: the outputs in {out} are up to date.")
         return
-    written = outcome.written
-    click.echo(f"Done in {time.monotonic() - start:.1f} s. Class page: {written['index']}")
+    click.echo(f"Done in {seconds:.1f} s. Class page: {written['index']}")
     click.echo(f"Spreadsheets: {written['grades']}, {written['xlsx']}, {written['canvas']}")
     click.echo(f"Results: {written['results']}  Gradescope: {written['gradescope']}")
 

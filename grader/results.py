@@ -213,6 +213,12 @@ class SubmissionResult:
     remarks: list[str] = field(default_factory=list)
     """What the batch noticed beyond this run, for the instructor: several files from the
     student (which one was graded), a possible copy (the other student named)."""
+    provenance: dict[str, str] = field(default_factory=dict)
+    """What graded it: the rubric's digest, the mode, the asset kit's digest, the
+    reference's figures and grader's version and code digest (empty: not recorded)."""
+    identity: dict[str, str] = field(default_factory=dict)
+    """Who the LMS says submitted it, from its bulk-download name: ``lms`` (``canvas`` or
+    ``moodle``) and the ids and name it gave (empty for a plain file name)."""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON object written to ``results.jsonl``."""

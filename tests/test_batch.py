@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from grader import __version__
-from grader.batch.classrun import FLAG_MULTIPLE_FILES, flag_copies, note_intake
+from grader.batch.classout import FLAG_MULTIPLE_FILES, flag_copies, note_intake
 from grader.batch.pipeline import RUN_CONDITIONS, run_flags, run_status
 from grader.batch.progress import Progress, close_log, eta_text, open_log, result_line
 from grader.batch.runners import (

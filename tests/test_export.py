@@ -145,6 +145,7 @@ def test_grades_table_columns_and_values() -> None:
         "status",
         "flags",
         "remarks",
+        "graded_under",
     ]
     assert list(table["student"]) == ["s1001_nguyễn", "s1002_broken", "s1003_zoe"]
     first, broken, zoe = table.to_dict("records")
@@ -228,8 +229,11 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "status",
         "flags",
         "remarks",
+        "graded_under",
     ]
-    assert rows[1] == ["'\tstudent", "'-2+3", "", "", "0.0", "0.0", "0.0", "invalid", "", ""]
+    assert rows[1] == [
+        "'\tstudent", "'-2+3", "", "", "0.0", "0.0", "0.0", "invalid", "", "", "unrecorded",
+    ]  # fmt: skip
     assert rows[2] == [
         "'" + FORMULA_STUDENT,
         "'@SUM(1).ipynb",
@@ -241,6 +245,7 @@ def test_csv_neutralises_formulas(tmp_path: Path) -> None:
         "graded",
         "'+cmd;x",
         '\'=HYPERLINK("http://x")',
+        "unrecorded",
     ]
 
 
@@ -261,6 +266,7 @@ def test_csv_plain_values(tmp_path: Path) -> None:
         "graded",
         "",
         "",
+        "unrecorded",
     ]
     assert rows[2][2:5] == ["", "", ""]
-    assert rows[3][-2] == "no_training;cell_timeout"
+    assert rows[3][-3] == "no_training;cell_timeout"

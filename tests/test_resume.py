@@ -3,6 +3,7 @@ malicious entry; the same class graded on a Dask cluster (real kernels throughou
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -193,6 +194,60 @@ def test_a_worker_killed_mid_batch_costs_nobody_a_grade(tmp_path: Path) -> None:
     records = {r["student"]: r for r in map(json.loads, (out / "results.jsonl").open())}
     assert sorted(records) == ["s1", "s2", "s3"]
     assert all(r["status"] == "graded" for r in records.values()), records
+
+
+def test_a_regrade_keeps_the_whole_class(tmp_path: Path) -> None:
+    """Grade a class, then one late file alone, then one student by name: every export
+    still has everyone, and only the regraded notebook ran."""
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(FAST_RUBRIC)
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    for name in ("ann", "bob", "cat"):
+        (submissions / f"{name}.ipynb").write_text(small_notebook(0, name))
+    out = tmp_path / "out"
+    first = subprocess.run(
+        grade_command(submissions, out, rubric, "--quick", "--workers", "2"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    on_time = _by_student(out)["bob"]["sha256"]
+    late = tmp_path / "late" / "bob.ipynb"
+    late.parent.mkdir()
+    late.write_text(small_notebook(0, "bob, late"))
+    alone = subprocess.run(
+        grade_command(late, out, rubric, "--quick"), capture_output=True, text=True, timeout=300
+    )
+    assert alone.returncode == 0, alone.stdout[-2000:] + alone.stderr[-2000:]
+    assert "1 student(s) from this intake and 2 kept" in alone.stdout
+    assert_whole_class(out, ["ann", "bob", "cat"])
+    assert _by_student(out)["bob"]["sha256"] not in (on_time, "")
+
+    named = subprocess.run(
+        grade_command(submissions, out, rubric, "--quick", "--student", "cat"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert named.returncode == 0, named.stdout[-2000:] + named.stderr[-2000:]
+    log = (out / "grader.log").read_text()
+    last_run = log[log.rindex("started cat") :]
+    assert "started ann" not in last_run and "started bob" not in last_run
+    assert_whole_class(out, ["ann", "bob", "cat"])
+    late_bob = _by_student(out)["bob"]
+    assert late_bob["sha256"] != on_time and late_bob["provenance"]["mode"] == "quick"
+
+
+def assert_whole_class(out: Path, students: list[str]) -> None:
+    """Every class-wide file names exactly ``students``."""
+    assert sorted(_by_student(out)) == students
+    with open(out / "grades.csv", newline="", encoding="utf-8") as handle:
+        assert sorted(row["student"] for row in csv.DictReader(handle)) == students
+    with open(out / "canvas.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[1:]  # after the Points Possible row
+    assert len(rows) == len(students)
+    assert sorted(p.stem for p in (out / "reports").glob("*.html")) == students
+    page = (out / "index.html").read_text()
+    assert all(f"reports/{s}.html" in page for s in students)
+    assert "Graded under different settings" not in page
 
 
 def _a_grading_worker(deadline: float, proc: subprocess.Popen) -> int:

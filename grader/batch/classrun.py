@@ -18,22 +18,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.batch.classout import (
+    OUTPUTS_META,
+    apply_review,
+    outputs_current,
+    outputs_key,
+    whole_class,
+    write_class_outputs,
+)
 from grader.batch.pipeline import GradingContext
 from grader.batch.progress import Progress, close_log, open_log
-from grader.batch.runners import Job, LocalRunner, Runner, default_workers, plan_jobs, run_batch
+from grader.batch.runners import LocalRunner, Runner, default_workers, plan_jobs, run_batch
 from grader.batch.store import (
     STORE_FILE,
     BatchKey,
     ResultsStore,
     grader_fingerprint,
-    outputs_digest,
 )
 from grader.errors import UsageError, map_dependency_errors, strerror
-from grader.intake.copies import FLAG_POSSIBLE_COPY, copy_message, find_copies
-from grader.intake.lms import gather
+from grader.intake.lms import Intake, gather
 from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
 from grader.measure.reference import ReferenceFigures, load_or_run
-from grader.outputs.names import CLASS_OUTPUTS, LOCK_FILE, RESULTS_FILE
+from grader.outputs.names import LOCK_FILE, RESULTS_FILE
 from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
@@ -44,17 +50,15 @@ from grader.run.sandbox import paths_to_hide
 
 MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
 """Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""
-OUTPUTS_META = "outputs"
-"""The results store's record of what the outputs were last written from."""
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
 MSG_OUT = "{out}: cannot write the output folder ({detail})"
-FLAG_MULTIPLE_FILES = "multiple_files"
 MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
 MSG_REFERENCE = "Reference accuracy ({mode}): {accuracy:.3f}"
 MSG_NO_REFERENCE = "No reference notebook in the rubric; published accuracy ({mode}): {accuracy}"
 MSG_PEAK_RSS = "orchestrator peak RSS {mb} MB"
 MSG_NO_RESULTS = "{path}: no results to report on (run `grader grade` first)"
+MSG_NO_STUDENT = "{source}: no submission from {students} (--student takes the ids grader shows)"
 
 
 @dataclass
@@ -79,6 +83,9 @@ class GradeRequest:
     """Cache folder for the kit and the reference's figures."""
     roster: Path | None = None
     """A Canvas roster for canvas.csv."""
+    students: list[str] = field(default_factory=list)
+    """Grade only these students of ``submissions`` again (``--student``); the rest of
+    the class is kept from the results store."""
 
 
 @dataclass
@@ -103,9 +110,7 @@ def grade_class(
     warn_unenforced(warn)
     with _output_lock(request.out), ResultsStore(request.out / STORE_FILE) as store:
         rubric = load_rubric(request.rubric)
-        intake = gather(request.submissions, request.out, rubric.intake.patterns)
-        if not intake.entries:
-            raise UsageError(MSG_NO_NOTEBOOKS.format(source=request.submissions))
+        intake = chosen(gather(request.submissions, request.out, rubric.intake.patterns), request)
         workers = request.workers or default_workers()
         settings, digest = run_settings(
             rubric, request.mode, request.cache, workers, say, request.submissions, request.out
@@ -115,7 +120,8 @@ def grade_class(
         if stale:
             warn(MSG_STALE.format(n=stale))
         figures = reference_figures(rubric, settings, request.cache, digest, request.mode, say)
-        jobs = plan_jobs(intake, _batch_key(rubric, figures, digest, request))
+        batch_key = _batch_key(rubric, figures, digest, request)
+        jobs = plan_jobs(intake, batch_key)
         ctx = grading_context(rubric, settings, figures, request.mode, request.out)
         logger = open_log(request.out)
         try:
@@ -124,17 +130,38 @@ def grade_class(
                 logger.warning(problem)
             runner = make_runner(request.dask, workers, settings, request.submissions, request.out)
             progress = Progress(len(jobs), workers, logger=logger)
-            results = run_batch(jobs, ctx, runner, store, progress, request.force)
+            force = request.force or bool(request.students)
+            results = run_batch(jobs, ctx, runner, store, progress, force, batch_key.provenance())
             sweep_stale(report=warn)  # what a worker killed mid-run left (its owner is gone)
+            jobs, results = whole_class(store, jobs, results, say)
             outcome = GradeOutcome(results, graded=progress.graded)
-            key = _outputs_key(jobs, request, figures)
-            if progress.graded or not _outputs_current(store, request.out, key):
-                outcome.written = write_class_outputs(results, jobs, rubric, figures, request, say)
+            key = outputs_key(jobs, request.out, request.roster, figures)
+            if progress.graded or not outputs_current(store, request.out, key):
+                outcome.written = write_class_outputs(
+                    results, jobs, rubric, figures, request.out, request.roster, say
+                )
                 store.set_meta(OUTPUTS_META, key)
             logger.info(MSG_PEAK_RSS.format(mb=peak_rss_mb()))
         finally:
             close_log(logger)
     return outcome
+
+
+def chosen(intake: Intake, request: GradeRequest) -> Intake:
+    """The intake, cut to ``request.students`` when named; a :class:`UsageError` when it
+    holds no notebook or not every named student."""
+    if not intake.entries:
+        raise UsageError(MSG_NO_NOTEBOOKS.format(source=request.submissions))
+    if not request.students:
+        return intake
+    wanted = set(request.students)
+    missing = sorted(wanted - {entry.student for entry in intake.entries})
+    if missing:
+        raise UsageError(
+            MSG_NO_STUDENT.format(source=request.submissions, students=", ".join(missing))
+        )
+    entries = [entry for entry in intake.entries if entry.student in wanted]
+    return Intake(entries, intake.problems, intake.extracted_to)
 
 
 def _batch_key(
@@ -170,92 +197,6 @@ def _output_lock(out: Path) -> Iterator[None]:
         lock.write(str(os.getpid()))
         lock.flush()
         yield
-
-
-def note_intake(results: list[SubmissionResult], jobs: list[Job]) -> None:
-    """What intake noticed (older files from the same student) as each result's remarks."""
-    notes = {job.student: job.notes for job in jobs if job.notes}
-    for result in results:
-        if notes.get(result.student) and FLAG_MULTIPLE_FILES not in result.flags:
-            result.flags.append(FLAG_MULTIPLE_FILES)
-            result.remarks.extend(notes[result.student])
-
-
-def flag_copies(
-    results: list[SubmissionResult], jobs: list[Job], threshold: float, max_mb: int | None = None
-) -> int:
-    """Flag ``possible_copy`` on each result whose notebook matches another student's
-    (a file over ``max_mb``, refused at intake, is not read)."""
-    notebooks: dict[str, bytes] = {}
-    for job in jobs:
-        try:
-            if max_mb is None or job.path.stat().st_size <= max_mb * 2**20:
-                notebooks[job.student] = job.path.read_bytes()
-        except OSError:
-            continue
-    matches = find_copies(notebooks, threshold)
-    for result in results:
-        found = matches.get(result.student)
-        if found and FLAG_POSSIBLE_COPY not in result.flags:
-            result.flags.append(FLAG_POSSIBLE_COPY)
-            result.remarks.append(copy_message(found))
-    return len(matches)
-
-
-def write_class_outputs(
-    results: list[SubmissionResult],
-    jobs: list[Job],
-    rubric: Rubric,
-    figures: ReferenceFigures,
-    request: GradeRequest,
-    say: Callable[[str], None],
-) -> dict[str, Path]:
-    """Copy flags, overrides and late penalties, then every page and export."""
-    from grader.outputs.write import ClassInfo, write_outputs
-
-    note_intake(results, jobs)
-    flag_copies(results, jobs, rubric.intake.copy_threshold, rubric.limits.max_notebook_mb)
-    apply_review(results, rubric, request.out, say)
-    info = ClassInfo(
-        rubric.check_ids, rubric.title, figures.accuracy, figures.history, roster=request.roster
-    )
-    return write_outputs(results, info, request.out)
-
-
-def rebuild_outputs(
-    out: Path, rubric_path: Path, roster: Path | None, say: Callable[[str], None] = print
-) -> GradeOutcome:
-    """What ``grader report`` does: every page and export again from ``OUT/results.jsonl``
-    and ``OUT/reference.json``, with the overrides and late penalties (no notebook runs)."""
-    from grader.outputs.records import read_results_jsonl
-    from grader.outputs.write import ClassInfo, write_outputs
-
-    rubric = load_rubric(rubric_path)
-    path = out / RESULTS_FILE
-    if not path.exists():
-        raise UsageError(MSG_NO_RESULTS.format(path=path))
-    results = read_results_jsonl(path)
-    apply_review(results, rubric, out, say)
-    recorded = (r.accuracy.get("reference") for r in results)
-    reference = next((a for a in recorded if a is not None), None)
-    info = ClassInfo(rubric.check_ids, rubric.title, reference, roster=roster)
-    info.load_reference(out)
-    return GradeOutcome(results, written=write_outputs(results, info, out))
-
-
-def apply_review(
-    results: list[SubmissionResult], rubric: Rubric, out: Path, say: Callable[[str], None]
-) -> None:
-    """Apply ``OUT/overrides.csv`` when there is one, then each final score and late penalty."""
-    from grader.checks.review import OVERRIDES_FILE, apply_overrides, finalize, read_overrides
-
-    path = out / OVERRIDES_FILE
-    if path.exists():
-        apply_overrides(results, read_overrides(path), path)
-        say(f"Applied {path}")
-    for result in results:
-        if result.checks:
-            finalize(result, rubric.late)
 
 
 def grading_context(
@@ -373,21 +314,27 @@ def make_runner(
     return connect
 
 
-def _outputs_key(jobs: list[Job], request: GradeRequest, figures: ReferenceFigures) -> str:
-    from grader.checks.review import OVERRIDES_FILE
-
-    keys = [job.key for job in jobs] + [f"{job.student}:{n}" for job in jobs for n in job.notes]
-    keys.append(f"reference:{figures.key}:{figures.accuracy!r}")
-    return outputs_digest(keys, request.out / OVERRIDES_FILE, request.roster)
-
-
-def _outputs_current(store: ResultsStore, out: Path, key: str) -> bool:
-    """True when the pages and exports were written from exactly these results and inputs
-    and are all still there."""
-    written = all((out / name).exists() for name in CLASS_OUTPUTS)
-    return written and store.meta(OUTPUTS_META) == key
-
-
 def peak_rss_mb() -> int:
     """This process's peak resident memory (the orchestrator's; kernels are not in it)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def rebuild_outputs(
+    out: Path, rubric_path: Path, roster: Path | None, say: Callable[[str], None] = print
+) -> GradeOutcome:
+    """What ``grader report`` does: every page and export again from ``OUT/results.jsonl``
+    and ``OUT/reference.json``, with the overrides and late penalties (no notebook runs)."""
+    from grader.outputs.records import read_results_jsonl
+    from grader.outputs.write import ClassInfo, write_outputs
+
+    rubric = load_rubric(rubric_path)
+    path = out / RESULTS_FILE
+    if not path.exists():
+        raise UsageError(MSG_NO_RESULTS.format(path=path))
+    results = read_results_jsonl(path)
+    apply_review(results, rubric, out, say)
+    recorded = (r.accuracy.get("reference") for r in results)
+    reference = next((a for a in recorded if a is not None), None)
+    info = ClassInfo(rubric.check_ids, rubric.title, reference, roster=roster)
+    info.load_reference(out)
+    return GradeOutcome(results, written=write_outputs(results, info, out))

@@ -73,6 +73,8 @@ class Job:
     """How many times a worker took this job."""
     alone: bool = False
     """Its worker died while it ran with others: run it again with nothing beside it."""
+    identity: dict[str, str] = field(default_factory=dict)
+    """Who the LMS's file name says submitted it (:attr:`grader.intake.lms.Entry.identity`)."""
 
 
 class WorkerLost(Exception):
@@ -208,7 +210,9 @@ def plan_jobs(intake: Intake, key: BatchKey) -> list[Job]:
         except OSError:
             digest = ""  # unreadable: graded (as an error) every time
         file_key = key.for_submission(entry.student, encodable(entry.path.name), digest)
-        jobs.append(Job(entry.path, entry.student, file_key, list(entry.notes)))
+        job = Job(entry.path, entry.student, file_key, list(entry.notes))
+        job.identity = dict(entry.identity)
+        jobs.append(job)
     return jobs
 
 
@@ -219,8 +223,10 @@ def run_batch(
     store: ResultsStore,
     progress: Progress,
     force: bool = False,
+    provenance: dict[str, str] | None = None,
 ) -> list[SubmissionResult]:
-    """Every job's result: stored ones reused (unless ``force``), the rest graded now."""
+    """Every job's result: stored ones reused (unless ``force``), the rest graded now,
+    each stored with ``provenance`` (what graded it) and its job's LMS identity."""
     stored = {} if force else store.finished(job.key for job in jobs)
     results = [stored[job.key] for job in jobs if job.key in stored]
     pending = [job for job in jobs if job.key not in stored]
@@ -230,7 +236,7 @@ def run_batch(
             runner = runner_factory()
             progress.workers = runner.capacity
             try:
-                results += _drive(pending, ctx, runner, store, progress)
+                results += _drive(pending, ctx, runner, store, progress, provenance or {})
             finally:
                 runner.close()
     finally:
@@ -244,6 +250,7 @@ def _drive(
     runner: Runner,
     store: ResultsStore,
     progress: Progress,
+    provenance: dict[str, str],
 ) -> list[SubmissionResult]:
     """Keep the runner full; store and report each result as it comes."""
     queue = list(reversed(pending))
@@ -258,6 +265,7 @@ def _drive(
                 job.alone = True  # its worker died beside others: find out alone
                 queue.append(job)
                 continue
+            result.provenance, result.identity = dict(provenance), dict(job.identity)
             result = result.encodable()  # as stored and written, whatever the kernel said
             if FLAG_GRADER_FAILED not in result.flags:
                 store.put(job.key, result)

@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS results (
 )
 """
 META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+ROLL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS roll (
+    student TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    path TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]'
+)
+"""
+"""The class: each student's current submission (its key, file and intake notes), so a
+regrade of a few students writes every export from the whole class."""
 MSG_STORE = "{path}: the results store cannot be used ({detail})"
 BUSY_TIMEOUT_S = 30.0
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -67,6 +77,16 @@ class BatchKey:
     """``quick`` or ``full``."""
     grader: str = ""
     """grader's version and a digest of its source (set by :func:`grader_fingerprint`)."""
+
+    def provenance(self) -> dict[str, str]:
+        """What graded a result under this key, as each row carries it."""
+        return {
+            "rubric": self.rubric,
+            "mode": self.mode,
+            "kit": self.kit,
+            "reference": self.reference,
+            "grader": self.grader or grader_fingerprint(),
+        }
 
     def for_submission(self, student: str, file: str, sha256: str) -> str:
         """The key of one notebook (its bytes' SHA-256) submitted as ``file`` by ``student``."""
@@ -122,6 +142,20 @@ def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
     return kind
 
 
+@dataclass(frozen=True)
+class Member:
+    """One student of the class, as the roll keeps them."""
+
+    student: str
+    """The student's id."""
+    key: str
+    """The key of their current submission's result."""
+    path: Path
+    """Their submitted notebook (read again for copy detection, when still there)."""
+    notes: list[str]
+    """What intake noticed about their files."""
+
+
 class ResultsStore:
     """Finished submissions, keyed; on a local disk, safe to read while the grader writes.
 
@@ -143,6 +177,7 @@ class ResultsStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(SCHEMA)
             self._db.execute(META_SCHEMA)
+            self._db.execute(ROLL_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(MSG_STORE.format(path=path, detail=exc)) from exc
 
@@ -198,6 +233,34 @@ class ResultsStore:
                 )
         except sqlite3.Error as exc:
             raise StoreError(MSG_STORE.format(path=self.path, detail=exc)) from exc
+
+    def enrol(self, members: Iterable[Member]) -> None:
+        """Make each member the current submission of its student (one transaction)."""
+        rows = [
+            (encodable(m.student), m.key, encodable(str(m.path)), json.dumps(m.notes))
+            for m in members
+        ]
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO roll (student, key, path, notes) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(MSG_STORE.format(path=self.path, detail=exc)) from exc
+
+    def roll(self) -> list[Member]:
+        """The class as enrolled so far, by student."""
+        rows = self._db.execute("SELECT student, key, path, notes FROM roll ORDER BY student")
+        members = []
+        for student, key, path, notes in rows.fetchall():
+            try:
+                kept = [str(n) for n in json.loads(notes)]
+            except (ValueError, TypeError):
+                kept = []
+            members.append(Member(student, key, Path(path), kept))
+        return members
 
     def count(self) -> int:
         """How many results are stored."""

@@ -68,6 +68,7 @@ CANVAS_PATTERN = (
 """Canvas ids have several digits: ``week_6_1_final.ipynb`` is not a Canvas name."""
 MOODLE_PATTERN = r"(?:^|/)(?P<name>[^/]+?)_(?P<student>\d+)_assignsubmission_file_"
 DEFAULT_PATTERNS = (CANVAS_PATTERN, MOODLE_PATTERN)
+LMS_CANVAS, LMS_MOODLE = "canvas", "moodle"
 RESUBMISSION = re.compile(r"-(?P<number>\d+)\.ipynb$", re.IGNORECASE)
 DRIVE = re.compile(r"^[A-Za-z]:")
 SKIPPED_PARTS = ("__MACOSX",)
@@ -103,6 +104,9 @@ class Entry:
     """What intake decided for this student (e.g. which of several files is graded)."""
     ignored: list[Path] = field(default_factory=list)
     """Older files of the same student that are not graded, oldest first."""
+    identity: dict[str, str] = field(default_factory=dict)
+    """From a Canvas name: ``lms``, ``user_id`` (the Canvas user id, also the student id)
+    and ``login``; from a Moodle name: ``lms``, ``participant`` and ``name``; else empty."""
 
 
 @dataclass
@@ -166,13 +170,29 @@ def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
 
 def identify(relative: str, patterns: Sequence[re.Pattern[str]]) -> str:
     """The student id for a file at ``relative`` (``/``-separated) under the root."""
+    return identify_entry(relative, patterns)[0]
+
+
+def identify_entry(
+    relative: str, patterns: Sequence[re.Pattern[str]]
+) -> tuple[str, dict[str, str]]:
+    """The student id for a file at ``relative``, and who the LMS's name says it is
+    (:attr:`Entry.identity`)."""
     for pattern in patterns:
         match = pattern.search(relative)
         if match and match.group("student"):
             safe = STUDENT_UNSAFE.sub("_", match.group("student")).strip("._")
             if safe:
-                return safe
-    return student_id(Path(relative))
+                return safe, _lms_identity(pattern.pattern, match)
+    return student_id(Path(relative)), {}
+
+
+def _lms_identity(pattern: str, match: re.Match[str]) -> dict[str, str]:
+    if pattern == CANVAS_PATTERN:
+        return {"lms": LMS_CANVAS, "user_id": match["student"], "login": match["login"]}
+    if pattern == MOODLE_PATTERN:
+        return {"lms": LMS_MOODLE, "participant": match["student"], "name": match["name"]}
+    return {}
 
 
 def _entries(files: list[tuple[Path, str]], patterns: Sequence[re.Pattern[str]]) -> list[Entry]:
@@ -200,7 +220,8 @@ def _entries(files: list[tuple[Path, str]], patterns: Sequence[re.Pattern[str]])
                     ignored=", ".join(name for _, name in older),
                 )
             )
-        entries.append(Entry(latest, student, notes, [path for path, _ in older]))
+        identity = identify_entry(latest_name, patterns)[1]
+        entries.append(Entry(latest, student, notes, [path for path, _ in older], identity))
     return entries
 
 

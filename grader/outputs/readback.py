@@ -63,6 +63,10 @@ def _type_problem(result: SubmissionResult) -> str | None:
         return "a flag or remark is not text"
     if not isinstance(result.accuracy, dict) or not isinstance(result.late, dict):
         return "accuracy or late is not an object"
+    for name in ("provenance", "identity"):
+        table = getattr(result, name)
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            return f"{name} is not an object of text"
     for check in result.checks:
         numbers = _number(check.score) and _number(check.max_score)
         texts = all(isinstance(t, str) for t in (check.id, check.message, check.title, check.hint))

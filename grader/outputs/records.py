@@ -21,6 +21,7 @@ import pandas as pd
 
 from grader.errors import InvalidInput, map_dependency_errors, strerror
 from grader.files import atomic_write_text
+from grader.outputs.provenance import label as provenance_label
 from grader.outputs.readback import well_formed
 from grader.results import SubmissionResult
 
@@ -33,7 +34,15 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 FORMULA_ESCAPE = "'"
 
 LEADING_COLUMNS = ("student", "file")
-TRAILING_COLUMNS = ("score", "max_score", "late_penalty", "status", "flags", "remarks")
+TRAILING_COLUMNS = (
+    "score",
+    "max_score",
+    "late_penalty",
+    "status",
+    "flags",
+    "remarks",
+    "graded_under",
+)
 
 MSG_MALFORMED_JSON = "malformed JSON ({detail})"
 MSG_NOT_OBJECT = "expected a JSON object, got {kind}"
@@ -122,6 +131,7 @@ def _grades_row(result: SubmissionResult, check_ids: list[str]) -> dict[str, Any
     row["status"] = result.status
     row["flags"] = FLAG_SEPARATOR.join(result.flags)
     row["remarks"] = FLAG_SEPARATOR.join(result.remarks)
+    row["graded_under"] = provenance_label(result.provenance)
     return row
 
 
@@ -129,8 +139,10 @@ def grades_table(results: list[SubmissionResult], check_ids: list[str]) -> pd.Da
     """The class spreadsheet as a DataFrame, one row per student (sorted by student).
 
     Columns: ``student``, ``file``, one per check id (points earned; blank/NaN when
-    the check is absent from that result), ``score``, ``max_score``, ``status`` and
-    ``flags`` and ``remarks`` (each joined with ``;``).
+    the check is absent from that result), ``score``, ``max_score``, ``status``,
+    ``flags`` and ``remarks`` (each joined with ``;``), and ``graded_under``: a short
+    label of what graded the row (:mod:`grader.outputs.provenance`; rows with different
+    labels were graded under different rubrics, modes, kits, references or graders).
     """
     check_ids = list(check_ids)
     _check_columns(check_ids)

@@ -20,6 +20,7 @@ from grader.files import atomic_write_text
 from grader.outputs.charts import Chart, bar_chart, curve_series, histogram, line_chart
 from grader.outputs.names import INDEX_FILE, REPORTS_DIR, report_names
 from grader.outputs.names import report_filename as report_filename  # for older importers
+from grader.outputs.provenance import settings as grading_settings
 from grader.outputs.readback import damaged
 from grader.outputs.templating import (
     NOT_AVAILABLE,
@@ -248,6 +249,7 @@ def render_index(results: list[SubmissionResult], check_ids: list[str]) -> str:
         rows=rows,
         flagged=[row for row in rows if _flagged(row["r"])],
         histogram=histogram("Score distribution", scores, best_max),
+        settings=grading_settings(results),
         sort_script=sort_script(),
         sort_script_hash=script_hash(sort_script()),
     )
