@@ -160,7 +160,32 @@ def test_report_hint_only_for_failed_check() -> None:
     html = render_report(_hostile_result())
     assert FAILED_HINT in html
     assert PASSED_HINT not in html
-    assert "✓" in html and "✗" in html
+    assert "✓ passed" in html and "◐ partial" in html  # 0.5 of 2 is partial, not failed
+
+
+@pytest.mark.parametrize(
+    ("score", "passed", "review", "reviewed", "shown"),
+    [
+        (1.0, False, True, False, "awaiting review"),  # a pre-score, full or not
+        (0.0, False, True, False, "awaiting review"),
+        (1.0, False, True, True, "✓ passed"),  # the instructor gave full points
+        (1.0, False, False, False, "✓ passed"),  # full points are never "not passed"
+        (0.4, False, False, False, "◐ partial"),
+        (0.0, False, False, False, "✗ not passed"),
+    ],
+)
+def test_a_verdict_reads_as_what_it_is(
+    score: float, passed: bool, review: bool, reviewed: bool, shown: str
+) -> None:
+    check = CheckResult(
+        id="q4", passed=passed, score=score, max_score=1.0, message="m", review=review,
+        reviewed=reviewed,
+    )  # fmt: skip
+    result = SubmissionResult("s1", "s1.ipynb", "0" * 64, STATUS_GRADED, score, 1.0, [check])
+    verdicts = re.findall(
+        r'<span class="(?:pass|partial|pending|fail)"[^>]*>([^<]*)<', render_report(result)
+    )
+    assert verdicts == [shown.replace("awaiting", "… awaiting")]
 
 
 def test_report_cell_numbers_are_one_based() -> None:
