@@ -22,7 +22,7 @@ roster_option = click.option(
     "--roster",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     default=None,
-    help="Canvas roster CSV giving each student's identity in canvas.csv.",
+    help="Canvas's gradebook export (as downloaded): each student's identity in canvas.csv.",
 )
 rubric_option = click.option(
     "--rubric",

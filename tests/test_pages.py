@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.outputs.gradebooks import canvas_csv, gradescope_results, read_roster
+from grader.outputs.canvas import canvas_csv, read_roster
+from grader.outputs.gradebooks import gradescope_results
 from grader.outputs.records import write_results_jsonl
 from grader.outputs.report import render_index, render_report
 from grader.outputs.templating import sort_script
@@ -142,10 +143,10 @@ def test_canvas_csv_reads_back_with_the_columns_canvas_requires(tmp_path: Path) 
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
                        "Week 6: Transfer learning"]  # fmt: skip
-    assert rows[1][0] == "Points Possible" and rows[1][5] == "6"
+    assert rows[1][0] == "Points Possible" and rows[1][5] == "6.00"
     by_login = {row[3]: row for row in rows[2:]}
     assert by_login["s1001_nguyen"] == ["Nguyen, An", "1001", "S1001", "s1001_nguyen",
-                                        "Week 6 A", "5"]  # fmt: skip
+                                        "Week 6 A", "5.00"]  # fmt: skip
     assert by_login["'" + FORMULA_NAME][0].startswith("'=")  # neutralised
 
 

@@ -100,6 +100,7 @@ def write_class_outputs(
     flag_copies(results, jobs, rubric.intake.copy_threshold, rubric.limits.max_notebook_mb)
     apply_review(results, rubric, out, say)
     info = ClassInfo(rubric.check_ids, rubric.title, figures.accuracy, figures.history, roster)
+    info.canvas_id = rubric.canvas_id
     return write_outputs(results, info, out)
 
 

@@ -336,5 +336,6 @@ def rebuild_outputs(
     recorded = (r.accuracy.get("reference") for r in results)
     reference = next((a for a in recorded if a is not None), None)
     info = ClassInfo(rubric.check_ids, rubric.title, reference, roster=roster)
+    info.canvas_id = rubric.canvas_id
     info.load_reference(out)
     return GradeOutcome(results, written=write_outputs(results, info, out))

@@ -42,6 +42,8 @@ class ClassInfo:
     """The reference's training phases, drawn beside each student's curves."""
     roster: Path | None = None
     """A Canvas roster CSV giving each student's identity, when the instructor has one."""
+    canvas_id: int | None = None
+    """The assignment's Canvas id (canvas.csv's column ``Title (id)``)."""
 
     def save(self, out: Path) -> None:
         figures = {"accuracy": self.reference_accuracy, "history": self.reference_history}
@@ -76,7 +78,8 @@ def _write_all(results: list[SubmissionResult], info: ClassInfo, out: Path) -> d
     write_results_jsonl(results, out / RESULTS_FILE)
     info.save(out)
     write_grades_csv(results, info.check_ids, out / GRADES_FILE)
-    books = write_gradebooks(results, info.check_ids, out, info.assignment, info.roster)
+    canvas_id = str(info.canvas_id) if info.canvas_id else None
+    books = write_gradebooks(results, info.check_ids, out, info.assignment, info.roster, canvas_id)
     write_reports(
         results,
         out,

@@ -196,6 +196,9 @@ class Rubric:
     notebook (``[reference] quick_accuracy`` / ``full_accuracy``)."""
     intake: IntakeConfig = field(default_factory=IntakeConfig)
     """Student-id patterns and the copy threshold (``[intake]``)."""
+    canvas_id: int | None = None
+    """The assignment's id in Canvas (``[assignment] canvas_id``, the number in its
+    address): canvas.csv's column is then ``Title (id)``, matched by id, not by title."""
 
     @property
     def check_ids(self) -> list[str]:
@@ -221,7 +224,7 @@ def load_rubric(path: str | Path) -> Rubric:
     no_unknown(name, "", raw, SECTIONS)
     base = path.parent
     section = subtable(name, raw, "assignment")
-    no_unknown(name, "assignment", section, {"title"})
+    no_unknown(name, "assignment", section, {"title", "canvas_id"})
     reference = subtable(name, raw, "reference")
     no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
     data = subtable(name, raw, "data")
@@ -232,6 +235,7 @@ def load_rubric(path: str | Path) -> Rubric:
     return Rubric(
         path=path,
         title=value_of(name, "assignment.title", section, "title", str, "Assignment"),
+        canvas_id=value_of(name, "assignment.canvas_id", section, "canvas_id", int, 0) or None,
         checks=_checks(name, raw.get("checks")),
         limits=dataclass_from(name, raw, "limits", Limits),
         quick=dataclass_from(name, raw, "quick", QuickMode),
