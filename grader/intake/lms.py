@@ -14,7 +14,8 @@ matches with a non-empty ``student`` wins:
 2. Canvas bulk downloads: ``{login}[_LATE]_{user id}_{submission id}_{file name}``,
    e.g. ``smithjane_LATE_12345_67890_week6-1.ipynb`` gives ``12345`` (the user id);
 3. Moodle: ``{full name}_{participant id}_assignsubmission_file_`` as a folder name
-   (``Jane Smith_12345_assignsubmission_file_/week6.ipynb``) or as the start of a file
+   (``Jane Smith_12345_assignsubmission_file_/week6.ipynb``; ``..._file/`` since Moodle
+   4.1) or as the start of a file
    name (``Jane Smith_12345_assignsubmission_file_week6.ipynb``) gives ``12345``;
 4. otherwise the file name without ``.ipynb`` (:func:`grader.intake.notebooks.student_id`).
 
@@ -66,7 +67,8 @@ CANVAS_PATTERN = (
     r"(?:^|/)(?P<login>[^/_]+)(?:_LATE)?_(?P<student>\d{3,})_(?P<submission>\d{3,})_[^/]+$"
 )
 """Canvas ids have several digits: ``week_6_1_final.ipynb`` is not a Canvas name."""
-MOODLE_PATTERN = r"(?:^|/)(?P<name>[^/]+?)_(?P<student>\d+)_assignsubmission_file_"
+MOODLE_PATTERN = r"(?:^|/)(?P<name>[^/]+?)_(?P<student>\d+)_assignsubmission_file(?:_|/)"
+"""Folders end ``_file_/`` before Moodle 4.1 and ``_file/`` since; flat names ``_file_``."""
 DEFAULT_PATTERNS = (CANVAS_PATTERN, MOODLE_PATTERN)
 LMS_CANVAS, LMS_MOODLE = "canvas", "moodle"
 RESUBMISSION = re.compile(r"-(?P<number>\d+)\.ipynb$", re.IGNORECASE)

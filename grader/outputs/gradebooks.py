@@ -3,6 +3,8 @@
 * ``grades.xlsx``: the ``grades.csv`` table on a sheet with its header frozen, and a
   second sheet of per-check statistics (mean points, pass rate);
 * ``canvas.csv``: Canvas's gradebook import (:mod:`grader.outputs.canvas`);
+* ``moodle_grading_worksheet.csv``: Moodle's offline grading worksheet, for a class
+  from a Moodle download (:mod:`grader.outputs.moodle`);
 * ``gradescope/<student>/results.json``: the file a Gradescope autograder writes, so the
   same rubric can run there: ``score``, ``execution_time``, ``output`` and ``tests[]``.
 
@@ -18,7 +20,14 @@ import pandas as pd
 
 from grader.files import atomic_path, atomic_write_text
 from grader.outputs.canvas import canvas_csv, read_roster
-from grader.outputs.names import CANVAS_FILE, GRADESCOPE_DIR, XLSX_FILE, gradescope_path
+from grader.outputs.moodle import moodle_rows, moodle_worksheet
+from grader.outputs.names import (
+    CANVAS_FILE,
+    GRADESCOPE_DIR,
+    MOODLE_FILE,
+    XLSX_FILE,
+    gradescope_path,
+)
 from grader.outputs.records import grades_table, neutralise_table
 from grader.results import SubmissionResult
 
@@ -91,6 +100,10 @@ def write_gradebooks(
     people = read_roster(roster) if roster else None
     text = canvas_csv(results, assignment, people, canvas_id)
     atomic_write_text(out / CANVAS_FILE, text)
+    books = {}
+    if moodle_rows(results):
+        atomic_write_text(out / MOODLE_FILE, moodle_worksheet(results))
+        books["moodle"] = out / MOODLE_FILE
     for result in results:
         target = gradescope_path(out, result.student)
         atomic_write_text(target, json.dumps(gradescope_results(result), indent=1) + "\n")
@@ -98,4 +111,5 @@ def write_gradebooks(
         "xlsx": out / XLSX_FILE,
         "canvas": out / CANVAS_FILE,
         "gradescope": out / GRADESCOPE_DIR,
+        **books,
     }

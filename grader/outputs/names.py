@@ -8,6 +8,7 @@ not import the HTML writer, and a name changed here changes everywhere::
     OUT/grades.csv                  GRADES_FILE
     OUT/grades.xlsx                 XLSX_FILE
     OUT/canvas.csv                  CANVAS_FILE
+    OUT/moodle_grading_worksheet.csv   MOODLE_FILE (from a Moodle intake)
     OUT/gradescope/<name>/results.json   gradescope_path()
     OUT/reports/<name>.html         report_names()
     OUT/index.html                  INDEX_FILE
@@ -35,6 +36,8 @@ RESULTS_FILE = "results.jsonl"
 GRADES_FILE = "grades.csv"
 XLSX_FILE = "grades.xlsx"
 CANVAS_FILE = "canvas.csv"
+MOODLE_FILE = "moodle_grading_worksheet.csv"
+"""Written when the intake read Moodle names (:mod:`grader.outputs.moodle`)."""
 GRADESCOPE_DIR = "gradescope"
 GRADESCOPE_FILE = "results.json"
 REPORTS_DIR = "reports"
