@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grader.cli import main
+from grader.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

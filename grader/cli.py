@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import click
@@ -52,6 +53,21 @@ def _fail(exc: GraderError) -> None:
 
 def _warn(message: str) -> None:
     click.echo(message, err=True)
+
+
+EXIT_COULD_NOT_RUN = 3
+"""A failure grader did not foresee: like a :class:`GraderError`, "could not run"."""
+
+
+def entry() -> None:
+    """The ``grader`` command: exit 0 all passed, 1 a check failed, 2 the command was
+    wrong, 3 grader could not run (an unforeseen failure too, with its traceback)."""
+    try:
+        main()
+    except Exception:  # click has already turned usage errors into exit 2
+        traceback.print_exc()
+        click.echo("grader: could not run (an internal error; the traceback is above)", err=True)
+        sys.exit(EXIT_COULD_NOT_RUN)
 
 
 @click.group()
@@ -118,7 +134,8 @@ def grade(
     grades.xlsx, canvas.csv, gradescope/, reports/, index.html and executed/ under
     --out, for the whole class: students graded into OUT by an earlier batch are kept,
     so one late notebook, or --student ID, regrades those students alone. Exit 0 when
-    the batch completed.
+    the batch completed (whatever the students scored), 2 when the command was wrong,
+    3 when the batch could not run.
 
     Example: grader grade submissions.zip --rubric rubrics/transfer_learning.toml --out out --quick
 
@@ -182,7 +199,8 @@ def check(
     Prints a checklist: each check passed or not, its points, a hint and the cell to look
     at. Without --static the notebook runs in the grader's sandbox (quick mode unless
     --full) and an HTML report is written next to it. Exit 0 when every visible check
-    passed, 1 when one did not, 2 when the command was wrong.
+    passed, 1 when one did not, 2 when the command was wrong, 3 when grader could not
+    run (the asset kit, the reference).
 
     Example: grader check my_week6.ipynb --static
     """

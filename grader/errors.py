@@ -1,9 +1,11 @@
 """Errors raised by grader's library code, and the one place dependency errors become them.
 
 One root class; everything grader raises on purpose derives from it, and each class
-carries the exit code the CLI ends with (``exit_code``)::
+carries the exit code the CLI ends with (``exit_code``): 1 for "a check failed" (a
+notebook that cannot be graded is one), 2 for "the command was wrong", 3 for "grader
+could not run" (so a course's CI can tell them apart)::
 
-    GraderError               exit 1
+    GraderError               exit 3: grader could not do what was asked
     ├── UsageError            exit 2: the caller's mistake, told as a one-line reason
     │   ├── RubricError       a rubric file that is missing, not TOML, or has a wrong key/type
     │   ├── SubmissionsError  a submissions path or archive that cannot be read
@@ -14,7 +16,7 @@ carries the exit code the CLI ends with (``exit_code``)::
     ├── StoreError            the output folder's results store cannot be opened or written
     ├── ClusterError          the Dask scheduler cannot be reached or lacks what grading needs
     ├── OutputError           the pages and exports could not be written (disk, template)
-    └── SubmissionError       one student's notebook cannot be graded; it becomes a result
+    └── SubmissionError       exit 1: one student's notebook cannot be graded (a result)
         ├── InvalidNotebook   not JSON, not a notebook, no cells, another language, too large
         └── KernelOutputError what the student's kernel left (its probe's records, its
                               folders) cannot be read: the kernel's doing, stored as such
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 class GraderError(Exception):
     """Root of every error grader raises on purpose."""
 
-    exit_code = 1
+    exit_code = 3
     """What ``grader`` exits with when this error ends a command."""
 
 
@@ -110,6 +112,7 @@ class SubmissionError(GraderError):
 
     status = "error"
     """The ``status`` of the submission's result."""
+    exit_code = 1
 
 
 class InvalidNotebook(SubmissionError):

@@ -40,8 +40,8 @@ def resolve(name: str) -> type[BaseException]:
 
 @pytest.mark.parametrize("error", all_errors(), ids=lambda e: e.__name__)
 def test_every_grader_error_has_an_exit_code_and_is_in_the_tree(error: type) -> None:
-    assert error.exit_code in (1, 2)
-    assert error.exit_code == (2 if issubclass(error, UsageError) else 1)
+    usage, submission = issubclass(error, UsageError), issubclass(error, SubmissionError)
+    assert error.exit_code == (2 if usage else 1 if submission else 3)
     tree = errors.__doc__.split("::", 1)[1]
     assert f" {error.__name__} " in tree.replace("\n", " \n")
 
@@ -49,7 +49,7 @@ def test_every_grader_error_has_an_exit_code_and_is_in_the_tree(error: type) -> 
 @pytest.mark.parametrize("what", DEPENDENCY_ERRORS)
 def test_every_mapped_dependency_exception_exists_and_becomes_a_grader_error(what: str) -> None:
     mapping = DEPENDENCY_ERRORS[what]
-    assert issubclass(mapping.error, GraderError) and mapping.error.exit_code in (1, 2)
+    assert issubclass(mapping.error, GraderError) and mapping.error.exit_code in (1, 2, 3)
     assert mapping.dependencies
     for name in mapping.dependencies:
         cls = resolve(name)
@@ -119,7 +119,7 @@ def test_an_unwritable_output_is_one_error_naming_the_file(tmp_path: Path) -> No
     (tmp_path / "reports").write_text("a file where a folder must be")
     with pytest.raises(OutputError) as info:
         write_outputs(one, class_info, tmp_path)
-    assert "reports" in str(info.value) and info.value.exit_code == 1
+    assert "reports" in str(info.value) and info.value.exit_code == 3
 
 
 def test_an_unusable_kit_cache_is_an_asset_kit_error(tmp_path: Path) -> None:
@@ -129,4 +129,4 @@ def test_an_unusable_kit_cache_is_an_asset_kit_error(tmp_path: Path) -> None:
     (tmp_path / "cache").write_text("a file where the cache folder must be")
     with pytest.raises(AssetKitError, match="cannot use this cache folder") as info:
         ensure_kit(tmp_path / "cache", progress=lambda _: None)
-    assert isinstance(info.value.__cause__, OSError) and info.value.exit_code == 1
+    assert isinstance(info.value.__cause__, OSError) and info.value.exit_code == 3

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
+from grader import cli
 from grader.batch.selfcheck import CheckRequest, checklist, self_check
 from grader.checks.notes import (
     EXPERIMENTAL_FIX,
@@ -81,6 +82,25 @@ def test_usage_errors_exit_2_and_a_broken_notebook_exits_1(tmp_path: Path) -> No
     broken.write_text("{ not json")
     code, out = run(str(broken), "--static")
     assert code == 1 and "not valid JSON" in out
+
+
+def test_grader_unable_to_run_exits_3_not_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A course's CI tells "grader could not run" (3) from "a check failed" (1)."""
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the kit's cache folder must be")
+    code, out = run(str(GOOD), "--rubric", str(FAST_RUBRIC), "--cache", str(cache))
+    assert code == 3 and "cannot use this cache folder" in out
+
+    def broken() -> None:
+        raise RuntimeError("a failure nobody foresaw")
+
+    monkeypatch.setattr(cli, "main", broken)
+    with pytest.raises(SystemExit) as info:
+        cli.entry()
+    assert info.value.code == 3
+    assert "a failure nobody foresaw" in capsys.readouterr().err
 
 
 def test_hidden_checks_are_counted_never_shown_and_never_all_passed(tmp_path: Path) -> None:

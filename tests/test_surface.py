@@ -84,7 +84,7 @@ def test_grader_help_lists_the_commands() -> None:
 
 def test_console_script_and_version() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"] == {"grader": "grader.cli:main"}
+    assert project["scripts"] == {"grader": "grader.cli:entry"}
     assert __version__ == project["version"]
     proc = grader_process("-m", "grader", "--version")
     assert proc.returncode == 0 and __version__ in proc.stdout, proc.stdout + proc.stderr
