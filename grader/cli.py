@@ -6,6 +6,7 @@ Modules that pull in nbclient or pandas are imported inside the commands that us
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import traceback
@@ -186,6 +187,15 @@ def _say_written(written: dict[str, Path], out: Path, seconds: float) -> None:
     help="Folder for the HTML report [default: next to the notebook].",
 )
 @cache_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object on stdout (the record the batch stores, visible checks "
+    "only); progress goes to stderr.",
+)
 def check(
     notebook: Path,
     rubric_path: Path,
@@ -193,6 +203,7 @@ def check(
     static_only: bool,
     out: Path | None,
     cache: Path | None,
+    output_format: str,
 ) -> None:
     """Check one notebook before you submit it, as the grader will (visible checks only).
 
@@ -203,24 +214,26 @@ def check(
     run (the asset kit, the reference).
 
     Example: grader check my_week6.ipynb --static
+
+    Example: grader check my_week6.ipynb --format json > verdict.json
     """
-    from grader.batch.selfcheck import CheckRequest, checklist, self_check
+    from grader.batch.selfcheck import CheckRequest, as_json, checklist, self_check
 
     request = CheckRequest(
         notebook=notebook, rubric=rubric_path, full=full, static=static_only, out=out, cache=cache
     )
+    as_text = output_format == "text"
     try:
-        outcome = self_check(request, say=click.echo, warn=_warn)
+        outcome = self_check(request, say=click.echo if as_text else _warn, warn=_warn)
     except SubmissionError as exc:  # --static only: the notebook cannot be read
-        click.echo(f"{notebook.name}: {exc}")
+        text = f"{notebook.name}: {exc}"
+        click.echo(text if as_text else json.dumps({"ok": False, "error": text, "result": None}))
         sys.exit(exc.exit_code)
     except GraderError as exc:
         _fail(exc)
         return
-    for line in checklist(outcome):
-        click.echo(line)
-    if outcome.report:
-        click.echo(f"Report: {outcome.report}")
+    lines = checklist(outcome) + ([f"Report: {outcome.report}"] if outcome.report else [])
+    click.echo("\n".join(lines) if as_text else as_json(outcome))
     sys.exit(0 if outcome.ok else 1)
 
 

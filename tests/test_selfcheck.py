@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,22 @@ def test_grader_unable_to_run_exits_3_not_1(
         cli.entry()
     assert info.value.code == 3
     assert "a failure nobody foresaw" in capsys.readouterr().err
+
+
+def test_the_json_checklist_is_the_record_without_hidden_checks(tmp_path: Path) -> None:
+    rubric = hidden_rubric(tmp_path, "pooling_head")
+    code, out = run(str(GOOD), "--static", "--rubric", str(rubric), "--format", "json")
+    assert code == 0
+    verdict = json.loads(out)
+    assert (verdict["ok"], verdict["all_passed"], verdict["hidden_not_run"]) == (True, False, 1)
+    checks = [c["id"] for c in verdict["result"]["checks"]]
+    assert "pooling_head" not in checks and "include_top_false" in checks
+    assert "pooling_head" not in out and "Pooling classifier head" not in out  # id, title
+    assert verdict["not_run"] == ["accuracy"] and verdict["result"]["mode"] == "static"
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not json")
+    code, out = run(str(broken), "--static", "--format", "json")
+    assert code == 1 and json.loads(out)["ok"] is False and "not valid JSON" in out
 
 
 def test_hidden_checks_are_counted_never_shown_and_never_all_passed(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ well under a second what reading the code can prove, each verdict marked as such
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +108,27 @@ class SelfCheck:
     def all_passed(self) -> bool:
         """Every check passed and none was left out: the only case that says "all passed"."""
         return self.ok and not self.not_run and not self.hidden and not self.pre_scored
+
+
+PRIVATE_FIELDS = ("identity", "provenance")
+"""What a self-check's JSON leaves out of the stored record (nothing a student needs)."""
+
+
+def as_json(outcome: SelfCheck) -> str:
+    """``grader check --format json``: the outcome and the visible checks' record."""
+    record = {k: v for k, v in outcome.result.to_record().items() if k not in PRIVATE_FIELDS}
+    summary = {
+        "ok": outcome.ok,
+        "all_passed": outcome.all_passed,
+        "static": outcome.static_only,
+        "hidden_not_run": outcome.hidden,
+        "failed": [c.id for c in outcome.failed],
+        "not_run": [c.id for c in outcome.not_run],
+        "pre_scored": [c.id for c in outcome.pre_scored],
+        "report": str(outcome.report) if outcome.report else None,
+        "result": record,
+    }
+    return json.dumps(summary, ensure_ascii=False, indent=1)
 
 
 def self_check(
