@@ -16,7 +16,6 @@ import click
 
 from grader import __version__
 from grader.errors import GraderError, SubmissionError
-from grader.kit.assets import ensure_kit
 
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
 
@@ -337,6 +336,8 @@ def assets_build(cache: Path | None) -> None:
 
     Example: grader assets build --cache /tmp/grader-cache
     """
+    from grader.kit.assets import ensure_kit
+
     try:
         kit = ensure_kit(cache, progress=click.echo)
     except GraderError as exc:

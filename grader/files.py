@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 PACKAGE = Path(__file__).parent
 ENCODING = "utf-8"
@@ -83,3 +84,26 @@ def _source_files(parts: tuple[str, ...]) -> list[Path]:
         else:
             raise FileNotFoundError(f"grader has no source at {part}")
     return sorted(found)
+
+
+def lock_file(handle: IO[str], wait: bool = True) -> bool:
+    """Hold an exclusive lock on an open file until it is closed: ``flock`` where there
+    is one (Linux, macOS), ``msvcrt.locking`` on Windows. False when ``wait`` is off and
+    another process holds it."""
+    try:
+        import fcntl
+    except ModuleNotFoundError:  # Windows
+        import msvcrt
+
+        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK  # type: ignore[attr-defined]
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), mode, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -55,6 +57,33 @@ def grader_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
     )
+
+
+WITHOUT_POSIX = """
+import importlib.abc, sys
+POSIX_ONLY = {"fcntl", "resource", "pwd", "grp", "termios", "pty"}
+class Windows(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in POSIX_ONLY:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+for name in POSIX_ONLY:
+    sys.modules.pop(name, None)
+sys.meta_path.insert(0, Windows())
+from grader.cli import entry
+sys.argv = ["grader", *sys.argv[1:]]
+entry()
+"""
+"""``grader`` as Windows' Python would import it: none of the POSIX-only modules."""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("check", "--help"), ("check", "submissions/s1003_smith.ipynb", "--static")],
+)
+def test_help_and_the_static_check_need_nothing_posix_only(args: tuple[str, ...]) -> None:
+    proc = grader_process("-c", WITHOUT_POSIX, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "No module named" not in proc.stderr
 
 
 def test_check_here_takes_what_students_pass() -> None:

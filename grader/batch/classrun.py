@@ -11,9 +11,7 @@ The orchestrating process imports no TensorFlow: kernels and the trusted evaluat
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from grader.batch.store import (
     grader_fingerprint,
 )
 from grader.errors import UsageError, map_dependency_errors, strerror
+from grader.files import lock_file
 from grader.intake.lms import Intake, gather
 from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_digest
 from grader.measure.reference import ReferenceFigures, load_or_run
@@ -187,9 +186,7 @@ def _output_lock(out: Path) -> Iterator[None]:
         out.mkdir(parents=True, exist_ok=True)
         handle = open(out / LOCK_FILE, "a+", encoding="ascii")  # closed by the block below
     with handle as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_file(lock, wait=False):
             lock.seek(0)
             raise UsageError(MSG_BUSY.format(out=out, pid=lock.read().strip() or "?")) from None
         lock.seek(0)
@@ -316,6 +313,10 @@ def make_runner(
 
 def peak_rss_mb() -> int:
     """This process's peak resident memory (the orchestrator's; kernels are not in it)."""
+    try:
+        import resource
+    except ModuleNotFoundError:  # Windows: not measured
+        return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 

@@ -184,7 +184,8 @@ class LocalRunner:
 
 def default_workers(cpus: int | None = None, memory_mb: int | None = None) -> int:
     """Workers for this machine: :data:`WORKERS_PER_CPU` per core, as memory allows."""
-    cpus = cpus or len(os.sched_getaffinity(0))
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cpus = cpus or (len(affinity(0)) if affinity else os.cpu_count() or 1)
     memory_mb = memory_mb or _memory_mb()
     by_memory = max(1, memory_mb // WORKER_MEMORY_MB)
     return max(1, min(round(cpus * WORKERS_PER_CPU), by_memory))

@@ -9,7 +9,6 @@ The holdout split stays outside every kernel's cache.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.errors import AssetKitError, map_dependency_errors, strerror
-from grader.files import source_digest
+from grader.files import lock_file, source_digest
 
 KIT_FORMAT = "1"
 BUILDER_SOURCES = ("kit/build.py", "kit/synthetic.py")
@@ -76,7 +75,7 @@ def ensure_kit(cache: Path | None = None, progress: Callable[[str], None] = prin
         root.parent.mkdir(parents=True, exist_ok=True)
         lock = open(root.parent / f".kit-v{KIT_VERSION}.lock", "w")  # closed by the block below
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; others wait, then reuse
+        lock_file(lock)  # one builder at a time; others wait, then reuse
         if not (root / MANIFEST).exists():
             progress(f"Building the offline asset kit into {root} (once; a few minutes)")
             _build(root, progress)
