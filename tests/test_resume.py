@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -177,63 +178,70 @@ def test_a_dask_cluster_grades_like_local_workers(
         assert _verdict(remote[student]) == _verdict(local[student]), student
 
 
-def test_a_worker_killed_mid_batch_costs_nobody_a_grade(tmp_path: Path) -> None:
-    rubric = tmp_path / "rubric.toml"
+@dataclass
+class KilledBatch:
+    """A class of three graded while one of its workers was killed (shared: kernels cost)."""
+
+    rubric: Path
+    submissions: Path
+    out: Path
+    returncode: int
+    output: str
+
+
+@pytest.fixture(scope="module")
+def killed_batch(tmp_path_factory: pytest.TempPathFactory) -> KilledBatch:
+    root = tmp_path_factory.mktemp("killed")
+    rubric = root / "rubric.toml"
     rubric.write_text(FAST_RUBRIC)
-    submissions = tmp_path / "class"
+    submissions = root / "class"
     submissions.mkdir()
     for name in ("s1", "s2", "s3"):
         (submissions / f"{name}.ipynb").write_text(small_notebook(8, name))
-    out = tmp_path / "out"
+    out = root / "out"
     command = grade_command(submissions, out, rubric, "--quick", "--workers", "2")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = _a_grading_worker(time.monotonic() + 120, proc)
     os.kill(victim, signal.SIGKILL)  # as the OOM killer would
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stdout[-2000:] + stderr[-2000:]
-    records = {r["student"]: r for r in map(json.loads, (out / "results.jsonl").open())}
+    return KilledBatch(rubric, submissions, out, proc.returncode, stdout[-2000:] + stderr[-2000:])
+
+
+def test_a_worker_killed_mid_batch_costs_nobody_a_grade(killed_batch: KilledBatch) -> None:
+    assert killed_batch.returncode == 0, killed_batch.output
+    records = _by_student(killed_batch.out)
     assert sorted(records) == ["s1", "s2", "s3"]
     assert all(r["status"] == "graded" for r in records.values()), records
 
 
-def test_a_regrade_keeps_the_whole_class(tmp_path: Path) -> None:
-    """Grade a class, then one late file alone, then one student by name: every export
-    still has everyone, and only the regraded notebook ran."""
-    rubric = tmp_path / "rubric.toml"
-    rubric.write_text(FAST_RUBRIC)
-    submissions = tmp_path / "class"
-    submissions.mkdir()
-    for name in ("ann", "bob", "cat"):
-        (submissions / f"{name}.ipynb").write_text(small_notebook(0, name))
-    out = tmp_path / "out"
-    first = subprocess.run(
-        grade_command(submissions, out, rubric, "--quick", "--workers", "2"),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    on_time = _by_student(out)["bob"]["sha256"]
-    late = tmp_path / "late" / "bob.ipynb"
+def test_a_regrade_keeps_the_whole_class(killed_batch: KilledBatch, tmp_path: Path) -> None:
+    """Then one late file alone, then one student by name: every export still has
+    everyone, and only the regraded notebook ran."""
+    assert killed_batch.returncode == 0, killed_batch.output
+    rubric, out, everyone = killed_batch.rubric, killed_batch.out, ["s1", "s2", "s3"]
+    on_time = _by_student(out)["s2"]["sha256"]
+    late = tmp_path / "late" / "s2.ipynb"
     late.parent.mkdir()
-    late.write_text(small_notebook(0, "bob, late"))
+    late.write_text(small_notebook(0, "s2, late"))
     alone = subprocess.run(
         grade_command(late, out, rubric, "--quick"), capture_output=True, text=True, timeout=300
     )
     assert alone.returncode == 0, alone.stdout[-2000:] + alone.stderr[-2000:]
     assert "1 student(s) from this intake and 2 kept" in alone.stdout
-    assert_whole_class(out, ["ann", "bob", "cat"])
-    assert _by_student(out)["bob"]["sha256"] not in (on_time, "")
+    assert_whole_class(out, everyone)
+    assert _by_student(out)["s2"]["sha256"] not in (on_time, "")
 
     named = subprocess.run(
-        grade_command(submissions, out, rubric, "--quick", "--student", "cat"),
+        grade_command(killed_batch.submissions, out, rubric, "--quick", "--student", "s3"),
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert named.returncode == 0, named.stdout[-2000:] + named.stderr[-2000:]
     log = (out / "grader.log").read_text()
-    last_run = log[log.rindex("started cat") :]
-    assert "started ann" not in last_run and "started bob" not in last_run
-    assert_whole_class(out, ["ann", "bob", "cat"])
-    late_bob = _by_student(out)["bob"]
-    assert late_bob["sha256"] != on_time and late_bob["provenance"]["mode"] == "quick"
+    last_run = log[log.rindex("started s3") :]
+    assert "started s1" not in last_run and "started s2" not in last_run
+    assert_whole_class(out, everyone)
+    late_s2 = _by_student(out)["s2"]
+    assert late_s2["sha256"] != on_time and late_s2["provenance"]["mode"] == "quick"
 
 
 def assert_whole_class(out: Path, students: list[str]) -> None:
