@@ -243,7 +243,7 @@ def test_pages_and_exports_of_the_batch(graded: tuple[Path, str]) -> None:
         assert (out / name).exists(), name
     canvas = list(csv.reader((out / "canvas.csv").read_text().splitlines()))
     assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-    assert canvas[1][0] == "Points Possible" and canvas[1][5] == "14"
+    assert canvas[1][0] == "Points Possible" and canvas[1][5] == "14.00"
     assert len(canvas) == 2 + ROWS
     gradescope = json.loads((out / "gradescope" / "s1001_nguyen" / "results.json").read_text())
     assert gradescope["score"] == by_score(out, "s1001_nguyen")
