@@ -303,6 +303,31 @@ def test_code_is_cut_into_pieces_that_join_back_and_is_coloured_by_the_template(
     pieces = python_tokens(code)
     assert "".join(text for _, text in pieces) == code
     assert ("k", "False") in pieces and ("s", f'"{SCRIPT}"') in pieces
-    assert python_tokens("%pip install x\n  (") == [("", "%pip install x\n  (")]
     html = render_report(_hostile_result())
     assert '<span class="c"># &lt;img src=x onerror=alert(1)&gt;</span>' in html
+
+
+def test_code_keeps_its_lines_and_indents_through_magics_and_windows_line_ends() -> None:
+    """A cell as students write it (a magic, a shell escape, a call over three lines, a
+    backslash continuation, Windows line ends): the pieces give back every line once,
+    with its indentation, and colour the Python around the magics."""
+    from grader.outputs.highlight import python_tokens
+
+    lines = [
+        "%matplotlib inline",
+        "!pip install -q tensorflow",
+        "model.compile(optimizer=keras.optimizers.Adam(1e-4),",
+        "              loss='binary_crossentropy',  # two classes",
+        "              metrics=['accuracy'])",
+        "total = 1 + \\",
+        "        2",
+        "for layer in base.layers:",
+        "    layer.trainable = False",
+        "",
+    ]
+    pieces = python_tokens("\r\n".join(lines))
+    assert "".join(text for _, text in pieces).split("\n") == lines
+    assert ("k", "for") in pieces and ("c", "# two classes") in pieces
+    assert ("s", "'binary_crossentropy'") in pieces and ("n", "1e-4") in pieces
+    fragment = "%pip install x\n  ("
+    assert "".join(text for _, text in python_tokens(fragment)) == fragment
