@@ -321,6 +321,31 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
     click.echo(f"Rebuilt {len(outcome.results)} report(s); class page: {outcome.written['index']}")
 
 
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+def feedback(out: Path) -> None:
+    """Write what an LMS takes back in bulk into OUT/feedback/: a zip per student (their
+    report and executed notebook), Canvas's re-upload zip and Moodle's feedback-files zip
+    when the intake read those names. Made from OUT/results.jsonl as the last grade or
+    report wrote it; students' copies never show copy flags or other students' names.
+
+    Example: grader feedback out
+    """
+    from grader.batch.classout import write_feedback_of
+
+    try:
+        written = write_feedback_of(out)
+    except GraderError as exc:
+        _fail(exc)
+        return
+    click.echo(f"Feedback for {len(written.students)} student(s): {out / 'feedback'}")
+    for label, path in (("Canvas re-upload", written.canvas), ("Moodle", written.moodle)):
+        if path:
+            click.echo(f"  {label}: {path}")
+    for note in written.notes:
+        click.echo(f"  {note}")
+
+
 @main.group()
 def assets() -> None:
     """The offline asset kit (synthetic data and MobileNetV2 weights).

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader.batch.pipeline import FLAG_GRADER_FAILED
 from grader.batch.runners import Job
 from grader.batch.store import Member, ResultsStore, outputs_digest
+from grader.errors import UsageError, map_dependency_errors
 from grader.intake.copies import FLAG_POSSIBLE_COPY, copy_message, find_copies
 from grader.measure.reference import ReferenceFigures
-from grader.outputs.names import CLASS_OUTPUTS
+from grader.outputs.names import CLASS_OUTPUTS, RESULTS_FILE
 from grader.results import SubmissionResult
 from grader.rubric.schema import Rubric
 
+if TYPE_CHECKING:
+    from grader.outputs.feedback import FeedbackFiles
+
 OUTPUTS_META = "outputs"
 """The results store's record of what the outputs were last written from."""
+MSG_NO_RESULTS = "{path}: no results to report on (run `grader grade` first)"
 FLAG_MULTIPLE_FILES = "multiple_files"
 MSG_KEPT = (
     "The class: {graded} student(s) from this intake and {n} kept as an earlier batch into"
@@ -133,3 +139,21 @@ def outputs_current(store: ResultsStore, out: Path, key: str) -> bool:
     and are all still there."""
     written = all((out / name).exists() for name in CLASS_OUTPUTS)
     return written and store.meta(OUTPUTS_META) == key
+
+
+def write_feedback_of(out: Path) -> FeedbackFiles:
+    """What ``grader feedback`` does: the feedback files of :mod:`grader.outputs.feedback`
+    from ``OUT/results.jsonl`` and ``OUT/reference.json`` as last written."""
+    from grader.outputs.feedback import write_feedback
+    from grader.outputs.readback import well_formed
+    from grader.outputs.records import read_results_jsonl
+    from grader.outputs.write import ClassInfo, unwritable
+
+    path = out / RESULTS_FILE
+    if not path.exists():
+        raise UsageError(MSG_NO_RESULTS.format(path=path))
+    results = [well_formed(result) for result in read_results_jsonl(path)]
+    info = ClassInfo([])
+    info.load_reference(out)
+    with map_dependency_errors("outputs", lambda exc: unwritable(out, exc)):
+        return write_feedback(results, out, info)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.batch.classout import (
+    MSG_NO_RESULTS,
     OUTPUTS_META,
     apply_review,
     outputs_current,
@@ -56,7 +57,6 @@ MSG_STALE = "Removed {n} kernel folder(s) left by an interrupted grader"
 MSG_REFERENCE = "Reference accuracy ({mode}): {accuracy:.3f}"
 MSG_NO_REFERENCE = "No reference notebook in the rubric; published accuracy ({mode}): {accuracy}"
 MSG_PEAK_RSS = "orchestrator peak RSS {mb} MB"
-MSG_NO_RESULTS = "{path}: no results to report on (run `grader grade` first)"
 MSG_NO_STUDENT = "{source}: no submission from {students} (--student takes the ids grader shows)"
 
 

@@ -191,7 +191,12 @@ def identify_entry(
 
 def _lms_identity(pattern: str, match: re.Match[str]) -> dict[str, str]:
     if pattern == CANVAS_PATTERN:
-        return {"lms": LMS_CANVAS, "user_id": match["student"], "login": match["login"]}
+        return {
+            "lms": LMS_CANVAS,
+            "user_id": match["student"],
+            "attachment": match["submission"],  # the file's id: re-uploads name it
+            "login": match["login"],
+        }
     if pattern == MOODLE_PATTERN:
         return {"lms": LMS_MOODLE, "participant": match["student"], "name": match["name"]}
     return {}

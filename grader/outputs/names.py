@@ -14,6 +14,9 @@ not import the HTML writer, and a name changed here changes everywhere::
     OUT/index.html                  INDEX_FILE
     OUT/executed/<name>.ipynb       executed_path()
     OUT/reference.json              REFERENCE_FILE
+    OUT/feedback/students/<name>.zip    FEEDBACK_DIR, STUDENT_ZIPS_DIR (``grader feedback``)
+    OUT/feedback/canvas_reupload.zip    CANVAS_REUPLOAD_FILE (from a Canvas intake)
+    OUT/feedback/moodle_feedback_files.zip   MOODLE_FEEDBACK_FILE (from a Moodle intake)
     OUT/.grader.lock                LOCK_FILE
     <folder>/<stem>.report.html     self_check_report_path() (``grader check``)
 
@@ -47,6 +50,10 @@ EXECUTED_DIR = "executed"
 EXECUTED_SUFFIX = ".ipynb"
 REFERENCE_FILE = "reference.json"
 """The reference's figures, so that ``grader report`` redraws its curves."""
+FEEDBACK_DIR = "feedback"
+STUDENT_ZIPS_DIR = "students"
+CANVAS_REUPLOAD_FILE = "canvas_reupload.zip"
+MOODLE_FEEDBACK_FILE = "moodle_feedback_files.zip"
 SELF_CHECK_SUFFIX = ".report.html"
 """``grader check``'s report: ``<notebook stem>.report.html``, next to the notebook."""
 LOCK_FILE = ".grader.lock"

@@ -260,7 +260,7 @@ def _flagged(result: SubmissionResult) -> bool:
     return result.status != STATUS_GRADED or bool(set(result.flags) - ROUTINE_FLAGS)
 
 
-def _page_guarded(
+def guarded_page(
     result: SubmissionResult,
     reference_accuracy: float | None,
     reference_history: list[dict[str, Any]] | None,
@@ -289,7 +289,7 @@ def write_reports(
     paths, shown = [], []
     for result, name in zip(results, _report_names(results), strict=True):
         path = out_dir / REPORTS_DIR / name
-        page, result = _page_guarded(result, reference_accuracy, reference_history)
+        page, result = guarded_page(result, reference_accuracy, reference_history)
         atomic_write_text(path, page)
         paths.append(path)
         shown.append(result)

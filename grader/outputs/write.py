@@ -64,11 +64,12 @@ class ClassInfo:
 def write_outputs(results: list[SubmissionResult], info: ClassInfo, out: Path) -> dict[str, Path]:
     """Every output under ``out``: results, spreadsheets, gradebooks, pages; an
     :class:`~grader.errors.OutputError` naming the file when one cannot be written."""
-    with map_dependency_errors("outputs", lambda exc: _unwritable(out, exc)):
+    with map_dependency_errors("outputs", lambda exc: unwritable(out, exc)):
         return _write_all(results, info, out)
 
 
-def _unwritable(out: Path, exc: Exception) -> OutputError:
+def unwritable(out: Path, exc: Exception) -> OutputError:
+    """The error for an output that cannot be written: the file, else the folder."""
     return OutputError(str(getattr(exc, "filename", None) or out), strerror(exc))
 
 
