@@ -12,6 +12,8 @@ import re
 import shutil
 
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
 
 try:
     import tomllib
@@ -48,3 +50,35 @@ def test_plot_model_can_draw_pydot_renders_with_graphviz() -> None:
     graph = pydot.Dot(graph_type="digraph")
     graph.add_edge(pydot.Edge("base", "head"))
     assert graph.create(format="png").startswith(b"\x89PNG")
+
+
+WHEELS = {  # platform: the TensorFlow distribution PyPI has a wheel of there (2026-12-02)
+    ("linux", "x86_64"): "tensorflow-cpu",
+    ("win32", "AMD64"): "tensorflow-cpu",
+    ("darwin", "x86_64"): "tensorflow-cpu",  # the last is 2.16.2, as for tensorflow
+    ("darwin", "arm64"): "tensorflow",  # tensorflow-cpu: none
+    ("linux", "aarch64"): "tensorflow",  # tensorflow-cpu: none
+}
+"""Found with ``pip install --dry-run --only-binary=:all: --platform P --python-version
+3.11 'tensorflow-cpu>=2.16'`` (and ``tensorflow``) for macosx_12_0_arm64,
+macosx_12_0_x86_64, manylinux2014_aarch64, manylinux_2_17_x86_64 and win_amd64."""
+
+
+@pytest.mark.parametrize(("platform", "machine"), sorted(WHEELS))
+def test_the_tf_extra_picks_the_tensorflow_that_has_a_wheel_there(
+    platform: str, machine: str
+) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    environment = {
+        **default_environment(),
+        "sys_platform": platform,
+        "platform_machine": machine,
+        "extra": "tf",
+    }
+    chosen = [
+        requirement.name
+        for requirement in map(Requirement, project["optional-dependencies"]["tf"])
+        if requirement.name.startswith("tensorflow")
+        and (requirement.marker is None or requirement.marker.evaluate(environment))
+    ]
+    assert chosen == [WHEELS[platform, machine]]
