@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/grader grade submissions --rubric rubrics/transfer_learning.toml --out $(OUT) --quick --workers $(WORKERS)
 	@echo "Class page:  $(OUT)/index.html"
 	@echo "Spreadsheets: $(OUT)/grades.csv $(OUT)/grades.xlsx $(OUT)/canvas.csv"
-	@echo "Gradescope:  $(OUT)/gradescope/<student>/results.json"
+	@echo "Feedback zips: grader feedback $(OUT)"
 	@echo "Reports:     $(OUT)/reports/"
 
 ## browser: Debian's chromium for the browser test (installed with apt when missing)

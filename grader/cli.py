@@ -15,45 +15,16 @@ from pathlib import Path
 import click
 
 from grader import __version__
+from grader.clishared import (
+    cache_option,
+    fail,
+    quick_option,
+    roster_option,
+    rubric_option,
+    warn,
+)
 from grader.errors import GraderError, SubmissionError
-
-DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
-
-roster_option = click.option(
-    "--roster",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Canvas's gradebook export (as downloaded): each student's identity in canvas.csv.",
-)
-rubric_option = click.option(
-    "--rubric",
-    "rubric_path",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_RUBRIC,
-    show_default=True,
-    help="Rubric TOML file.",
-)
-quick_option = click.option(
-    "--quick", is_flag=True, help="Cap epochs and steps through the probe (student code unchanged)."
-)
-cache_option = click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cache folder for the asset kit and reference figures "
-    "[default: $GRADER_CACHE or ~/.cache/grader].",
-)
-
-
-def _fail(exc: GraderError) -> None:
-    """One line on stderr, and the error's own exit code (2 for a usage error)."""
-    click.echo(f"grader: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
-
+from grader.gradescope.commands import gradescope
 
 EXIT_COULD_NOT_RUN = 3
 """A failure grader did not foresee: like a :class:`GraderError`, "could not run"."""
@@ -131,7 +102,7 @@ def grade(
     Canvas and Moodle bulk-download names give the student ids. Each finished
     submission is kept in OUT/results.sqlite: run the same command again after an
     interruption and only what is missing is graded. Writes results.jsonl, grades.csv,
-    grades.xlsx, canvas.csv, gradescope/, reports/, index.html and executed/ under
+    grades.xlsx, canvas.csv, reports/, index.html and executed/ under
     --out, for the whole class: students graded into OUT by an earlier batch are kept,
     so one late notebook, or --student ID, regrades those students alone. Exit 0 when
     the batch completed (whatever the students scored), 2 when the command was wrong,
@@ -158,9 +129,9 @@ def grade(
         students=list(students),
     )
     try:
-        outcome = grade_class(request, say=click.echo, warn=_warn)
+        outcome = grade_class(request, say=click.echo, warn=warn)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     _say_written(outcome.written, out, time.monotonic() - start)
 
@@ -171,7 +142,7 @@ def _say_written(written: dict[str, Path], out: Path, seconds: float) -> None:
         return
     click.echo(f"Done in {seconds:.1f} s. Class page: {written['index']}")
     click.echo(f"Spreadsheets: {written['grades']}, {written['xlsx']}, {written['canvas']}")
-    click.echo(f"Results: {written['results']}  Gradescope: {written['gradescope']}")
+    click.echo(f"Results: {written['results']}")
 
 
 @main.command()
@@ -223,13 +194,13 @@ def check(
     )
     as_text = output_format == "text"
     try:
-        outcome = self_check(request, say=click.echo if as_text else _warn, warn=_warn)
+        outcome = self_check(request, say=click.echo if as_text else warn, warn=warn)
     except SubmissionError as exc:  # --static only: the notebook cannot be read
         text = f"{notebook.name}: {exc}"
         click.echo(text if as_text else json.dumps({"ok": False, "error": text, "result": None}))
         sys.exit(exc.exit_code)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     lines = checklist(outcome) + ([f"Report: {outcome.report}"] if outcome.report else [])
     click.echo("\n".join(lines) if as_text else as_json(outcome))
@@ -250,9 +221,9 @@ def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -
 
     mode = MODE_QUICK if quick else MODE_FULL
     try:
-        figures = run_reference(rubric_path, mode, cache, force, say=click.echo, warn=_warn)
+        figures = run_reference(rubric_path, mode, cache, force, say=click.echo, warn=warn)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(
         f"Reference accuracy ({mode}): {figures.accuracy:.4f} "
@@ -295,7 +266,7 @@ def calibrate(
         chosen = list(modes or ("quick", "check"))
         found = run_calibration(rubric_path, chosen, seeds, cache, force=force)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     for calibration in found:
         for line in calibration_lines(calibration):
@@ -316,7 +287,7 @@ def report(out: Path, rubric_path: Path, roster: Path | None) -> None:
     try:
         outcome = rebuild_outputs(out, rubric_path, roster, say=click.echo)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"Rebuilt {len(outcome.results)} report(s); class page: {outcome.written['index']}")
 
@@ -336,7 +307,7 @@ def feedback(out: Path) -> None:
     try:
         written = write_feedback_of(out)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"Feedback for {len(written.students)} student(s): {out / 'feedback'}")
     for label, path in (("Canvas re-upload", written.canvas), ("Moodle", written.moodle)):
@@ -366,6 +337,9 @@ def assets_build(cache: Path | None) -> None:
     try:
         kit = ensure_kit(cache, progress=click.echo)
     except GraderError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"Asset kit ready: {kit.keras_home.parent}")
+
+
+main.add_command(gradescope)

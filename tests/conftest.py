@@ -175,3 +175,26 @@ def assert_nothing_crossed(executed: Path) -> None:
     assert str(TRACE_SHM_KEY) not in keys
     daemons = subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True, text=True)
     assert daemons.stdout == ""
+
+
+def blocked_ancestor(path: Path) -> Path | None:
+    """The outermost folder above ``path`` that other users cannot enter, if any."""
+    for folder in reversed(path.resolve().parents):
+        if folder != Path("/") and not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
+def reachable_script(keep: Path, paths: list[Path]) -> str:
+    """Shell lines making each of ``paths`` reachable: each folder other users cannot
+    enter above one is covered with an enterable tmpfs, what is needed bound back."""
+    needed: dict[Path, Path] = {}  # what to bind back -> the folder it lies in
+    for path in paths:
+        blocked = blocked_ancestor(path)
+        if blocked is not None:
+            needed[blocked / path.resolve().relative_to(blocked).parts[0]] = blocked
+    kept = {child: keep / str(n) for n, child in enumerate(needed)}
+    lines = [f"mkdir -p {kept[c]} && mount --bind {c} {kept[c]}" for c in needed]
+    lines += [f"mount -t tmpfs -o mode=0755 tmpfs {b}" for b in sorted(set(needed.values()))]
+    lines += [f"mkdir -p {c} && mount --move {kept[c]} {c}" for c in needed]
+    return "".join(f"{line} && " for line in lines)

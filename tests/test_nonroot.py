@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from grader.kit.assets import ensure_kit, kit_dir
-from tests.conftest import FIXTURES, ROOT, RUBRIC, assert_nothing_crossed
+from tests.conftest import FIXTURES, ROOT, RUBRIC, assert_nothing_crossed, reachable_script
 
 pytestmark = pytest.mark.kernel
 
@@ -43,14 +43,6 @@ FRESH_TARGETS = tuple(f"{p}/grader_escape.txt" for p in ("/tmp", "/var/tmp", "/d
 """``write_outside``'s targets in the kernel's fresh places (the others lie in the host's
 folders, this checkout's among them, wherever it is: under /tmp in CI)."""
 ISOLATED = "grader: not root: each kernel is isolated in a user namespace of its own"
-
-
-def blocked_ancestor(path: Path) -> Path | None:
-    """The outermost folder above ``path`` that other users cannot enter, if any."""
-    for folder in reversed(path.resolve().parents):
-        if folder != Path("/") and not os.stat(folder).st_mode & 0o001:
-            return folder
-    return None
 
 
 def rubric_without_accuracy(dest: Path) -> Path:
@@ -80,21 +72,6 @@ def course() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def reachable_script(keep: Path, paths: list[Path]) -> str:
-    """Shell lines making each of ``paths`` reachable: each folder other users cannot
-    enter above one is covered with an enterable tmpfs, what is needed bound back."""
-    needed: dict[Path, Path] = {}  # what to bind back -> the folder it lies in
-    for path in paths:
-        blocked = blocked_ancestor(path)
-        if blocked is not None:
-            needed[blocked / path.resolve().relative_to(blocked).parts[0]] = blocked
-    kept = {child: keep / str(n) for n, child in enumerate(needed)}
-    lines = [f"mkdir -p {kept[c]} && mount --bind {c} {kept[c]}" for c in needed]
-    lines += [f"mount -t tmpfs -o mode=0755 tmpfs {b}" for b in sorted(set(needed.values()))]
-    lines += [f"mkdir -p {c} && mount --move {kept[c]} {c}" for c in needed]
-    return "".join(f"{line} && " for line in lines)
 
 
 def as_nobody(folder: Path, command: list[str]) -> subprocess.CompletedProcess[str]:

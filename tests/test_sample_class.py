@@ -245,8 +245,7 @@ def test_pages_and_exports_of_the_batch(graded: tuple[Path, str]) -> None:
     assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
     assert canvas[1][0] == "Points Possible" and canvas[1][5] == "14.00"
     assert len(canvas) == 2 + ROWS
-    gradescope = json.loads((out / "gradescope" / "s1001_nguyen" / "results.json").read_text())
-    assert gradescope["score"] == by_score(out, "s1001_nguyen")
+    assert not (out / "gradescope").exists()  # Gradescope runs grader itself
     page = (out / "reports" / "s1001_nguyen.html").read_text()
     assert 'id="curves"' in page and 'id="model"' in page and 'id="show-the-code"' in page
 

@@ -31,7 +31,16 @@ from grader.results import SOURCE_STATIC, STATUS_GRADED, CellError, CheckResult,
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SAMPLE = ROOT / "submissions" / "s1003_smith.ipynb"
-COMMANDS = {"grade", "check", "reference", "calibrate", "report", "feedback", "assets"}
+COMMANDS = {
+    "grade",
+    "check",
+    "reference",
+    "calibrate",
+    "report",
+    "feedback",
+    "gradescope",
+    "assets",
+}
 """The ``grader`` command's subcommands, as the README documents them."""
 CONTRACT_RECORD_KEYS = {
     "student",

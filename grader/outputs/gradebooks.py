@@ -1,19 +1,19 @@
-"""Gradebook exports: the class workbook, Canvas's import CSV, Gradescope's results.json.
+"""Gradebook exports: the class workbook, Canvas's import CSV, Moodle's worksheet.
 
 * ``grades.xlsx``: the ``grades.csv`` table on a sheet with its header frozen, and a
   second sheet of per-check statistics (mean points, pass rate);
 * ``canvas.csv``: Canvas's gradebook import (:mod:`grader.outputs.canvas`);
 * ``moodle_grading_worksheet.csv``: Moodle's offline grading worksheet, for a class
   from a Moodle download (:mod:`grader.outputs.moodle`);
-* ``gradescope/<student>/results.json``: the file a Gradescope autograder writes, so the
-  same rubric can run there: ``score``, ``execution_time``, ``output`` and ``tests[]``.
+
+Gradescope runs grader itself (:mod:`grader.gradescope`): its ``results.json`` is written
+there, per submission, not here.
 
 Every text cell of a spreadsheet goes through :func:`grader.outputs.records.neutralise_cell`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,18 +21,11 @@ import pandas as pd
 from grader.files import atomic_path, atomic_write_text
 from grader.outputs.canvas import canvas_csv, read_roster
 from grader.outputs.moodle import moodle_rows, moodle_worksheet
-from grader.outputs.names import (
-    CANVAS_FILE,
-    GRADESCOPE_DIR,
-    MOODLE_FILE,
-    XLSX_FILE,
-    gradescope_path,
-)
+from grader.outputs.names import CANVAS_FILE, MOODLE_FILE, XLSX_FILE
 from grader.outputs.records import grades_table, neutralise_table
 from grader.results import SubmissionResult
 
 GRADES_SHEET, STATS_SHEET = "grades", "checks"
-VISIBLE, HIDDEN = "visible", "after_published"
 
 
 def write_grades_xlsx(results: list[SubmissionResult], check_ids: list[str], path: Path) -> None:
@@ -66,27 +59,6 @@ def check_statistics(results: list[SubmissionResult], check_ids: list[str]) -> p
     return pd.DataFrame(rows)
 
 
-def gradescope_results(result: SubmissionResult) -> dict:
-    """Gradescope's ``results.json`` for one submission (hidden checks after publishing)."""
-    tests = [
-        {
-            "name": "Hidden check" if c.hidden else (c.title or c.id),
-            "score": c.score,
-            "max_score": c.max_score,
-            "status": "passed" if c.passed else "failed",
-            "output": "" if c.hidden else " ".join(filter(None, [c.message, c.hint])),
-            "visibility": HIDDEN if c.hidden else VISIBLE,
-        }
-        for c in result.checks
-    ]
-    return {
-        "score": result.score,
-        "execution_time": round(result.duration_s),
-        "output": result.message or f"Status: {result.status}",
-        "tests": tests,
-    }
-
-
 def write_gradebooks(
     results: list[SubmissionResult],
     check_ids: list[str],
@@ -104,12 +76,8 @@ def write_gradebooks(
     if moodle_rows(results):
         atomic_write_text(out / MOODLE_FILE, moodle_worksheet(results))
         books["moodle"] = out / MOODLE_FILE
-    for result in results:
-        target = gradescope_path(out, result.student)
-        atomic_write_text(target, json.dumps(gradescope_results(result), indent=1) + "\n")
     return {
         "xlsx": out / XLSX_FILE,
         "canvas": out / CANVAS_FILE,
-        "gradescope": out / GRADESCOPE_DIR,
         **books,
     }

@@ -9,7 +9,6 @@ not import the HTML writer, and a name changed here changes everywhere::
     OUT/grades.xlsx                 XLSX_FILE
     OUT/canvas.csv                  CANVAS_FILE
     OUT/moodle_grading_worksheet.csv   MOODLE_FILE (from a Moodle intake)
-    OUT/gradescope/<name>/results.json   gradescope_path()
     OUT/reports/<name>.html         report_names()
     OUT/index.html                  INDEX_FILE
     OUT/executed/<name>.ipynb       executed_path()
@@ -41,8 +40,6 @@ XLSX_FILE = "grades.xlsx"
 CANVAS_FILE = "canvas.csv"
 MOODLE_FILE = "moodle_grading_worksheet.csv"
 """Written when the intake read Moodle names (:mod:`grader.outputs.moodle`)."""
-GRADESCOPE_DIR = "gradescope"
-GRADESCOPE_FILE = "results.json"
 REPORTS_DIR = "reports"
 REPORT_SUFFIX = ".html"
 INDEX_FILE = "index.html"
@@ -132,11 +129,6 @@ def report_names(keys: Sequence[tuple[str, str]]) -> list[str]:
 def executed_path(out: Path, student: str) -> Path:
     """Where a student's executed notebook goes: ``OUT/executed/<name>.ipynb``."""
     return out / EXECUTED_DIR / f"{output_name(student)}{EXECUTED_SUFFIX}"
-
-
-def gradescope_path(out: Path, student: str) -> Path:
-    """Where a student's Gradescope record goes: ``OUT/gradescope/<name>/results.json``."""
-    return out / GRADESCOPE_DIR / output_name(student) / GRADESCOPE_FILE
 
 
 def self_check_report_path(folder: Path, notebook: Path) -> Path:
