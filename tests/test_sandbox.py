@@ -301,3 +301,13 @@ def test_the_sandbox_knows_no_rubric() -> None:
             memory_mb=2048, max_processes=99, max_file_mb=5, disk_mb=64, max_files=1000
         )
     )
+
+
+def test_a_student_hears_one_calm_line_and_only_where_there_is_no_sandbox() -> None:
+    from grader.run.machine import MSG_STUDENT_NO_SANDBOX, student_note
+
+    laptop = Capabilities(root=False, namespaces=False, cgroup=None, seccomp=False)
+    assert student_note(laptop) == MSG_STUDENT_NO_SANDBOX
+    assert "cgroup" not in MSG_STUDENT_NO_SANDBOX and "enforced" not in MSG_STUDENT_NO_SANDBOX
+    linux = Capabilities(root=False, namespaces=True, cgroup=None, user_namespace=True)
+    assert student_note(linux) is None  # isolated: nothing to say, whatever else is missing

@@ -163,9 +163,9 @@ def _run_and_report(
     )
     from grader.files import atomic_write_text
     from grader.outputs.report import render_report
-    from grader.run.machine import warn_unenforced
+    from grader.run.machine import tell_student
 
-    warn_unenforced(warn)
+    tell_student(warn)
     visible, hidden = visible_rubric(rubric)
     mode = MODE_FULL if request.full else MODE_CHECK
     inputs = [request.notebook, *filter(None, [request.out])]

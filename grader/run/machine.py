@@ -46,6 +46,10 @@ NOT_ENFORCED = {
 }
 MSG_NOT_ENFORCED = "grader: sandbox limits not enforced on this machine: {what}"
 MSG_ISOLATED_BY = "grader: not root: each kernel is isolated {how}"
+MSG_STUDENT_NO_SANDBOX = (
+    "Note: on this computer your notebook runs as you, without grader's sandbox (the"
+    " course's grading runs it in one). That is fine for a check: nothing to do."
+)
 SYSTEM_VIEW = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
 """The machine's parts in every kernel's view, read-only (:mod:`grader.run.kernel.view`)."""
 
@@ -137,6 +141,20 @@ def warn_unenforced(warn: Callable[[str], None]) -> None:
     for line in (isolated_by(caps), not_enforced_warning(caps)):
         if line:
             warn(line)
+
+
+def tell_student(say: Callable[[str], None]) -> None:
+    """What ``grader check`` says of the sandbox: one line, in a student's words, and only
+    where the notebook runs without one (a laptop, Windows, macOS, a container); the
+    limits an instructor's batch enforces are not the student's concern."""
+    line = student_note(capabilities())
+    if line:
+        say(line)
+
+
+def student_note(caps: Capabilities) -> str | None:
+    """The line :func:`tell_student` says, or None where the kernel is isolated."""
+    return None if caps.namespaces else MSG_STUDENT_NO_SANDBOX
 
 
 def isolated_by(caps: Capabilities) -> str | None:
