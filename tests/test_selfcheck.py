@@ -23,7 +23,7 @@ from grader.checks.notes import (
 )
 from grader.cli import main
 from grader.errors import UsageError
-from grader.notebook import GRADING_VARIABLE, answer_html, check_here
+from grader.notebook import COLAB_COPY, GRADING_VARIABLE, answer_html, check_colab, check_here
 from grader.results import CellError
 
 ROOT = Path(__file__).parent.parent
@@ -200,6 +200,21 @@ def test_check_here_is_inert_while_grading(
     monkeypatch.setenv(GRADING_VARIABLE, "1")
     assert check_here("anything.ipynb") == 0
     assert "does nothing while the notebook is being graded" in capsys.readouterr().out
+
+
+def test_in_colab_the_running_notebook_is_what_gets_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Colab hands the kernel the notebook as JSON (``get_ipynb``): that copy, saved in
+    the working folder, is checked; outside Colab the cell says what to use instead."""
+    monkeypatch.delenv(GRADING_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    running = json.loads(GOOD.read_text())
+    code = check_colab(static=True, rubric=RUBRIC, fetch=lambda: running)
+    assert code == 0 and json.loads((tmp_path / COLAB_COPY).read_text()) == running
+    assert "[PASS] MobileNetV2 loaded without its ImageNet classifier" in capsys.readouterr().out
+    assert check_colab(static=True, rubric=RUBRIC) == 2  # no google.colab here
+    assert "runs in Google Colab" in capsys.readouterr().out
 
 
 def test_check_here_shows_the_static_checklist(
