@@ -214,6 +214,18 @@ def test_canvas_gradebook_export_as_downloaded_is_the_roster(tmp_path: Path) -> 
     assert rows[2][:5] == ["Nguyen, An", "101", "S-101", "anguyen", "Section A"]
 
 
+def test_a_plain_id_equal_to_someone_elses_canvas_id_grades_only_its_own_student(
+    tmp_path: Path,
+) -> None:
+    """Plain file names carry grader's id, not a Canvas id: 102 is Bea's Canvas ``ID``
+    and An's SIS User ID, and the grade is An's alone."""
+    roster_path = tmp_path / "gradebook.csv"
+    roster_path.write_text(GRADEBOOK_EXPORT.replace("S-101", "102"), encoding="utf-8")
+    results = [SubmissionResult("102", "102.ipynb", "0" * 64, "graded", 13.0, 14.0)]
+    imported = canvas_import(canvas_csv(results, TITLE, read_roster(roster_path), "4242"))
+    assert imported.grades == {101: {f"{TITLE} (4242)": "13.00"}}  # An, by SIS User ID
+
+
 def test_a_canvas_class_with_its_own_export_as_roster(tmp_path: Path) -> None:
     roster_path = tmp_path / "gradebook.csv"
     roster_path.write_text(GRADEBOOK_EXPORT.replace(",", ";"), encoding="utf-8")  # ; export

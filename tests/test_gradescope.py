@@ -122,6 +122,20 @@ def test_a_submission_without_a_notebook_gets_a_results_file_saying_so(tmp_path:
     assert data["score"] == 0 and "No .ipynb notebook" in data["output"]
 
 
+def test_a_link_in_the_submission_is_never_followed(tmp_path: Path) -> None:
+    """A student's upload holding a link to the sealed reference (or a folder linking
+    into the bundle) is not graded: root would read what the link points at."""
+    root = tmp_path / "autograder"
+    source = unpack(build(tmp_path, COURSE_RUBRIC), root)
+    reference = source / "reference" / "transfer_learning.ipynb"
+    os.symlink(reference, root / "submission" / "week6.ipynb")
+    os.symlink(source / "reference", root / "submission" / "folder")
+    run = CliRunner().invoke(main, ["gradescope", "run", "--root", str(root)])
+    assert run.exit_code == 0, run.output
+    data = json.loads((root / "results" / "results.json").read_text())
+    assert data["score"] == 0 and "No .ipynb notebook" in data["output"]
+
+
 @pytest.fixture
 def open_root() -> Iterator[Path]:
     """A root that every user can walk into, as /autograder is: only grader's own modes

@@ -107,7 +107,7 @@ def test_the_worksheet_imports_every_moodle_student(tmp_path: Path, folders: boo
     text = moodle_worksheet(results)
     imported = moodle_import(text, participants={7, 31, 112, 500})
     assert {who: grade for who, (grade, _) in imported.items()} == {7: 9.5, 31: 14.0, 112: 14.0}
-    assert imported[7][1] == "0 of 1 checks passed (9.5 of 14 points). Report: 7.html"
+    assert imported[7][1] == "0 of 1 checks passed (9.5 of 14 points). Report: grading_report.html"
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][:2] == ["Identifier", "Full name"] and rows[1][0] == "Participant 7"
     assert rows[3][1] == "'=cmd Smith"  # a Moodle name is neutralised like any cell
@@ -120,6 +120,19 @@ def test_a_grade_changed_in_moodle_after_grader_wrote_the_file_is_kept(tmp_path:
     earlier = Existing(grade=3.0, modified=written.timestamp() - 3600)
     imported = moodle_import(text, {7, 31, 112}, existing={31: later, 7: earlier})
     assert 31 not in imported and imported[7][0] == 9.5
+
+
+def test_a_manual_change_between_two_writes_survives_the_second(tmp_path: Path) -> None:
+    """The worksheet is written again on every regrade and ``grader report``: a row's
+    time is when that student was graded, so a grade changed in Moodle after it is kept
+    even when the file is written later."""
+    graded = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    results = moodle_class(tmp_path)
+    for result in results:
+        result.graded_at = graded.isoformat()
+    manual = Existing(grade=12.0, modified=graded.timestamp() + 3600)
+    text = moodle_worksheet(results, now=graded.replace(day=3))  # written a day later
+    assert 31 not in moodle_import(text, {7, 31, 112}, existing={31: manual})
 
 
 def test_students_from_elsewhere_are_not_in_the_worksheet(tmp_path: Path) -> None:

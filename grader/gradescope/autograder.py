@@ -60,6 +60,8 @@ def setup_autograder(root: Path, say: Callable[[str], None] = print) -> None:
     else:
         say(MSG_PUBLISHED)
     seal_for_kernels(cache)
+    if rubric.holdout is not None and rubric.holdout.exists():
+        os.chmod(rubric.holdout, PRIVATE)  # a course's own holdout: root's alone too
 
 
 def run_autograder(root: Path, say: Callable[[str], None] = print) -> Path:
@@ -90,10 +92,15 @@ def run_autograder(root: Path, say: Callable[[str], None] = print) -> Path:
 
 
 def submitted_notebooks(folder: Path) -> list[Path]:
-    """The notebooks a student uploaded, outside hidden folders, by name."""
-    return sorted(
-        path
-        for path in folder.rglob("*.ipynb")
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    """The notebooks a student uploaded, outside hidden folders, by name; never a link
+    (one could point at the sealed reference, which grader, as root, could read) nor a
+    file reached through one."""
+    inside = folder.resolve()
+    found = []
+    for path in folder.rglob("*.ipynb"):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.is_symlink():
+            continue
+        if path.is_file() and path.resolve() == inside / relative:
+            found.append(path)
+    return sorted(found)

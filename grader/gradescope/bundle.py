@@ -31,6 +31,11 @@ from grader.errors import UsageError
 from grader.files import atomic_write_bytes
 from grader.rubric.schema import Rubric, load_rubric
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 SETUP, RUN = "setup.sh", "run_autograder"
 BUNDLE_FILE = "bundle.json"
 RUBRIC_FILE = "rubric/rubric.toml"
@@ -45,7 +50,10 @@ REFERENCE_LINE = re.compile(r"""(?m)^(\s*notebook\s*=\s*)(["']).*?\2""")
 SECTION = re.compile(r"(?m)^\s*\[[^\]]+\]\s*$")
 MSG_NOT_A_CHECKOUT = "{path}: grader's source is not here (build the bundle from a checkout)"
 MSG_MODE = "mode {mode!r}: the autograder grades in quick or full mode"
-MSG_COURSE_DATA = "the rubric names {what} = {path}: it must exist at that path in the image"
+MSG_COURSE_DATA = (
+    "the rubric names [data] {what} = {path!r}: it must exist there in the image (a relative"
+    " path from /autograder/source/rubric/); add its download to setup.sh"
+)
 MSG_OUTSIDE = "the bundled rubric's reference notebook is outside the bundle: {path}"
 MODES = ("quick", "full")
 
@@ -89,9 +97,10 @@ def build_bundle(
         **_package(),
         **_rubric_entries(rubric),
     }
-    for what, path in (("keras_home", rubric.keras_home), ("holdout", rubric.holdout)):
-        if path is not None:
-            say(MSG_COURSE_DATA.format(what=what, path=path))
+    data = tomllib.loads(rubric.path.read_text(encoding="utf-8")).get("data", {})
+    for what in ("keras_home", "holdout"):
+        if data.get(what):
+            say(MSG_COURSE_DATA.format(what=what, path=data[what]))
     data = _zip(entries)
     _verify(data)
     atomic_write_bytes(target, data)

@@ -29,7 +29,8 @@ from grader.results import SubmissionResult
 
 IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
-MATCH_ORDER = ("ID", "SIS User ID", "SIS Login ID", "Student")
+ID_COLUMN = "ID"
+MATCH_ORDER = (ID_COLUMN, "SIS User ID", "SIS Login ID", "Student")
 """Canvas's own order for matching a row to a student."""
 TITLE_AND_ID = re.compile(r"\A(?P<title>.*)\s\((?P<id>\d+)\)\Z")
 """An assignment column as Canvas exports it (``Assignment.title_and_id``)."""
@@ -48,14 +49,21 @@ class Roster:
     """Assignment title -> Canvas assignment id, from ``Title (12345)`` columns."""
 
     def find(self, result: SubmissionResult) -> dict[str, str] | None:
-        """The roster row of ``result``'s student, matched in Canvas's order."""
-        wanted = {result.student.strip().casefold()}
+        """The roster row of ``result``'s student, matched in Canvas's order: ``ID`` by
+        the Canvas user id a Canvas download gave (never by grader's own id, which may
+        be another person's Canvas id), the other columns by grader's student id. A key
+        that two rows share matches neither: no grade lands on a guess."""
+        student = result.student.strip().casefold()
+        canvas_id = ""
         if result.identity.get("lms") == LMS_CANVAS:
-            wanted.add(result.identity.get("user_id", "").strip().casefold())
+            canvas_id = result.identity.get("user_id", "").strip().casefold()
         for column in MATCH_ORDER:
-            for person in self.people:
-                if person.get(column, "").strip().casefold() in wanted - {""}:
-                    return person
+            wanted = canvas_id if column == ID_COLUMN else student
+            found = [
+                p for p in self.people if wanted and p.get(column, "").strip().casefold() == wanted
+            ]
+            if found:
+                return found[0] if len(found) == 1 else None
         return None
 
 

@@ -43,6 +43,7 @@ from grader.outputs.names import (
     EXECUTED_SUFFIX,
     FEEDBACK_DIR,
     MOODLE_FEEDBACK_FILE,
+    MOODLE_REPORT,
     REPORT_SUFFIX,
     STUDENT_ZIPS_DIR,
     executed_path,
@@ -58,7 +59,6 @@ INSTRUCTOR_FLAGS = frozenset({FLAG_POSSIBLE_COPY, FLAG_REVIEW})
 """Flags for the instructor's eyes: the class page and the spreadsheets show them."""
 CANVAS_SUFFIX = "_feedback.html"
 MOODLE_PLUGIN = "assignsubmission_file"
-MOODLE_FILE = "grading_report.html"
 STUDENT_REPORT = "report.html"
 CANVAS_FALLBACK_LOGIN = "student"
 """Where the name Canvas gave is all digits or starts with a dot, which Canvas would
@@ -137,8 +137,9 @@ def moodle_name(result: SubmissionResult) -> str | None:
     participant = identity.get("participant", "")
     if identity.get("lms") != LMS_MOODLE or not _digits(participant):
         return None
-    name = re.sub(r"[_/\\]+", " ", identity.get("name", "")).strip() or "Participant"
-    return f"{name}_{participant}_{MOODLE_PLUGIN}_{MOODLE_FILE}"
+    name = re.sub(r"[_/\\]+", " ", identity.get("name", "")).strip().lstrip(".~ ")
+    name = name or "Participant"  # Moodle skips a name starting "." or "~" as hidden
+    return f"{name}_{participant}_{MOODLE_PLUGIN}_{MOODLE_REPORT}"
 
 
 def _digits(text: str) -> bool:

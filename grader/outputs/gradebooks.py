@@ -76,6 +76,8 @@ def write_gradebooks(
     if moodle_rows(results):
         atomic_write_text(out / MOODLE_FILE, moodle_worksheet(results))
         books["moodle"] = out / MOODLE_FILE
+    else:
+        (out / MOODLE_FILE).unlink(missing_ok=True)  # none left from an earlier intake
     return {
         "xlsx": out / XLSX_FILE,
         "canvas": out / CANVAS_FILE,

@@ -14,10 +14,12 @@ So the worksheet is written only for students whose file name carried a Moodle
 participant id, with the id as Moodle wrote it; every row has the worksheet's columns
 in Moodle's order; the grade has two decimals and a ``.`` (an English-language site:
 a site whose language writes decimals with ``,`` needs the grade column converted);
-``Last modified (grade)`` is when grader wrote the file, so a grade an instructor
-changed in Moodle after that is kept, not overwritten. The feedback comment is a
-short text of grader's own (no student text: Moodle shows it as HTML) naming the
-report file to send back. ``Full name`` is the name in the file name (Moodle ignores it
+``Last modified (grade)`` is when grader graded that student (``graded_at``; when the
+file was written where a result has none), so a grade an instructor changed in Moodle
+after that is kept, not overwritten, however often the worksheet is written again.
+The feedback comment is a short text of grader's own (no student text: Moodle shows it
+as HTML) naming the report as the student receives it (``grader feedback``'s
+``grading_report.html``). ``Full name`` is the name in the file name (Moodle ignores it
 on import), neutralised like every spreadsheet cell.
 """
 
@@ -28,7 +30,7 @@ import io
 from datetime import datetime, timezone
 
 from grader.intake.lms import LMS_MOODLE
-from grader.outputs.names import output_name
+from grader.outputs.names import MOODLE_REPORT
 from grader.outputs.records import neutralise_cell
 from grader.results import SubmissionResult
 
@@ -62,7 +64,7 @@ def moodle_rows(results: list[SubmissionResult]) -> list[SubmissionResult]:
 
 def moodle_worksheet(results: list[SubmissionResult], now: datetime | None = None) -> str:
     """The worksheet for ``results`` that came from a Moodle intake (others are left out)."""
-    stamp = (now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+    written = (now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -78,16 +80,27 @@ def moodle_worksheet(results: list[SubmissionResult], now: datetime | None = Non
                 f"{grade:.2f}",
                 f"{possible:.2f}",
                 "Yes",
-                stamp,
+                _graded_at(result) or written,
                 feedback_comment(result),
             ]
         )
     return buffer.getvalue()
 
 
+def _graded_at(result: SubmissionResult) -> str:
+    """When ``result`` was graded, as an ISO time in UTC, or "" when it does not say."""
+    try:
+        moment = datetime.fromisoformat(result.graded_at)
+    except (TypeError, ValueError):
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
 def feedback_comment(result: SubmissionResult) -> str:
-    """A short comment in grader's words only, naming the student's report file."""
-    report = f"{output_name(result.student)}.html"
+    """A short comment in grader's words only, naming the report as the student gets it."""
+    report = MOODLE_REPORT
     visible = [c for c in result.checks if not c.hidden]
     if not visible:
         return COMMENT_NOT_GRADED.format(status=result.status, report=report)
