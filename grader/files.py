@@ -1,4 +1,4 @@
-"""Files grader writes and keeps about itself: the one atomic write, digests of its source.
+"""Files grader writes and keeps about itself: atomic writes, zips, digests of its source.
 
 :func:`atomic_path` is how every output, cache record and extracted file is written:
 readers see the old file or the new one, never half of one, even when grader is killed
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -107,3 +109,21 @@ def lock_file(handle: IO[str], wait: bool = True) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+ZIP_DATE = (2026, 1, 1, 0, 0, 0)
+"""Every entry's date in a zip grader writes: the same contents give the same zip."""
+EXECUTABLE_MODE, REGULAR_MODE = 0o100755, 0o100644
+
+
+def zip_bytes(entries: dict[str, bytes], executable: Collection[str] = ()) -> bytes:
+    """A deflated zip of ``entries`` (name -> bytes) in name order, every entry dated
+    :data:`ZIP_DATE`, the names in ``executable`` marked executable (unzip and
+    Gradescope keep the mode), the rest plain files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, ZIP_DATE)
+            info.external_attr = (EXECUTABLE_MODE if name in executable else REGULAR_MODE) << 16
+            bundle.writestr(info, entries[name], zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()

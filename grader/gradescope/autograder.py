@@ -32,9 +32,9 @@ from grader.gradescope.results import gradescope_results, no_notebook_results
 from grader.kit.assets import default_cache_dir, ensure_kit, seal_for_kernels
 from grader.rubric.schema import load_rubric
 
-ROOT = Path("/autograder")
 SOURCE, SUBMISSION, RESULTS = "source", "submission", "results"
-RESULTS_FILE = "results.json"
+GRADESCOPE_RESULTS = "results.json"
+"""The file Gradescope reads from the results folder."""
 PRIVATE = 0o700
 MSG_SEVERAL = "Graded {graded}; not graded (one notebook per submission): {others}"
 MSG_NONE = "No .ipynb notebook in the submission: upload your notebook file."
@@ -86,7 +86,7 @@ def run_autograder(root: Path, say: Callable[[str], None] = print) -> Path:
             )
             result = grade_class(request, say=say).results[0]
         data = gradescope_results(result, settings.leaderboard, notes)
-    path = results / RESULTS_FILE
+    path = results / GRADESCOPE_RESULTS
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return path
 

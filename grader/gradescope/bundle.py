@@ -28,7 +28,7 @@ from pathlib import Path
 import grader
 from grader import __version__
 from grader.errors import UsageError
-from grader.files import atomic_write_bytes
+from grader.files import atomic_write_bytes, zip_bytes
 from grader.rubric.schema import Rubric, load_rubric
 
 try:
@@ -44,8 +44,6 @@ PACKAGE_DIR = "package"
 PROJECT_FILES = ("pyproject.toml", "README.md")
 """What ``pip install package/`` needs beside the ``grader`` folder."""
 SKIPPED = re.compile(r"(^|/)(__pycache__|\.)")
-EXECUTABLE = 0o100755 << 16
-REGULAR = 0o100644 << 16
 REFERENCE_LINE = re.compile(r"""(?m)^(\s*notebook\s*=\s*)(["']).*?\2""")
 SECTION = re.compile(r"(?m)^\s*\[[^\]]+\]\s*$")
 MSG_NOT_A_CHECKOUT = "{path}: grader's source is not here (build the bundle from a checkout)"
@@ -101,7 +99,7 @@ def build_bundle(
     for what in ("keras_home", "holdout"):
         if data.get(what):
             say(MSG_COURSE_DATA.format(what=what, path=data[what]))
-    data = _zip(entries)
+    data = zip_bytes(entries, executable=(SETUP, RUN))
     _verify(data)
     atomic_write_bytes(target, data)
     return target
@@ -144,16 +142,6 @@ def _point_reference(text: str, notebook: str) -> str:
     end = following.start() if following else len(text)
     table = REFERENCE_LINE.sub(lambda m: f"{m[1]}{json.dumps(notebook)}", text[start:end], 1)
     return text[:start] + table + text[end:]
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0))
-            info.external_attr = EXECUTABLE if name in (SETUP, RUN) else REGULAR
-            bundle.writestr(info, entries[name], zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
 
 
 def _verify(data: bytes) -> None:

@@ -27,15 +27,13 @@ left).
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grader.checks.review import FLAG_REVIEW
-from grader.files import atomic_write_bytes
+from grader.files import atomic_write_bytes, zip_bytes
 from grader.intake.copies import FLAG_POSSIBLE_COPY, MSG_PREFIX
 from grader.intake.lms import LMS_CANVAS, LMS_MOODLE
 from grader.outputs.names import (
@@ -63,8 +61,6 @@ STUDENT_REPORT = "report.html"
 CANVAS_FALLBACK_LOGIN = "student"
 """Where the name Canvas gave is all digits or starts with a dot, which Canvas would
 read as an id or skip as hidden."""
-ZIP_DATE = (2026, 1, 1, 0, 0, 0)
-"""Every entry's date: the same results give the same zip."""
 NOT_IN_LMS = "{count} student(s) without a {lms} name in the intake: not in {file}"
 
 
@@ -161,7 +157,7 @@ def _student_zip(folder: Path, stem: str, page: bytes, notebook: Path) -> Path:
     if notebook.is_file():
         entries[f"{stem}{EXECUTED_SUFFIX}"] = notebook.read_bytes()
     path = folder / STUDENT_ZIPS_DIR / f"{stem}.zip"
-    atomic_write_bytes(path, _zip_bytes(entries))
+    atomic_write_bytes(path, zip_bytes(entries))
     return path
 
 
@@ -169,13 +165,5 @@ def _lms_zip(path: Path, entries: dict[str, bytes]) -> Path | None:
     if not entries:
         path.unlink(missing_ok=True)  # no stale zip from an earlier intake
         return None
-    atomic_write_bytes(path, _zip_bytes(entries))
+    atomic_write_bytes(path, zip_bytes(entries))
     return path
-
-
-def _zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name in sorted(entries):
-            bundle.writestr(zipfile.ZipInfo(name, ZIP_DATE), entries[name], zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
