@@ -177,6 +177,29 @@ def assert_nothing_crossed(executed: Path) -> None:
     assert daemons.stdout == ""
 
 
+def sandbox_processes() -> list[str]:
+    """Live processes of a sandbox uid anywhere on the machine, each as "pid state
+    command". A zombie is left out: it runs nothing and holds nothing, only a pid until
+    its new parent (the host's init, once the launcher above it was killed) reaps it, which
+    happens in that init's own time."""
+    from grader.run.uids import UID_BASE
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            state = stat[stat.rindex(")") + 2]
+            if os.stat(f"/proc/{entry}").st_uid < UID_BASE or state == "Z":
+                continue
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        found.append(f"{entry} {state} {command.decode(errors='replace')[:200]}")
+    return found
+
+
 def blocked_ancestor(path: Path) -> Path | None:
     """The outermost folder above ``path`` that other users cannot enter, if any."""
     for folder in reversed(path.resolve().parents):

@@ -9,7 +9,6 @@ and the warning that names it is checked instead.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -22,8 +21,12 @@ from grader.run.cgroups import grader_cgroups
 from grader.run.machine import capabilities
 from grader.run.probe import MSG_MISSING, MSG_REPLACED
 from grader.run.runfolders import RUN_PREFIX, is_stale
-from grader.run.uids import UID_BASE
-from tests.conftest import RunFolders, assert_nothing_crossed, cell_timeout_message
+from tests.conftest import (
+    RunFolders,
+    assert_nothing_crossed,
+    cell_timeout_message,
+    sandbox_processes,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -224,17 +227,7 @@ def test_only_the_forgery_is_flagged_as_forged(by_student: dict) -> None:
 
 
 def test_nothing_is_left_running_or_mounted(graded: tuple, run_folders_before: RunFolders) -> None:
-    leftovers = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                zombie = stat[stat.rindex(")") + 2] == "Z"
-                if os.stat(f"/proc/{entry}").st_uid >= UID_BASE and not zombie:
-                    leftovers.append(entry)
-            except OSError:
-                continue
-    assert leftovers == []
+    assert sandbox_processes() == []
     # Only a grader still running (another one on this machine) may hold cgroups now.
     assert [c for c in grader_cgroups(RUN_PREFIX) if is_stale(c)] == []
     assert [c for c in run_folders_before.orphan_cgroups if c.exists()] == []

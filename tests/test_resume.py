@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from grader.run.runfolders import RUN_PREFIX, run_folder_owner
-from tests.conftest import RUBRIC
+from tests.conftest import RUBRIC, sandbox_processes
 
 pytestmark = pytest.mark.kernel
 
@@ -125,7 +125,7 @@ def test_sigkill_then_resume_grades_only_what_is_missing(tmp_path: Path) -> None
     assert all(r["status"] == "graded" and r["score"] == 1 for r in records)
 
     if os.geteuid() == 0:  # own uids per kernel: none may outlive the killed batch
-        assert not sandbox_processes()
+        assert sandbox_processes() == []
 
     # the zip's escaping entries were refused, named, and nothing landed outside
     assert "escaped.ipynb" in second.stderr and "rejected" in second.stderr
@@ -276,19 +276,6 @@ def _parent(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
-def sandbox_processes() -> list[int]:
-    from grader.run.uids import UID_BASE
-
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid >= UID_BASE:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def _by_student(out: Path) -> dict[str, dict]:
