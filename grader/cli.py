@@ -23,8 +23,9 @@ from grader.clishared import (
     rubric_option,
     warn,
 )
-from grader.errors import GraderError, SubmissionError
+from grader.errors import GraderError, SubmissionError, UsageError
 from grader.gradescope.commands import gradescope
+from grader.publish.commands import publish
 
 EXIT_COULD_NOT_RUN = 3
 """A failure grader did not foresee: like a :class:`GraderError`, "could not run"."""
@@ -210,16 +211,29 @@ def check(
 @main.command()
 @rubric_option
 @quick_option
+@click.option(
+    "--mode",
+    type=click.Choice(["quick", "check", "full"]),
+    default=None,
+    help="The mode to run it in: check is the self-check's caps [default: full; --quick: quick].",
+)
 @cache_option
 @click.option("--force", is_flag=True, help="Run even when fresh figures are stored.")
-def reference(rubric_path: Path, quick: bool, cache: Path | None, force: bool) -> None:
+def reference(
+    rubric_path: Path, quick: bool, mode: str | None, cache: Path | None, force: bool
+) -> None:
     """Run the rubric's reference solution and store its figures.
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --quick
+
+    Example: grader reference --rubric rubrics/transfer_learning.toml --mode check
     """
     from grader.batch.classrun import MODE_FULL, MODE_QUICK, run_reference
 
-    mode = MODE_QUICK if quick else MODE_FULL
+    if quick and mode not in (None, MODE_QUICK):
+        fail(UsageError(f"--quick and --mode {mode} ask for two modes: give one"))
+        return
+    mode = mode or (MODE_QUICK if quick else MODE_FULL)
     try:
         figures = run_reference(rubric_path, mode, cache, force, say=click.echo, warn=warn)
     except GraderError as exc:
@@ -343,3 +357,4 @@ def assets_build(cache: Path | None) -> None:
 
 
 main.add_command(gradescope)
+main.add_command(publish)

@@ -39,6 +39,7 @@ COMMANDS = {
     "report",
     "feedback",
     "gradescope",
+    "publish",
     "assets",
 }
 """The ``grader`` command's subcommands, as the README documents them."""

@@ -289,7 +289,8 @@ def reference_figures(
     if rubric.reference_notebook is None:
         accuracy = rubric.published_accuracy.get(mode)
         say(MSG_NO_REFERENCE.format(mode=mode, accuracy=accuracy))
-        return ReferenceFigures(f"published:{accuracy}", accuracy, None, None, 0.0, [])
+        runs = rubric.published_runs.get(mode, [])
+        return ReferenceFigures(f"published:{accuracy}", accuracy, None, None, 0.0, [], runs)
     figures = load_or_run(rubric, settings, cache or default_cache_dir(), digest, mode)
     say(MSG_REFERENCE.format(mode=mode, accuracy=figures.accuracy))
     return figures

@@ -185,9 +185,11 @@ def _run_and_report(
 
 
 def visible_rubric(rubric: Rubric) -> tuple[Rubric, int]:
-    """The rubric without its hidden checks, and how many there were."""
+    """The rubric without its hidden checks, and how many there were (those marked
+    ``hidden`` and those a published student rubric left out)."""
     visible = tuple(c for c in rubric.checks if not c.hidden)
-    return dataclasses.replace(rubric, checks=visible), len(rubric.checks) - len(visible)
+    hidden = len(rubric.checks) - len(visible) + rubric.hidden_checks
+    return dataclasses.replace(rubric, checks=visible), hidden
 
 
 def check_static(path: Path, rubric: Rubric) -> SelfCheck:

@@ -18,8 +18,10 @@ from typing import Any
 from grader.errors import RubricError, map_dependency_errors, strerror
 from grader.intake.copies import DEFAULT_THRESHOLD
 from grader.rubric.limits import Limits
+from grader.rubric.published import PUBLISHED_KEYS, PUBLISHED_RUNS, published_runs
 from grader.rubric.tomlfields import (
     NUMBER,
+    count,
     dataclass_from,
     fraction,
     no_unknown,
@@ -36,7 +38,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KNOWN_CHECKS = ("include_top_false", "base_frozen", "augmentation", "pooling_head", "accuracy")
-PUBLISHED_KEYS = {"quick": "quick_accuracy", "full": "full_accuracy", "check": "check_accuracy"}
 SECTIONS = {
     "assignment",
     "limits",
@@ -193,7 +194,13 @@ class Rubric:
     """The deadline and late penalty (``[late]``); None: no penalty."""
     published_accuracy: dict[str, float] = field(default_factory=dict)
     """The reference's accuracy per mode, published for students who have no reference
-    notebook (``[reference] quick_accuracy`` / ``full_accuracy``)."""
+    notebook (``[reference] check_accuracy`` / ``full_accuracy`` / ``quick_accuracy``)."""
+    published_runs: dict[str, list[dict[str, float | int | None]]] = field(default_factory=dict)
+    """Per mode, the reference's runs behind the published figure, as stored runs are
+    (``seed``, ``final``, ``head``): the band a student is compared with, as in grading."""
+    hidden_checks: int = 0
+    """Checks left out of this rubric that grading runs (``[assignment] hidden_checks``,
+    written by ``grader publish student``): counted for the student, never named."""
     intake: IntakeConfig = field(default_factory=IntakeConfig)
     """Student-id patterns and the copy threshold (``[intake]``)."""
     canvas_id: int | None = None
@@ -224,9 +231,10 @@ def load_rubric(path: str | Path) -> Rubric:
     no_unknown(name, "", raw, SECTIONS)
     base = path.parent
     section = subtable(name, raw, "assignment")
-    no_unknown(name, "assignment", section, {"title", "canvas_id"})
+    no_unknown(name, "assignment", section, {"title", "canvas_id", "hidden_checks"})
     reference = subtable(name, raw, "reference")
-    no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values()})
+    run_keys = {f"{mode}_{run}" for mode in PUBLISHED_KEYS for run in PUBLISHED_RUNS}
+    no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values(), *run_keys})
     data = subtable(name, raw, "data")
     no_unknown(name, "data", data, {"keras_home", "holdout"})
     reference_notebook = path_value(name, base, "reference.notebook", reference.get("notebook"))
@@ -236,6 +244,7 @@ def load_rubric(path: str | Path) -> Rubric:
         path=path,
         title=value_of(name, "assignment.title", section, "title", str, "Assignment"),
         canvas_id=value_of(name, "assignment.canvas_id", section, "canvas_id", int, 0) or None,
+        hidden_checks=count(name, "assignment.hidden_checks", section.get("hidden_checks", 0)),
         checks=_checks(name, raw.get("checks")),
         limits=dataclass_from(name, raw, "limits", Limits),
         quick=dataclass_from(name, raw, "quick", QuickMode),
@@ -250,6 +259,7 @@ def load_rubric(path: str | Path) -> Rubric:
             for mode, key in PUBLISHED_KEYS.items()
             if key in reference
         },
+        published_runs=published_runs(name, reference),
         intake=_intake(name, raw),
     )
 

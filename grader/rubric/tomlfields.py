@@ -22,6 +22,13 @@ def fraction(name: str, key: str, value: Any) -> float:
     return float(value)
 
 
+def count(name: str, key: str, value: Any) -> int:
+    """A whole number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RubricError(name, key, f"expected a whole number of at least 0, got {value!r}")
+    return value
+
+
 def subtable(name: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
     """The table under ``key`` (empty when absent)."""
     value = raw.get(key, {})

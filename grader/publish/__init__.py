@@ -1,0 +1,1 @@
+"""What an instructor hands out: ``grader publish student`` (:mod:`.student`)."""
