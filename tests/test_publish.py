@@ -24,6 +24,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).parent.parent
 COURSE = ROOT / "rubrics" / "transfer_learning.toml"
+PACKAGE = "grader[tf] @ git+https://example.edu/course/grader.git"
 ODD_TEXTS = ['say "hi"', "back\\slash", "tab\tnew\nline", "bell\x07 del\x7f", "ｖｉｃｔｉｍ 🐱", ""]
 
 
@@ -99,12 +100,23 @@ def test_the_student_document_keeps_visible_checks_only() -> None:
     raw["intake"] = {"copy_threshold": 0.8}
     document, hidden, texts = student_document(raw)
     assert hidden == 1 and '"pooling_head"' in texts and raw["checks"][3]["hint"] in texts
+    assert f'"{raw["checks"][3]["hint"]}"' in texts  # as TOML and JSON quote it
     assert [c["id"] for c in document["checks"]] == [
         c["id"] for i, c in enumerate(raw["checks"]) if i != 3
     ]
     assert document["assignment"] == {"title": raw["assignment"]["title"]}
     assert set(document) == {"assignment", "checks"} | ({"limits", "quick", "check"} & set(raw))
     assert "reference" not in document and "data" not in document and "intake" not in document
+
+
+def test_a_hidden_written_check_leaves_none_of_its_own_words() -> None:
+    raw = tomllib.loads(COURSE.read_text())
+    (q3,) = [c for c in raw["checks"] if c["id"] == "q3_freezing"]
+    q3["hidden"] = True
+    _, hidden, texts = student_document(raw)
+    assert hidden == 1 and q3["question"] in texts and '"q3_freezing"' in texts
+    assert '"large gradients"' in texts and '"destroy"' in texts  # its concepts
+    assert '"overfitting"' not in texts  # a visible check's concept too: not a secret
 
 
 def test_the_reference_table_round_trips(tmp_path: Path) -> None:
@@ -124,7 +136,7 @@ def test_the_reference_table_round_trips(tmp_path: Path) -> None:
 def test_publishing_refuses_what_it_cannot_publish(tmp_path: Path) -> None:
     no_reference = _rubric(tmp_path, "check_accuracy = 0.9")
     with pytest.raises(UsageError, match="reference notebook"):
-        publish_student(no_reference, tmp_path / "out")
+        publish_student(no_reference, tmp_path / "out", package=PACKAGE)
     course_data = tmp_path / "data.toml"
     (tmp_path / "keras" / "models").mkdir(parents=True)
     course_data.write_text(
@@ -133,11 +145,15 @@ def test_publishing_refuses_what_it_cannot_publish(tmp_path: Path) -> None:
         .replace('# keras_home = "/srv/course/keras"', f'keras_home = "{tmp_path / "keras"}"')
     )
     with pytest.raises(UsageError, match="own Keras cache"):
-        publish_student(course_data, tmp_path / "out")
+        publish_student(course_data, tmp_path / "out", package=PACKAGE)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(UsageError, match="not empty"):
-        publish_student(COURSE, tmp_path / "full")
+        publish_student(COURSE, tmp_path / "full", package=PACKAGE)
+    for bare in ("grader[tf]", " Grader ", ""):  # PyPI's grader is another project
+        with pytest.raises(UsageError, match="another project"):
+            publish_student(COURSE, tmp_path / "new", package=bare)
+    assert not (tmp_path / "new").exists()
 
 
 def test_reference_takes_one_mode() -> None:

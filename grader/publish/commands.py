@@ -37,13 +37,14 @@ def publish() -> None:
     "--seeds",
     type=click.IntRange(2, 50),
     default=None,
-    help="Runs of the reference per mode [default: as many as grading uses, 3].",
+    help="Runs of the reference per mode [default: as many as grading uses].",
 )
 @click.option(
     "--package",
-    default="grader[tf]",
-    show_default=True,
-    help="What students pip install (the course's address for grader).",
+    required=True,
+    help="What students pip install: the course's address for grader, e.g. "
+    "'grader[tf] @ git+https://example.edu/course/grader.git' (the name grader on PyPI "
+    "is another project).",
 )
 @cache_option
 def publish_student_command(
@@ -61,6 +62,7 @@ def publish_student_command(
     reference, the course's holdout or a hidden check.
 
     Example: grader publish student --rubric rubrics/transfer_learning.toml --out week6-check
+    --package "grader[tf] @ git+https://example.edu/course/grader.git"
     """
     from grader.publish.student import STUDENT_MODES, publish_student
 

@@ -22,17 +22,18 @@ def student_readme(document: dict[str, Any], bundle: StudentBundle, package: str
         "This folder lets you check your notebook the way it will be graded. Keep the "
         "folder together: the rubric reads the kit beside it.\n",
         "## Install (once)\n",
-        f"```sh\npython -m pip install '{package}'\n```\n",
+        f'```sh\npython -m pip install "{package}"\n```\n',
         "## Check\n",
         "Run these from this folder, with the path to your notebook:\n",
         "```sh\n" + _commands(bundle) + "\n```\n",
-        "Each check is printed as `[PASS]` or `[FAIL]` with its points and, when it "
-        "failed, a hint and the cell to look at. A run also writes a report, "
-        "`week6.report.html`, next to your notebook.\n",
+        "Each check is printed as `[PASS]`, `[FAIL]` or, with `--static`, `[----]` (it "
+        "needs the notebook to run) with its points and, when it failed, a hint and the "
+        "cell to look at. A run also writes a report, `week6.report.html`, next to your "
+        "notebook.\n",
         _measured(bundle),
         _checks(document, bundle),
         "## Exit codes (for scripts)\n",
-        "`0` every check shown passed, `1` a check failed (fix your notebook), `2` the "
+        "`0` no check that ran failed, `1` a check failed (fix your notebook), `2` the "
         "command was wrong, `3` grader could not run (tell your instructor). "
         "Add `--format json` for one JSON object instead of the checklist.\n",
     ]
@@ -42,7 +43,7 @@ def student_readme(document: dict[str, Any], bundle: StudentBundle, package: str
 def _commands(bundle: StudentBundle) -> str:
     lines = ["grader check week6.ipynb --rubric rubric.toml --static   # reads the code only"]
     for mode in bundle.modes:
-        note = "# runs it (about a minute)" if mode.mode == "check" else "# as long as grading"
+        note = "# runs it, with short training" if mode.mode == "check" else "# as grading does"
         lines.append(f"{COMMANDS[mode.mode]:<56}{note}")
     if not bundle.modes:
         lines.append(COMMANDS["check"])
@@ -57,9 +58,9 @@ def _measured(bundle: StudentBundle) -> str:
         "## What the accuracy check measures\n\n"
         "Your trained model is measured on the practice holdout in `kit/practice_holdout`: "
         "images your notebook never trains or validates on, drawn from a public seed (the "
-        "table says how many each command uses). Grading measures on the course's hidden holdout, "
-        "which you never get: the same kind of images, other draws, so your graded "
-        "figure can differ a little from the one you see here.\n\n"
+        "table says how many each command uses). Grading measures on a hidden holdout, "
+        "which you never get, so your graded figure can differ a little from the one "
+        "you see here.\n\n"
         "The reference solution was run on the same kit and practice holdout, once per "
         "seed; your figure is compared with those runs, as in grading:\n\n"
         "| Command | Reference | Runs (one per seed) | Images | Full points from |\n"
@@ -85,10 +86,15 @@ def _row(mode: PublishedMode) -> str:
 def _checks(document: dict[str, Any], bundle: StudentBundle) -> str:
     lines = ["## The checks\n"]
     for check in document["checks"]:
-        lines.append(f"- {check.get('title') or check['id']} ({check.get('points', 0)} points)")
+        points = check.get("points", 0)
+        lines.append(f"- {check.get('title') or check['id']} ({points} point{_s(points)})")
     if bundle.hidden:
         lines.append(
             f"\n{bundle.hidden} more check(s) are run only when your instructor grades; "
             "they are not named here, and `grader check` counts them as not run."
         )
     return "\n".join(lines) + "\n"
+
+
+def _s(points: float) -> str:
+    return "" if points == 1 else "s"

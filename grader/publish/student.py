@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.batch.calibrate import Calibration, calibrate
+from grader.batch.classrun import MODE_CHECK, MODE_FULL
 from grader.checks.accuracy import CHECK_ACCURACY
 from grader.errors import AssetKitError, UsageError
 from grader.kit.assets import MANIFEST, ensure_kit
@@ -48,7 +50,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDENT_MODES = ("check", "full")
+STUDENT_MODES = (MODE_CHECK, MODE_FULL)
 """What ``grader check`` runs: ``check`` (its caps) and ``full`` (``--full``)."""
 RUBRIC_NAME, README_NAME, FIGURES_NAME = "rubric.toml", "README.md", "published.json"
 KIT_DIR, KERAS_DIR, PRACTICE_DIR = "kit", "kit/keras_home", "kit/practice_holdout"
@@ -64,8 +66,19 @@ MSG_COURSE_DATA = (
     "the rubric names the course's own Keras cache ([data] keras_home): publishing copies "
     "grader's asset kit to students, and cannot publish a course's data"
 )
+MSG_BARE_PACKAGE = (
+    "--package {package!r}: the name grader on PyPI is another project; give the course's "
+    "address for this one (a URL, a wheel's path, or a name @ URL)"
+)
+BARE_PACKAGE = re.compile(r"\s*grader\s*(\[[^\]]*\])?\s*", re.IGNORECASE)
 MSG_NOT_EMPTY = "{path}: the folder exists and is not empty; give a new one"
 MSG_LEAK = "{path}: the student folder would name {what}; nothing was published"
+MSG_NO_FIGURE = "the reference measured no accuracy in {mode} mode; nothing was published"
+PRIVATE_MANIFEST_KEYS = ("holdout_fingerprint", "threads", "seconds")
+"""The kit manifest's keys students do not get: the fingerprint of the course's holdout
+secret would let a guess at it be tested offline."""
+HIDDEN_TEXT_KEYS = ("title", "hint", "question")
+HIDDEN_LIST_KEYS = ("aliases", "concepts")
 
 
 @dataclass(frozen=True)
@@ -103,17 +116,16 @@ def publish_student(
     modes: tuple[str, ...] = STUDENT_MODES,
     seeds: int | None = None,
     cache: Path | None = None,
-    package: str = "grader[tf]",
+    package: str = "",
     say: Callable[[str], None] = print,
 ) -> StudentBundle:
     """Write the student folder ``out`` (see the module docstring)."""
-    rubric = load_rubric(rubric_path)
-    _refuse(rubric, out)
+    rubric, out = load_rubric(rubric_path), out.absolute()  # the measuring rubric is elsewhere
+    _refuse(rubric, out, package)
     raw = tomllib.loads(rubric.path.read_text(encoding="utf-8"))
     document, hidden, hidden_texts = student_document(raw)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         kit_mb = copy_kit(cache, staging, say)
         measured = measure(rubric, document, staging, modes, seeds, cache, say)
@@ -123,15 +135,19 @@ def publish_student(
         bundle = StudentBundle(out, measured, hidden, kit_mb)
         _write(staging, document, bundle, package)
         _verify(staging, rubric, hidden_texts)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
+        _refuse(rubric, out)  # again: minutes have passed
+        if out.is_dir() and not out.is_symlink():
+            out.rmdir()  # empty
         os.replace(staging, out)
+        out.chmod(0o755)  # mkdtemp made it the owner's alone
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return bundle
 
 
-def _refuse(rubric: Rubric, out: Path) -> None:
+def _refuse(rubric: Rubric, out: Path, package: str | None = None) -> None:
+    if package is not None and (not package.strip() or BARE_PACKAGE.fullmatch(package)):
+        raise UsageError(MSG_BARE_PACKAGE.format(package=package))
     if rubric.reference_notebook is None:
         raise UsageError(MSG_NO_REFERENCE)
     if rubric.keras_home is not None:
@@ -146,14 +162,28 @@ def student_document(raw: dict[str, Any]) -> tuple[dict[str, Any], int, list[str
     checks = raw.get("checks", [])
     visible = [c for c in checks if not c.get("hidden", False)]
     hidden = [c for c in checks if c.get("hidden", False)]
-    texts = [f'"{c["id"]}"' for c in hidden if c.get("id")]  # as a TOML or JSON string
-    texts += [str(c[k]) for c in hidden for k in ("title", "hint") if c.get(k)]
     document: dict[str, Any] = {"assignment": {"title": raw.get("assignment", {}).get("title")}}
     if document["assignment"]["title"] is None:
         del document["assignment"]["title"]
     document.update({key: raw[key] for key in KEPT_SECTIONS if key in raw})
     document["checks"] = visible
-    return document, len(hidden), texts
+    return document, len(hidden), _hidden_texts(hidden, json.dumps(visible, ensure_ascii=False))
+
+
+def _hidden_texts(hidden: list[dict[str, Any]], visible: str) -> list[str]:
+    """What must appear nowhere in the folder: each hidden check's id and words as a
+    quoted string (as TOML and JSON write them), and its sentences as they are (as the
+    README would), less what a visible check says too (a concept word both share)."""
+    words = [c.get("id") for c in hidden]
+    sentences = [c.get(k) for c in hidden for k in HIDDEN_TEXT_KEYS]
+    words += [w for c in hidden for k in HIDDEN_LIST_KEYS for w in _flatten(c.get(k) or [])]
+    texts = [json.dumps(str(w), ensure_ascii=False) for w in [*words, *sentences] if w]
+    texts += [str(text) for text in sentences if text]
+    return [t for t in dict.fromkeys(texts) if t not in visible]
+
+
+def _flatten(value: Any) -> list[Any]:
+    return [w for v in value for w in _flatten(v)] if isinstance(value, list) else [value]
 
 
 def copy_kit(cache: Path | None, staging: Path, say: Callable[[str], None]) -> float:
@@ -161,7 +191,9 @@ def copy_kit(cache: Path | None, staging: Path, say: Callable[[str], None]) -> f
     kit = ensure_kit(cache, progress=say)
     say(f"Copying the asset kit into {staging / KIT_DIR}")
     shutil.copytree(kit.keras_home, staging / KERAS_DIR)
-    shutil.copy2(kit.keras_home.parent / MANIFEST, staging / KIT_DIR / MANIFEST)
+    manifest = json.loads((kit.keras_home.parent / MANIFEST).read_text(encoding="utf-8"))
+    public = {k: v for k, v in manifest.items() if k not in PRIVATE_MANIFEST_KEYS}
+    (staging / KIT_DIR / MANIFEST).write_text(json.dumps(public, indent=2) + "\n")
     command = [sys.executable, "-m", "grader.kit.practice"]
     done = subprocess.run(
         [*command, str(staging / PRACTICE_DIR)], capture_output=True, text=True, check=False
@@ -196,6 +228,8 @@ def measure(
         }
         measuring.write_text(dumps(tables), encoding="utf-8")
         found = calibrate(measuring, list(modes), seeds, cache, say)
+    for warning in (w for c in found for w in c.warnings):
+        say(warning)
     return [_published(c) for c in found]
 
 
@@ -205,9 +239,11 @@ def _published(calibration: Calibration) -> PublishedMode:
     heads = [r.get("head") for r in runs]
     head = [round(float(h), 4) for h in heads] if all(h is not None for h in heads) else None
     accuracy = calibration.figures.accuracy
+    if accuracy is None or not final:
+        raise AssetKitError(MSG_NO_FIGURE.format(mode=calibration.mode))
     return PublishedMode(
         mode=calibration.mode,
-        accuracy=round(float(accuracy if accuracy is not None else 0.0), 4),
+        accuracy=round(float(accuracy), 4),
         final=final,
         head=head if head and len(head) == len(final) else None,
         images=calibration.images,
@@ -241,16 +277,15 @@ def _write(staging: Path, document: dict[str, Any], bundle: StudentBundle, packa
 
 def _verify(staging: Path, rubric: Rubric, hidden_texts: list[str]) -> None:
     """The rubric loads from the folder, and no text file in it names the reference, the
-    course's holdout or a hidden check."""
+    course's holdout or a hidden check (the README's example notebook name aside)."""
     load_rubric(staging / RUBRIC_NAME)
     secrets = [("the reference notebook", str(rubric.reference_notebook))]
-    if rubric.reference_notebook is not None:
-        secrets.append(("the reference notebook's name", rubric.reference_notebook.name))
     if rubric.holdout is not None:
         secrets.append(("the course holdout", str(rubric.holdout)))
     secrets += [("a hidden check", text) for text in hidden_texts]
-    for name in (RUBRIC_NAME, README_NAME, FIGURES_NAME):
+    named = [("the reference notebook's name", rubric.reference_notebook.name)]
+    for name in (RUBRIC_NAME, README_NAME, FIGURES_NAME, f"{KIT_DIR}/{MANIFEST}"):
         text = (staging / name).read_text(encoding="utf-8")
-        for what, secret in secrets:
+        for what, secret in secrets + (named if name != README_NAME else []):
             if secret and secret in text:
                 raise UsageError(MSG_LEAK.format(path=name, what=what))
