@@ -251,7 +251,8 @@ def _accuracy_evidence(facts: Facts) -> list[Evidence]:
     lines = []
     measured = facts.measured_accuracy
     if measured is not None:
-        lines.append(f"measured on {facts.measured.images} hidden holdout images: {measured:.4f}")
+        images = facts.measured.images
+        lines.append(f"measured on {images} holdout images (never trained on): {measured:.4f}")
     reported = self_reported_accuracy(facts.events)
     if reported is not None:
         lines.append(f"the notebook's own evaluate: {reported:.4f}")
