@@ -27,6 +27,7 @@ from grader import __version__
 from grader.notebook import check_here
 from grader.outputs.write import ClassInfo, write_outputs
 from grader.results import SOURCE_STATIC, STATUS_GRADED, CellError, CheckResult, SubmissionResult
+from grader.run import cgroups, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -94,6 +95,28 @@ def test_help_and_the_static_check_need_nothing_posix_only(args: tuple[str, ...]
     proc = grader_process("-c", WITHOUT_POSIX, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "No module named" not in proc.stderr
+
+
+def test_a_machine_without_linux_gets_no_sandbox_and_finds_no_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS and Windows: no namespace, cgroup, seccomp filter or quota is tried, the
+    student is told once, and the watchdog's and clean-up's process lists are empty
+    where there is no ``/proc`` instead of failing."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(cgroups, "PROC", str(tmp_path / "no-proc"))
+    machine.capabilities.cache_clear()
+    try:
+        caps = machine.capabilities()
+        assert not (caps.root or caps.namespaces or caps.cgroup or caps.seccomp or caps.quota)
+        said: list[str] = []
+        machine.tell_student(said.append)
+        assert said == [machine.MSG_STUDENT_NO_SANDBOX]
+    finally:
+        machine.capabilities.cache_clear()
+    assert cgroups.proc_pids() == [] and cgroups.rss(os.getpid()) == 0
+    assert cgroups.pids_of_session(os.getsid(0)) == set() == cgroups.pids_of_uid(os.getuid())
+    assert cgroups.pids_in_namespace("pid:[1]") == set()
 
 
 def test_check_here_takes_what_students_pass() -> None:

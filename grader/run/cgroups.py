@@ -15,6 +15,8 @@ from pathlib import Path
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "grader"
 KILL_ROUNDS = 50
+PROC = "/proc"
+"""Linux's process table, read to find, watch and kill a kernel's processes."""
 
 
 PLACES = (CGROUP_V1 / "memory", CGROUP_V1 / "pids", CGROUP_V1)
@@ -104,7 +106,7 @@ def read_pids(path: Path) -> set[int]:
 
 def proc_stat(pid: str) -> list[str] | None:
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"{PROC}/{pid}/stat").read_text()
     except OSError:
         return None
     return text[text.rindex(")") + 2 :].split()
@@ -119,13 +121,21 @@ def process_start(pid: int) -> int | None:
     return int(stat[19])  # field 22: starttime
 
 
+def proc_pids() -> list[str]:
+    """The process ids ``/proc`` lists; none where there is no ``/proc`` (macOS, Windows:
+    there the kernel's own process and its session are all grader can find)."""
+    try:
+        return [entry for entry in os.listdir(PROC) if entry.isdigit()]
+    except OSError:
+        return []
+
+
 def pids_of_session(sid: int) -> set[int]:
     found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(entry)
-            if stat and int(stat[3]) == sid and stat[0] != "Z":  # field 6: session id
-                found.add(int(entry))
+    for entry in proc_pids():
+        stat = proc_stat(entry)
+        if stat and int(stat[3]) == sid and stat[0] != "Z":  # field 6: session id
+            found.add(int(entry))
     return found
 
 
@@ -133,7 +143,7 @@ def pid_namespace_of_children(pid: int) -> str | None:
     """The pid namespace ``pid`` starts its children in (the kernel's, for its launcher),
     None where it cannot be read."""
     try:
-        return os.readlink(f"/proc/{pid}/ns/pid_for_children")
+        return os.readlink(f"{PROC}/{pid}/ns/pid_for_children")
     except OSError:
         return None
 
@@ -142,26 +152,24 @@ def pids_in_namespace(namespace: str) -> set[int]:
     """Live processes in the pid namespace ``namespace`` (a ``pid:[...]`` link): a
     kernel's processes, even those that left its session."""
     found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == namespace and not is_zombie(entry):
-                    found.add(int(entry))
-            except OSError:
-                continue
+    for entry in proc_pids():
+        try:
+            if os.readlink(f"{PROC}/{entry}/ns/pid") == namespace and not is_zombie(entry):
+                found.add(int(entry))
+        except OSError:
+            continue
     return found
 
 
 def pids_of_uid(uid: int) -> set[int]:
     """Live processes of ``uid`` (zombies are dead already: they wait for init to reap them)."""
     found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid and not is_zombie(entry):
-                    found.add(int(entry))
-            except OSError:
-                continue
+    for entry in proc_pids():
+        try:
+            if os.stat(f"{PROC}/{entry}").st_uid == uid and not is_zombie(entry):
+                found.add(int(entry))
+        except OSError:
+            continue
     return found
 
 

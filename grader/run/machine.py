@@ -115,6 +115,8 @@ def capabilities() -> Capabilities:
     unknown = skip - set(SKIPPABLE)
     if unknown:
         raise UsageError(f"{SKIP_VARIABLE}: unknown {sorted(unknown)}; use any of {SKIPPABLE}")
+    if not sys.platform.startswith("linux"):  # macOS, Windows: no layer of it exists there
+        return Capabilities(root=False, namespaces=False, cgroup=None, seccomp=False)
     root = os.geteuid() == 0 and "user" not in skip
     user_namespace = os.geteuid() != 0
     namespaces = skip.isdisjoint({"namespaces", "unshare"}) and _namespaces_work(user_namespace)
