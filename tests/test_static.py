@@ -889,3 +889,80 @@ def test_another_pretrained_base_is_named_once_each_in_order() -> None:
     assert facts.other_bases == ["VGG16", "InceptionV3"]
     assert facts.base_calls == [] and facts.include_top is None
     assert analyse(BASE).other_bases == []
+
+
+# --- through the student's own functions ------------------------------------------------
+
+AUGMENTER = TF + (
+    "def data_augmenter():\n"
+    "    augment = tf.keras.Sequential()\n"
+    "    augment.add(tf.keras.layers.RandomFlip('horizontal'))\n"
+    "    augment.add(tf.keras.layers.RandomRotation(0.2))\n"
+    "    return augment\n"
+)
+BUILDER = (
+    "def build(shape=(160, 160, 3), augment={default}):\n"
+    "    base = tf.keras.applications.MobileNetV2(input_shape=shape, include_top=False)\n"
+    "    base.trainable = False\n"
+    "    inputs = tf.keras.Input(shape=shape)\n"
+    "    x = augment(inputs)\n"
+    "    x = base(x, training=False)\n"
+    "    x = tf.keras.layers.GlobalAveragePooling2D()(x)\n"
+    "    return tf.keras.Model(inputs, tf.keras.layers.Dense(1)(x))\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("default", "call"),
+    [
+        ("data_augmenter()", "build()"),  # the parameter's default
+        ("None", "build((160, 160, 3), data_augmenter())"),  # passed by position
+        ("None", "build(augment=data_augmenter())"),  # by keyword
+        ("None", "layers = data_augmenter()\nmodel = build(augment=layers)"),
+    ],
+)
+def test_augmentation_through_a_function_and_its_parameter(default: str, call: str) -> None:
+    """The DeepLearning.AI shape: augmentation returned by one function, handed to the
+    one that builds the model as a parameter."""
+    model = call if "model =" in call else f"model = {call}"
+    facts = analyse(AUGMENTER, BUILDER.format(default=default), model + "\nmodel.fit(ds)")
+    assert facts.augmentation_in_model and facts.frozen_before_fit
+    assert facts.include_top is False and facts.pooling_layers == ["GlobalAveragePooling2D"]
+
+
+def test_a_parameter_never_given_augmentation_is_not_augmentation() -> None:
+    facts = analyse(AUGMENTER, BUILDER.format(default="None"), "model = build()\nmodel.fit(ds)")
+    assert not facts.augmentation_in_model
+
+
+@pytest.mark.parametrize(
+    ("demo", "top"),
+    [
+        ("demo = tf.keras.applications.MobileNetV2(include_top=True)\n", False),
+        ("", False),
+    ],
+)
+def test_include_top_is_read_from_the_base_the_fit_trains(demo: str, top: bool) -> None:
+    """A demo of the full ImageNet network built first is not the model trained."""
+    facts = analyse(TF + demo, BUILDER.format(default="None"), "m = build()\nm.fit(ds)")
+    assert facts.include_top is top and len(facts.base_calls) == (2 if demo else 1)
+    assert "include_top=False" in (facts.include_top_ref.text if facts.include_top_ref else "")
+
+
+def test_the_trained_base_is_found_through_added_layers() -> None:
+    facts = analyse(
+        TF + "shown = tf.keras.applications.MobileNetV2(include_top=True)\n",
+        TF + "from tensorflow.keras.applications import MobileNetV2 as Backbone\n"
+        "backbone = Backbone(include_top=False)\n"
+        "model = tf.keras.Sequential()\nmodel.add(backbone)\nmodel.fit(ds)",
+    )
+    assert facts.include_top is False
+
+
+def test_the_trained_model_keeping_its_top_is_still_read_as_such() -> None:
+    facts = analyse(
+        TF + "extractor = tf.keras.applications.MobileNetV2(include_top=False)\n",
+        TF + "full = tf.keras.applications.MobileNetV2(include_top=True)\n"
+        "model = tf.keras.Sequential([full, tf.keras.layers.Dense(1)])\nmodel.fit(ds)",
+    )
+    assert facts.include_top is True

@@ -34,28 +34,20 @@ from grader.static.keras_names import (
     is_other_base,
 )
 from grader.static.magics import neutralise_magics
-from grader.static.scope import (
-    ABSENT,
+from grader.static.scope import ABSENT, DEF, EXPR, MAX_DEPTH, Binding, Scope, Site, collect
+from grader.static.syntax import (
     COMPREHENSIONS,
-    DEF,
-    EXPR,
-    MAX_DEPTH,
     UNKNOWN,
-    Binding,
-    Scope,
-    Site,
-    collect,
     dotted,
+    is_mobilenet_rescale,
     scoped_nodes,
     setattr_trainable,
     trainable_sets,
 )
+from grader.static.trained import first_reached
 
 BASE_POSITIONAL = ("input_shape", "alpha", "include_top", "weights", "input_tensor", "pooling")
 POOLING_OPTIONS = ("avg", "max")
-RESCALE_SCALE = 1 / 127.5
-RESCALE_OFFSET = -1.0
-TOLERANCE = 1e-6
 
 
 # --- the analyser ----------------------------------------------------------------------
@@ -69,6 +61,8 @@ class _Analyzer(Scope):
         self.sources = sources
         self.events: list[tuple[tuple, bool, CodeRef]] = []
         self.fit_sites: list[Site] = []
+        self.fit_calls: list[tuple[ast.Call, Site]] = []
+        self.bases: list[tuple[ast.Call, Site]] = []
         self.augmenting_generators: set[str] = set()
         self.memo: dict[tuple[str, ast.AST, Site], bool] = {}
 
@@ -78,13 +72,9 @@ class _Analyzer(Scope):
         """A ``MobileNetV2(...)`` call, or a name bound (maybe through aliases) to one."""
         if depth > MAX_DEPTH:
             return False
-        if isinstance(expr, ast.Call):
-            return self._class_name(expr.func, site) == BASE_CLASS
-        key = dotted(expr)
-        binding = self._lookup(key, site) if key else None
-        return bool(binding and binding.kind == EXPR) and self._is_base(
-            binding.value, binding.site, depth + 1
-        )
+        if isinstance(expr, ast.Call) and self._class_name(expr.func, site) == BASE_CLASS:
+            return True
+        return any(self._is_base(v, s, depth + 1) for v, s in self.values(expr, site))
 
     def _seq_items(self, call: ast.Call, site: Site) -> list[tuple[ast.expr, Site]]:
         """Layers of a ``Sequential([...])`` call, plus those ``.add``-ed to its variable."""
@@ -115,11 +105,11 @@ class _Analyzer(Scope):
                 return True
             if parts and parts[-1] == SEQUENTIAL_CLASS:
                 return self._is_aug_group(self._seq_items(expr, site), depth)
-            return False
+            if parts:
+                return False
         if isinstance(expr, (ast.List, ast.Tuple)):
             return self._is_aug_group([(e, site) for e in expr.elts], depth)
-        binding = self._bound_value(expr, site)
-        return binding is not None and self._is_aug(binding.value, binding.site, depth + 1)
+        return any(self._is_aug(v, s, depth + 1) for v, s in self.values(expr, site))
 
     def _is_aug_group(self, items: list[tuple[ast.expr, Site]], depth: int) -> bool:
         return any(self._is_aug(e, s, depth + 1) for e, s in items) and not any(
@@ -133,16 +123,15 @@ class _Analyzer(Scope):
     def _is_model_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
         if self._is_base(expr, site):
             return True
-        if isinstance(expr, ast.Call):
-            parts = self._keras_parts(expr.func, site)
-            if not parts or is_augmentation_call(parts):
+        parts = self._keras_parts(expr.func, site) if isinstance(expr, ast.Call) else None
+        if parts and isinstance(expr, ast.Call):
+            if is_augmentation_call(parts):
                 return False
             if parts[-1] == SEQUENTIAL_CLASS:
                 items = self._seq_items(expr, site)
                 return any(self._is_model_part(e, s, depth + 1) for e, s in items)
             return parts[-1] not in PREPROCESSING_CLASSES
-        binding = self._bound_value(expr, site)
-        return binding is not None and self._is_model_part(binding.value, binding.site, depth + 1)
+        return any(self._is_model_part(v, s, depth + 1) for v, s in self.values(expr, site))
 
     def _from_input(self, expr: ast.AST, site: Site, bound: frozenset[str]) -> bool:
         """Whether a value derives from a ``keras.Input(...)`` through assignments."""
@@ -173,22 +162,6 @@ class _Analyzer(Scope):
                     ):
                         return True
         return False
-
-    def _is_mobilenet_rescale(self, call: ast.Call, site: Site) -> bool:
-        """``Rescaling(1./127.5, offset=-1)``: the same mapping as ``preprocess_input``."""
-        scale = next((k.value for k in call.keywords if k.arg == "scale"), None)
-        offset = next((k.value for k in call.keywords if k.arg == "offset"), None)
-        scale = call.args[0] if call.args else scale
-        offset = call.args[1] if len(call.args) > 1 else offset
-        if scale is None or offset is None:
-            return False
-        values = (self._const(scale, site), self._const(offset, site))
-        if not all(isinstance(v, (int, float)) for v in values):
-            return False
-        return (
-            abs(values[0] - RESCALE_SCALE) < TOLERANCE
-            and abs(values[1] - RESCALE_OFFSET) < TOLERANCE
-        )
 
     # freezing and time
 
@@ -252,9 +225,25 @@ class _Analyzer(Scope):
                 ):
                     facts.preprocess_input_used = self._is_preprocess_use(node, site)
         self._decide_frozen(facts)
+        chosen = self._trained_base() or (self.bases[0] if self.bases else None)
+        if chosen is not None:
+            self._base_options(*chosen, facts)
         names = [k for k, bs in self.bindings.items() if "." not in k and self._binds_base(bs)]
         facts.base_names = sorted(names, key=lambda k: self.bindings[k][0].site.order)
         return facts
+
+    def _trained_base(self) -> tuple[ast.Call, Site] | None:
+        """The base the first-trained model is built from (see :mod:`grader.static.trained`)."""
+        fits = [(c, s) for c, s in self.fit_calls if isinstance(c.func, ast.Attribute)]
+        if not fits:
+            return None
+        call, site = min(fits, key=lambda fit: self._time(fit[1]))
+        assert isinstance(call.func, ast.Attribute)
+
+        def is_base(node: ast.Call, where: Site) -> bool:
+            return self._class_name(node.func, where) == BASE_CLASS
+
+        return first_reached(self, call.func.value, site, is_base)
 
     def _binds_base(self, bindings: list[Binding]) -> bool:
         return any(b.kind == EXPR and self._is_base(b.value, b.site) for b in bindings)
@@ -266,8 +255,7 @@ class _Analyzer(Scope):
         name = parts[-1] if parts else None
         if name == BASE_CLASS:
             facts.base_calls.append(self._ref(site))
-            if len(facts.base_calls) == 1:
-                self._base_options(call, site, facts)
+            self.bases.append((call, site))
         elif parts and is_other_base(parts):
             if parts[-1] not in facts.other_bases:
                 facts.other_bases.append(parts[-1])
@@ -287,7 +275,7 @@ class _Analyzer(Scope):
                 facts.pooling_layers.append(POOLING_CLASSES[name])
         elif name == FLATTEN_CLASS:
             facts.flatten_used = True
-        elif name == RESCALING_CLASS and self._is_mobilenet_rescale(call, site):
+        elif name == RESCALING_CLASS and is_mobilenet_rescale(call, lambda e: self._const(e, site)):
             facts.preprocess_input_used = True
         elif name == SEQUENTIAL_CLASS:
             items = self._seq_items(call, site)
@@ -298,6 +286,7 @@ class _Analyzer(Scope):
         if method == "fit":
             facts.fit_refs.append(self._ref(site))
             self.fit_sites.append(site)
+            self.fit_calls.append((call, site))
         elif method == "map" and self._in_pipeline(call, site):
             self._use_augmentation(facts, site, in_model=False)
         elif method in GENERATOR_FLOWS and self._is_augmenting_generator(call.func.value, site):

@@ -10,17 +10,22 @@ constant it stands for, looking a name up as Python would at that point.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from grader.static.keras_names import IMPLICIT_ALIASES, KERAS_ROOTS
+from grader.static.keras_names import IMPLICIT_ALIASES
+from grader.static.syntax import (
+    UNKNOWN,
+    apply_op,
+    default_of,
+    dotted,
+    is_keras,
+    passed_for,
+)
 
-TRAINABLE = "trainable"
 MAX_DEPTH = 25
 BODY_FIELDS = ("body", "orelse", "finalbody")
 BLOCK_FIELDS = ("handlers", "cases")
-COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 UNARY_OPS = {ast.USub: lambda v: -v, ast.UAdd: lambda v: +v}
 BINARY_OPS = {
     ast.Add: lambda a, b: a + b,
@@ -29,10 +34,9 @@ BINARY_OPS = {
     ast.Div: lambda a, b: a / b,
 }
 
-MODULE, EXPR, DEF, OPAQUE = "module", "expr", "def", "opaque"
+MODULE, EXPR, DEF, OPAQUE, PARAM = "module", "expr", "def", "opaque", "param"
 """Binding kinds (see :class:`Binding`)."""
-UNKNOWN = object()
-"""A value static analysis cannot know."""
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 ABSENT = object()
 """An argument not passed at all."""
 
@@ -46,11 +50,14 @@ class Site:
     node: ast.stmt
     func: str | None
     exprs: list[ast.AST]
+    owner: ast.AST | None = None
+    """The innermost ``def`` the statement sits in (None: module level)."""
 
 
 @dataclass(eq=False)
 class Binding:
-    """``kind`` is module (value: dotted name), expr (value: the ast), def or opaque."""
+    """``kind`` is module (value: dotted name), expr (value: the ast), def, param (value:
+    the ``def`` and the parameter's position, None for keyword-only) or opaque."""
 
     site: Site
     kind: str
@@ -78,89 +85,22 @@ def live_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return blocks
 
 
-def collect(stmts: list[ast.stmt], order: int, cell: int, func: str | None, out: list) -> None:
+def collect(
+    stmts: list[ast.stmt],
+    order: int,
+    cell: int,
+    func: str | None,
+    out: list,
+    owner: ast.AST | None = None,
+) -> None:
     for stmt in stmts:
-        out.append(Site((order, stmt.lineno, stmt.col_offset), cell, stmt, func, own_nodes(stmt)))
-        inner = func
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            inner = func or stmt.name
+        where = (order, stmt.lineno, stmt.col_offset)
+        out.append(Site(where, cell, stmt, func, own_nodes(stmt), owner))
+        inner, inner_owner = func, owner
+        if isinstance(stmt, FUNCTIONS):
+            inner, inner_owner = func or stmt.name, stmt
         for block in live_blocks(stmt):
-            collect(block, order, cell, inner, out)
-
-
-def dotted(expr: ast.AST) -> str | None:
-    """``a`` or ``a.b.c`` for a name or an attribute chain of names, else None."""
-    attrs: list[str] = []
-    while isinstance(expr, ast.Attribute):
-        attrs.append(expr.attr)
-        expr = expr.value
-    return ".".join([expr.id, *reversed(attrs)]) if isinstance(expr, ast.Name) else None
-
-
-def bound_names(node: ast.AST) -> set[str]:
-    """Names a lambda or comprehension binds for its inner nodes."""
-    if isinstance(node, ast.Lambda):
-        args = node.args
-        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-        return {arg.arg for arg in every if arg is not None}
-    if isinstance(node, COMPREHENSIONS):
-        return {
-            n.id for gen in node.generators for n in ast.walk(gen.target) if isinstance(n, ast.Name)
-        }
-    return set()
-
-
-def scoped_nodes(roots: list[ast.AST]) -> Iterator[tuple[ast.AST, frozenset[str]]]:
-    """Every node under ``roots`` in source order, with the lambda/comprehension names around it."""
-    stack = [(root, frozenset()) for root in reversed(roots)]
-    while stack:
-        node, bound = stack.pop()
-        yield node, bound
-        inner = bound | bound_names(node)
-        stack.extend((child, inner) for child in reversed(list(ast.iter_child_nodes(node))))
-
-
-def is_keras(parts: list[str]) -> bool:
-    return parts[0] in KERAS_ROOTS and any(p.startswith("keras") or p == "tf_keras" for p in parts)
-
-
-def apply_op(op: Any, *values: Any) -> Any:
-    """``op(*values)`` when every value is a number, else ``UNKNOWN``."""
-    if not all(isinstance(v, (int, float)) for v in values):
-        return UNKNOWN
-    try:
-        return op(*values)
-    except (ArithmeticError, TypeError):
-        return UNKNOWN
-
-
-def setattr_trainable(expr: ast.AST) -> tuple[ast.expr, ast.expr] | None:
-    if (
-        isinstance(expr, ast.Call)
-        and isinstance(expr.func, ast.Name)
-        and expr.func.id == "setattr"
-        and len(expr.args) == 3
-        and isinstance(expr.args[1], ast.Constant)
-        and expr.args[1].value == TRAINABLE
-    ):
-        return expr.args[0], expr.args[2]
-    return None
-
-
-def trainable_sets(stmt: ast.stmt) -> list[tuple[ast.expr, ast.expr]]:
-    """(object, value) for each ``obj.trainable = value`` / ``setattr`` in one statement."""
-    if isinstance(stmt, ast.Expr):
-        pair = setattr_trainable(stmt.value)
-        return [pair] if pair else []
-    if isinstance(stmt, ast.Assign):
-        targets, value = stmt.targets, stmt.value
-    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-        targets, value = [stmt.target], stmt.value
-    else:
-        return []
-    return [
-        (t.value, value) for t in targets if isinstance(t, ast.Attribute) and t.attr == TRAINABLE
-    ]
+            collect(block, order, cell, inner, out, inner_owner)
 
 
 class Scope:
@@ -176,6 +116,7 @@ class Scope:
         self.calls: dict[str, list[Site]] = {}
         self.defs: dict[str, Site] = {}
         self.times: dict[str, tuple] = {}
+        self.returns: dict[ast.AST, list[tuple[ast.expr, Site]]] = {}
         for site in sites:
             self._bind(site)
         for site in sites:
@@ -217,6 +158,8 @@ class Scope:
                     self._bind_target(item.optional_vars, None, site)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self._bind_def(node, site)
+        elif isinstance(node, ast.Return) and node.value is not None and site.owner is not None:
+            self.returns.setdefault(site.owner, []).append((node.value, site))
         for expr in site.exprs:
             for sub in ast.walk(expr):
                 if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
@@ -229,10 +172,13 @@ class Scope:
         if isinstance(node, ast.ClassDef):
             return
         self.defs.setdefault(node.name, site)
-        args = node.args
-        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-        for arg in (a for a in every if a is not None):
-            self._add(arg.arg, site, OPAQUE, None, site.func or node.name)
+        args, scope = node.args, site.func or node.name
+        for index, arg in enumerate([*args.posonlyargs, *args.args]):
+            self._add(arg.arg, site, PARAM, (node, index), scope)
+        for arg in args.kwonlyargs:
+            self._add(arg.arg, site, PARAM, (node, None), scope)
+        for arg in (a for a in (args.vararg, args.kwarg) if a is not None):
+            self._add(arg.arg, site, OPAQUE, None, scope)
 
     def _bind_target(self, target: ast.AST, value: ast.expr | None, site: Site) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -336,6 +282,48 @@ class Scope:
         key = dotted(expr)
         binding = self._lookup(key, site) if key else None
         return binding if binding is not None and binding.kind == EXPR else None
+
+    # through the student's own functions
+
+    def values(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
+        """What an expression may stand for: the value its name was bound to, and what
+        flows into it through the student's functions (:meth:`flows`)."""
+        binding = None if isinstance(expr, ast.Call) else self._bound_value(expr, site)
+        bound = [(binding.value, binding.site)] if binding is not None else []
+        return bound + self.flows(expr, site)
+
+    def flows(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
+        """What an expression may stand for through a ``def``: a call of one, each value
+        it returns; one of its parameters, its default and what each call passes."""
+        if isinstance(expr, ast.Call):
+            definition = self._definition(expr.func, site)
+            return self.returns.get(definition, []) if definition is not None else []
+        key = dotted(expr)
+        binding = self._lookup(key, site) if key else None
+        if binding is None or binding.kind != PARAM:
+            return []
+        node, index = binding.value
+        found = [(d, binding.site) for d in [default_of(node, key)] if d is not None]
+        for caller in self.calls.get(node.name, []):
+            for call in self._calls_of(node, caller):
+                passed = passed_for(call, key, index)
+                if passed is not None:
+                    found.append((passed, caller))
+        return found
+
+    def _definition(self, func: ast.AST, site: Site) -> ast.AST | None:
+        binding = self._lookup(func.id, site) if isinstance(func, ast.Name) else None
+        if binding is None or binding.kind != DEF or not isinstance(binding.value, FUNCTIONS):
+            return None
+        return binding.value
+
+    def _calls_of(self, node: ast.AST, caller: Site) -> list[ast.Call]:
+        return [
+            call
+            for expr in caller.exprs
+            for call in ast.walk(expr)
+            if isinstance(call, ast.Call) and self._definition(call.func, caller) is node
+        ]
 
     # call arguments
 
