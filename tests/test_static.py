@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -966,3 +967,88 @@ def test_the_trained_model_keeping_its_top_is_still_read_as_such() -> None:
         "model = tf.keras.Sequential([full, tf.keras.layers.Dense(1)])\nmodel.fit(ds)",
     )
     assert facts.include_top is True
+
+
+SEQ_OF = "tf.keras.Sequential([{aug}, base, tf.keras.layers.Dense(1)])"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # every call overrides the default: the default never reaches the model
+        "def build(aug=data_augmenter()):\n    return " + SEQ_OF.format(aug="aug") + "\n"
+        "build(aug=None).fit(ds)",
+        # one branch returns nothing
+        "def maybe(flag):\n    if flag:\n        return data_augmenter()\n    return None\n"
+        + SEQ_OF.format(aug="maybe(False)")
+        + ".fit(ds)",
+        # a nested def's parameter is its own, not the enclosing function's
+        "def build(aug):\n    def helper(aug=data_augmenter()):\n        return aug\n"
+        "    return " + SEQ_OF.format(aug="aug") + "\nbuild(None).fit(ds)",
+        # a method is not a module-level function
+        "class A:\n    def make(self):\n        return data_augmenter()\n"
+        + SEQ_OF.format(aug="make()")
+        + ".fit(ds)",
+    ],
+    ids=["overridden_default", "branch_returns_none", "nested_param", "method_name"],
+)
+def test_what_does_not_reach_the_model_is_not_augmentation(code: str) -> None:
+    assert not analyse(AUGMENTER, BASE, code).augmentation_in_model
+
+
+@pytest.mark.parametrize(
+    ("calls", "frozen"),
+    [
+        ("freeze(base)\nmodel.fit(ds)", True),
+        ("freeze(tf.keras.layers.Dense(3))\nmodel.fit(ds)\nfreeze(base)", False),
+        ("model.fit(ds)\nfreeze(base)", False),
+    ],
+)
+def test_a_freezing_helper_counts_at_the_call_that_passes_the_base(
+    calls: str, frozen: bool
+) -> None:
+    code = "def freeze(m):\n    m.trainable = False\nmodel = tf.keras.Sequential([base])\n"
+    assert analyse(BASE, code + calls).frozen_before_fit is frozen
+
+
+def test_a_freezing_helpers_default_base_counts_only_where_a_call_leaves_it_out() -> None:
+    helper = "def freeze(m=base):\n    m.trainable = False\nmodel = tf.keras.Sequential([base])\n"
+    assert not analyse(
+        BASE, helper + "freeze(tf.keras.layers.Dense(1))\nmodel.fit(ds)"
+    ).frozen_before_fit
+    assert analyse(BASE, helper + "freeze()\nmodel.fit(ds)").frozen_before_fit
+
+
+@pytest.mark.parametrize(
+    "trained",
+    [
+        # the first fit is an ImageDataGenerator's: the model's fit comes later
+        "gen = tf.keras.preprocessing.image.ImageDataGenerator()\ngen.fit(x)\n"
+        "model = tf.keras.Sequential([good, tf.keras.layers.Dense(1)])\nmodel.fit(ds)",
+        # a def that is never called trains nothing
+        "def demo():\n    full.fit(x)\n"
+        "model = tf.keras.Sequential([good, tf.keras.layers.Dense(1)])\nmodel.fit(ds)",
+        # reading another base's shape does not build on it
+        "inputs = tf.keras.Input(shape=full.input_shape[1:])\n"
+        "tf.keras.Model(inputs, tf.keras.layers.Dense(1)(good(inputs))).fit(ds)",
+    ],
+    ids=["generator_fit_first", "uncalled_def", "shape_read"],
+)
+def test_the_trained_base_is_the_one_the_model_is_built_from(trained: str) -> None:
+    bases = TF + (
+        "full = tf.keras.applications.MobileNetV2(include_top=True)\n"
+        "good = tf.keras.applications.MobileNetV2(include_top=False)\n"
+    )
+    assert analyse(bases, trained).include_top is False
+
+
+@pytest.mark.parametrize("calls", [1, 2, 3])
+def test_recursive_helpers_are_read_in_bounded_time(calls: int) -> None:
+    """A function calling itself twice doubled the work per level (past 100 s at two)."""
+    body = "".join(f"    walk(m, n - {i + 1})\n" for i in range(calls))
+    code = "def walk(m, n):\n    if n <= 0:\n        m.trainable = False\n        return\n"
+    code += body + "head = tf.keras.layers.Dense(1)\nwalk(head, 3)\n"
+    code += "model = tf.keras.Sequential([base, head])\nmodel.fit(ds)"
+    started = time.monotonic()
+    facts = analyse(BASE, code)
+    assert not facts.frozen_before_fit and time.monotonic() - started < 10

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from grader.static.evidence import CodeRef, StaticFacts
+from grader.static.freezing import Freezing
 from grader.static.keras_names import (
     BASE_CLASS,
     FLATTEN_CLASS,
@@ -34,15 +35,19 @@ from grader.static.keras_names import (
     is_other_base,
 )
 from grader.static.magics import neutralise_magics
-from grader.static.scope import ABSENT, DEF, EXPR, MAX_DEPTH, Binding, Scope, Site, collect
+from grader.static.scope import (
+    ABSENT,
+    DEF,
+    EXPR,
+    MAX_DEPTH,
+    Binding,
+    Site,
+    collect,
+)
 from grader.static.syntax import (
-    COMPREHENSIONS,
     UNKNOWN,
-    dotted,
     is_mobilenet_rescale,
     scoped_nodes,
-    setattr_trainable,
-    trainable_sets,
 )
 from grader.static.trained import first_reached
 
@@ -53,14 +58,12 @@ POOLING_OPTIONS = ("avg", "max")
 # --- the analyser ----------------------------------------------------------------------
 
 
-class _Analyzer(Scope):
+class _Analyzer(Freezing):
     """One pass over every statement that gathers the facts, on the notebook's bindings."""
 
     def __init__(self, sites: list[Site], sources: dict[int, list[str]]) -> None:
-        super().__init__(sites)
+        super().__init__(sites)  # Freezing's events and fit_sites too
         self.sources = sources
-        self.events: list[tuple[tuple, bool, CodeRef]] = []
-        self.fit_sites: list[Site] = []
         self.fit_calls: list[tuple[ast.Call, Site]] = []
         self.bases: list[tuple[ast.Call, Site]] = []
         self.augmenting_generators: set[str] = set()
@@ -70,11 +73,28 @@ class _Analyzer(Scope):
 
     def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
         """A ``MobileNetV2(...)`` call, or a name bound (maybe through aliases) to one."""
-        if depth > MAX_DEPTH:
-            return False
+        return self._memoized(self._is_base_uncached, expr, site, depth)
+
+    def _is_base_uncached(self, expr: ast.AST, site: Site, depth: int) -> bool:
         if isinstance(expr, ast.Call) and self._class_name(expr.func, site) == BASE_CLASS:
             return True
-        return any(self._is_base(v, s, depth + 1) for v, s in self.values(expr, site))
+        return self._through(self._is_base, expr, site, depth)
+
+    def _through(
+        self,
+        decide: Callable[[ast.AST, Site, int], bool],
+        expr: ast.AST,
+        site: Site,
+        depth: int,
+        every: bool = True,
+    ) -> bool:
+        """``decide`` of what ``expr`` stands for: a name's value, or a parameter's (the
+        argument of any call); a call of the student's ``def``, every value it returns (a
+        branch that returns ``None`` gives none), or any of them when not ``every``."""
+        if isinstance(expr, ast.Call):
+            found = [decide(v, s, depth + 1) for v, s in self.flows(expr, site)]
+            return bool(found) and (all(found) if every else any(found))
+        return any(decide(v, s, depth + 1) for v, s in self.values(expr, site))
 
     def _seq_items(self, call: ast.Call, site: Site) -> list[tuple[ast.expr, Site]]:
         """Layers of a ``Sequential([...])`` call, plus those ``.add``-ed to its variable."""
@@ -91,6 +111,7 @@ class _Analyzer(Scope):
         same name is asked about from many places); False beyond :data:`MAX_DEPTH`."""
         key = (decide.__name__, expr, site)
         if key not in self.memo:
+            self.memo[key] = False  # while it is being decided: a cycle through it is no
             self.memo[key] = depth <= MAX_DEPTH and decide(expr, site, depth)
         return self.memo[key]
 
@@ -109,7 +130,7 @@ class _Analyzer(Scope):
                 return False
         if isinstance(expr, (ast.List, ast.Tuple)):
             return self._is_aug_group([(e, site) for e in expr.elts], depth)
-        return any(self._is_aug(v, s, depth + 1) for v, s in self.values(expr, site))
+        return self._through(self._is_aug, expr, site, depth)
 
     def _is_aug_group(self, items: list[tuple[ast.expr, Site]], depth: int) -> bool:
         return any(self._is_aug(e, s, depth + 1) for e, s in items) and not any(
@@ -131,7 +152,7 @@ class _Analyzer(Scope):
                 items = self._seq_items(expr, site)
                 return any(self._is_model_part(e, s, depth + 1) for e, s in items)
             return parts[-1] not in PREPROCESSING_CLASSES
-        return any(self._is_model_part(v, s, depth + 1) for v, s in self.values(expr, site))
+        return self._through(self._is_model_part, expr, site, depth, every=False)
 
     def _from_input(self, expr: ast.AST, site: Site, bound: frozenset[str]) -> bool:
         """Whether a value derives from a ``keras.Input(...)`` through assignments."""
@@ -162,45 +183,6 @@ class _Analyzer(Scope):
                     ):
                         return True
         return False
-
-    # freezing and time
-
-    def _layer_loop_var(self, target: ast.AST, iterable: ast.AST, site: Site) -> str | None:
-        """Loop variable of ``for layer in base.layers`` (or ``enumerate(base.layers)``)."""
-        if isinstance(iterable, ast.Call) and dotted(iterable.func) == "enumerate":
-            if not (isinstance(target, ast.Tuple) and len(target.elts) == 2 and iterable.args):
-                return None
-            target, iterable = target.elts[1], iterable.args[0]
-        full = isinstance(iterable, ast.Attribute) and iterable.attr == "layers"
-        if full and isinstance(target, ast.Name) and self._is_base(iterable.value, site):
-            return target.id
-        return None
-
-    def _freeze_events(self, site: Site) -> None:
-        """Record each statement that sets the whole base trainable or not."""
-        node = site.node
-        for obj, value in trainable_sets(node):
-            if self._is_base(obj, site):
-                self._event(value, site, whole=False)
-        if isinstance(node, (ast.For, ast.AsyncFor)):
-            var = self._layer_loop_var(node.target, node.iter, site)
-            for stmt in node.body if var else []:
-                for obj, value in trainable_sets(stmt):
-                    if isinstance(obj, ast.Name) and obj.id == var:
-                        self._event(value, site, whole=True)
-        for expr in site.exprs:
-            for comp in ast.walk(expr):
-                if not isinstance(comp, COMPREHENSIONS[:3]) or len(comp.generators) != 1:
-                    continue
-                gen, pair = comp.generators[0], setattr_trainable(comp.elt)
-                var = None if gen.ifs else self._layer_loop_var(gen.target, gen.iter, site)
-                if var and pair and isinstance(pair[0], ast.Name) and pair[0].id == var:
-                    self._event(pair[1], site, whole=False)
-
-    def _event(self, value: ast.expr, site: Site, whole: bool) -> None:
-        constant = self._const(value, site)
-        if constant is not UNKNOWN:
-            self.events.append((self._time(site), not constant, self._ref(site, whole)))
 
     def _ref(self, site: Site, whole: bool = False) -> CodeRef:
         """The statement's lines; for a compound statement only its header unless ``whole``."""
@@ -234,16 +216,23 @@ class _Analyzer(Scope):
 
     def _trained_base(self) -> tuple[ast.Call, Site] | None:
         """The base the first-trained model is built from (see :mod:`grader.static.trained`)."""
-        fits = [(c, s) for c, s in self.fit_calls if isinstance(c.func, ast.Attribute)]
-        if not fits:
-            return None
-        call, site = min(fits, key=lambda fit: self._time(fit[1]))
-        assert isinstance(call.func, ast.Attribute)
 
         def is_base(node: ast.Call, where: Site) -> bool:
             return self._class_name(node.func, where) == BASE_CLASS
 
-        return first_reached(self, call.func.value, site, is_base)
+        fits = [(c, s) for c, s in self.fit_calls if isinstance(c.func, ast.Attribute)]
+        for call, site in sorted(fits, key=lambda fit: self._time(fit[1])):
+            if site.func and not self._is_called(site.func):
+                continue  # a def never called trains nothing
+            assert isinstance(call.func, ast.Attribute)
+            found = first_reached(self, call.func.value, site, is_base)
+            if found is not None:  # else not a model's fit (an ImageDataGenerator's)
+                return found
+        return None
+
+    def _is_called(self, name: str) -> bool:
+        definition = self.defs[name]
+        return any(s.order > definition.order for s in self.calls.get(name, []))
 
     def _binds_base(self, bindings: list[Binding]) -> bool:
         return any(b.kind == EXPR and self._is_base(b.value, b.site) for b in bindings)
@@ -334,21 +323,6 @@ class _Analyzer(Scope):
             return False
         parts = self._keras_parts(node, site)
         return bool(parts) and parts[-1] == PREPROCESS_FUNCTION and parts[-2] in PREPROCESS_MODULES
-
-    def _decide_frozen(self, facts: StaticFacts) -> None:
-        """Frozen when the last whole-base event before the first fit froze it.
-
-        Without any ``fit`` call, a freeze anywhere counts.
-        """
-        events = sorted(self.events, key=lambda event: event[0])
-        if not self.fit_sites:
-            chosen = next((e for e in events if e[1]), None)
-        else:
-            horizon = min(self._time(site) for site in self.fit_sites)
-            before = [e for e in events if e[0] < horizon]
-            chosen = before[-1] if before and before[-1][1] else None
-        facts.frozen_before_fit = chosen is not None
-        facts.freeze_ref = chosen[2] if chosen else None
 
 
 # --- entry points ----------------------------------------------------------------------

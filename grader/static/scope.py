@@ -17,10 +17,8 @@ from grader.static.keras_names import IMPLICIT_ALIASES
 from grader.static.syntax import (
     UNKNOWN,
     apply_op,
-    default_of,
     dotted,
     is_keras,
-    passed_for,
 )
 
 MAX_DEPTH = 25
@@ -50,8 +48,18 @@ class Site:
     node: ast.stmt
     func: str | None
     exprs: list[ast.AST]
-    owner: ast.AST | None = None
-    """The innermost ``def`` the statement sits in (None: module level)."""
+    owners: tuple[ast.AST, ...] = ()
+    """The ``def`` and ``class`` statements around it, innermost first: its scopes."""
+
+    @property
+    def scope(self) -> ast.AST | None:
+        """Where a name the statement binds lives (None: the notebook's globals)."""
+        return self.owners[0] if self.owners else None
+
+    @property
+    def function(self) -> ast.AST | None:
+        """The ``def`` whose body the statement is in (None: none, or a class body)."""
+        return self.owners[0] if self.owners and isinstance(self.owners[0], FUNCTIONS) else None
 
 
 @dataclass(eq=False)
@@ -62,7 +70,8 @@ class Binding:
     site: Site
     kind: str
     value: Any
-    scope: str | None
+    scope: ast.AST | None
+    """The ``def`` or ``class`` the name is local to (None: global)."""
 
 
 def own_nodes(stmt: ast.stmt) -> list[ast.AST]:
@@ -90,17 +99,21 @@ def collect(
     order: int,
     cell: int,
     func: str | None,
-    out: list,
-    owner: ast.AST | None = None,
+    out: list[Site],
+    owners: tuple[ast.AST, ...] = (),
 ) -> None:
+    """Each statement as a :class:`Site`; ``func`` is the outermost ``def`` (when a body
+    runs), ``owners`` every ``def`` and ``class`` around it (where its names live)."""
     for stmt in stmts:
         where = (order, stmt.lineno, stmt.col_offset)
-        out.append(Site(where, cell, stmt, func, own_nodes(stmt), owner))
-        inner, inner_owner = func, owner
+        out.append(Site(where, cell, stmt, func, own_nodes(stmt), owners))
+        inner, inner_owners = func, owners
         if isinstance(stmt, FUNCTIONS):
-            inner, inner_owner = func or stmt.name, stmt
+            inner, inner_owners = func or stmt.name, (stmt, *owners)
+        elif isinstance(stmt, ast.ClassDef):
+            inner_owners = (stmt, *owners)
         for block in live_blocks(stmt):
-            collect(block, order, cell, inner, out, inner_owner)
+            collect(block, order, cell, inner, out, inner_owners)
 
 
 class Scope:
@@ -124,14 +137,14 @@ class Scope:
 
     # bindings
 
-    def _add(self, key: str, site: Site, kind: str, value: Any, scope: str | None) -> None:
+    def _add(self, key: str, site: Site, kind: str, value: Any, scope: ast.AST | None) -> None:
         binding = Binding(site, kind, value, scope)
         self.bindings.setdefault(key, []).append(binding)
         if kind == EXPR:
             self.value_binding[value] = binding
 
     def _bind(self, site: Site) -> None:
-        node, scope = site.node, site.func
+        node, scope = site.node, site.scope
         if isinstance(node, ast.Import):
             for alias in node.names:
                 name = alias.asname or alias.name.split(".")[0]
@@ -158,8 +171,8 @@ class Scope:
                     self._bind_target(item.optional_vars, None, site)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self._bind_def(node, site)
-        elif isinstance(node, ast.Return) and node.value is not None and site.owner is not None:
-            self.returns.setdefault(site.owner, []).append((node.value, site))
+        elif isinstance(node, ast.Return) and node.value is not None and site.function:
+            self.returns.setdefault(site.function, []).append((node.value, site))
         for expr in site.exprs:
             for sub in ast.walk(expr):
                 if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
@@ -168,11 +181,11 @@ class Scope:
     def _bind_def(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, site: Site
     ) -> None:
-        self._add(node.name, site, DEF, node, site.func)
+        self._add(node.name, site, DEF, node, site.scope)
         if isinstance(node, ast.ClassDef):
             return
         self.defs.setdefault(node.name, site)
-        args, scope = node.args, site.func or node.name
+        args, scope = node.args, node
         for index, arg in enumerate([*args.posonlyargs, *args.args]):
             self._add(arg.arg, site, PARAM, (node, index), scope)
         for arg in args.kwonlyargs:
@@ -190,12 +203,12 @@ class Scope:
         elif isinstance(target, ast.Subscript):
             owner, index = dotted(target.value), target.slice
             if owner and value is not None and isinstance(index, ast.Constant):
-                binding = Binding(site, EXPR, value, site.func)
+                binding = Binding(site, EXPR, value, site.scope)
                 self.items.setdefault((owner, str(index.value)), []).append(binding)
         elif isinstance(target, ast.Starred):
             self._bind_target(target.value, None, site)
         elif key := dotted(target):
-            self._add(key, site, OPAQUE if value is None else EXPR, value, site.func)
+            self._add(key, site, OPAQUE if value is None else EXPR, value, site.scope)
 
     def _index_calls(self, site: Site) -> None:
         for expr in site.exprs:
@@ -211,15 +224,16 @@ class Scope:
                         self.added.setdefault(binding, []).append((node.args[0], site))
 
     def _lookup(self, key: str, site: Site) -> Binding | None:
-        """The binding of ``key`` seen from ``site``: function locals first, then globals."""
+        """The binding of ``key`` seen from ``site``: its function's locals, the enclosing
+        functions' (a class body's own names only from that body), then globals."""
         found = self.bindings.get(key, [])
-        scopes = [site.func, None] if site.func else [None]
-        for scope in scopes:
-            candidates = [b for b in found if b.scope == scope]
+        enclosing = [o for i, o in enumerate(site.owners) if i == 0 or isinstance(o, FUNCTIONS)]
+        for scope in [*enclosing, None]:
+            candidates = [b for b in found if b.scope is scope]
             before = [b for b in candidates if b.site.order < site.order]
             if before:
                 return before[-1]
-            if candidates and site.func:
+            if candidates and site.owners:
                 return candidates[0]
         return None
 
@@ -282,48 +296,6 @@ class Scope:
         key = dotted(expr)
         binding = self._lookup(key, site) if key else None
         return binding if binding is not None and binding.kind == EXPR else None
-
-    # through the student's own functions
-
-    def values(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
-        """What an expression may stand for: the value its name was bound to, and what
-        flows into it through the student's functions (:meth:`flows`)."""
-        binding = None if isinstance(expr, ast.Call) else self._bound_value(expr, site)
-        bound = [(binding.value, binding.site)] if binding is not None else []
-        return bound + self.flows(expr, site)
-
-    def flows(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
-        """What an expression may stand for through a ``def``: a call of one, each value
-        it returns; one of its parameters, its default and what each call passes."""
-        if isinstance(expr, ast.Call):
-            definition = self._definition(expr.func, site)
-            return self.returns.get(definition, []) if definition is not None else []
-        key = dotted(expr)
-        binding = self._lookup(key, site) if key else None
-        if binding is None or binding.kind != PARAM:
-            return []
-        node, index = binding.value
-        found = [(d, binding.site) for d in [default_of(node, key)] if d is not None]
-        for caller in self.calls.get(node.name, []):
-            for call in self._calls_of(node, caller):
-                passed = passed_for(call, key, index)
-                if passed is not None:
-                    found.append((passed, caller))
-        return found
-
-    def _definition(self, func: ast.AST, site: Site) -> ast.AST | None:
-        binding = self._lookup(func.id, site) if isinstance(func, ast.Name) else None
-        if binding is None or binding.kind != DEF or not isinstance(binding.value, FUNCTIONS):
-            return None
-        return binding.value
-
-    def _calls_of(self, node: ast.AST, caller: Site) -> list[ast.Call]:
-        return [
-            call
-            for expr in caller.exprs
-            for call in ast.walk(expr)
-            if isinstance(call, ast.Call) and self._definition(call.func, caller) is node
-        ]
 
     # call arguments
 

@@ -132,3 +132,9 @@ def is_mobilenet_rescale(call: ast.Call, const: Callable[[ast.AST], Any]) -> boo
     return (
         abs(values[0] - RESCALE_SCALE) < TOLERANCE and abs(values[1] - RESCALE_OFFSET) < TOLERANCE
     )
+
+
+def spreads(call: ast.Call) -> bool:
+    """A call that passes ``*args`` or ``**kwargs``: which parameter gets what is unknown."""
+    starred = any(isinstance(a, ast.Starred) for a in call.args)
+    return starred or any(k.arg is None for k in call.keywords)

@@ -13,14 +13,18 @@ import ast
 from collections import deque
 from collections.abc import Callable
 
-from grader.static.scope import Scope, Site
+from grader.static.calls import Calls
+from grader.static.scope import Site
 
 MAX_STEPS = 20000
 """Nodes visited at most: a notebook's whole program is far smaller."""
+LAYER_ATTRIBUTES = frozenset({"input", "inputs", "output", "outputs", "layers"})
+"""A model's attributes that pass the model itself on (``base.output`` builds on the
+base); any other (``base.input_shape``, ``base.trainable``) only reads from it."""
 
 
 def first_reached(
-    scope: Scope, expr: ast.AST, site: Site, wanted: Callable[[ast.Call, Site], bool]
+    scope: Calls, expr: ast.AST, site: Site, wanted: Callable[[ast.Call, Site], bool]
 ) -> tuple[ast.Call, Site] | None:
     """The first call ``wanted`` accepts among what ``expr`` (at ``site``) is built from,
     nearest first; None when nothing it reaches is one."""
@@ -29,7 +33,7 @@ def first_reached(
     steps = 0
     while todo and steps < MAX_STEPS:
         root, where = todo.popleft()
-        for node in ast.walk(root):
+        for node in _built_from(root):
             steps += 1
             if not isinstance(node, (ast.Name, ast.Attribute, ast.Call)):
                 continue
@@ -42,9 +46,26 @@ def first_reached(
     return None
 
 
-def _sources(scope: Scope, node: ast.AST, site: Site) -> list[tuple[ast.AST, Site]]:
+def _sources(scope: Calls, node: ast.AST, site: Site) -> list[tuple[ast.AST, Site]]:
     found: list[tuple[ast.AST, Site]] = list(scope.values(node, site))
     binding = scope.value_binding.get(node)
     if binding is not None:  # a Sequential() built here, and what was .add-ed to it later
         found += scope.added.get(binding, [])
+    return found
+
+
+def _built_from(root: ast.AST) -> list[ast.AST]:
+    """The nodes under ``root`` a value is built from: not what only an attribute such as
+    ``.input_shape`` reads, nor the test of a conditional expression."""
+    found, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.Attribute):
+            children = [node.value] if node.attr in LAYER_ATTRIBUTES else []
+        elif isinstance(node, ast.IfExp):
+            children = [node.body, node.orelse]
+        else:
+            children = list(ast.iter_child_nodes(node))
+        todo.extend(reversed(children))
     return found

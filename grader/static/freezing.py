@@ -1,0 +1,110 @@
+"""When the base is frozen: each statement that sets the whole base trainable or not
+(``base.trainable = False``, ``setattr``, a loop or comprehension over ``base.layers``),
+timed as it runs, and the decision: frozen when the last such event before the first
+``fit`` froze it. A statement in the student's function that acts on a parameter is
+timed at each call that passes a base. Part of :mod:`grader.static.facts`'s analyser.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from grader.static.calls import Calls
+from grader.static.evidence import CodeRef, StaticFacts
+from grader.static.scope import PARAM, Site
+from grader.static.syntax import (
+    COMPREHENSIONS,
+    UNKNOWN,
+    dotted,
+    setattr_trainable,
+    trainable_sets,
+)
+
+
+class Freezing(Calls):
+    """The freeze events over the notebook; the analyser says what a base is."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        super().__init__(sites)
+        self.events: list[tuple[tuple, bool, CodeRef]] = []
+        self.fit_sites: list[Site] = []
+
+    def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
+        raise NotImplementedError  # the analyser's
+
+    def _ref(self, site: Site, whole: bool = False) -> CodeRef:
+        raise NotImplementedError  # the analyser's
+
+    def _layer_loop(
+        self, target: ast.AST, iterable: ast.AST, site: Site
+    ) -> tuple[str, list[tuple]] | None:
+        """``for layer in base.layers`` (or ``enumerate(base.layers)``): the loop variable
+        and when the loop acts on a base (:meth:`_base_times`)."""
+        if isinstance(iterable, ast.Call) and dotted(iterable.func) == "enumerate":
+            if not (isinstance(target, ast.Tuple) and len(target.elts) == 2 and iterable.args):
+                return None
+            target, iterable = target.elts[1], iterable.args[0]
+        full = isinstance(iterable, ast.Attribute) and iterable.attr == "layers"
+        if not (full and isinstance(target, ast.Name)):
+            return None
+        assert isinstance(iterable, ast.Attribute)
+        times = self._base_times(iterable.value, site)
+        return (target.id, times) if times else None
+
+    def _base_times(self, obj: ast.AST, site: Site) -> list[tuple]:
+        """When the statement at ``site`` acts on a base through ``obj``: when it runs, or,
+        for a parameter of its function, at each call that passes a base (its default:
+        when the function first runs)."""
+        key = dotted(obj)
+        binding = self._lookup(key, site) if key else None
+        if binding is None or binding.kind != PARAM:
+            return [self._time(site)] if self._is_base(obj, site) else []
+        return [
+            self._time(site) if at is binding.site else self._time(at)
+            for value, at in self.flows(obj, site)
+            if self._is_base(value, at)
+        ]
+
+    def _freeze_events(self, site: Site) -> None:
+        """Record each statement that sets the whole base trainable or not."""
+        node = site.node
+        for obj, value in trainable_sets(node):
+            for when in self._base_times(obj, site):
+                self._event(value, site, when, whole=False)
+        loop = None
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            loop = self._layer_loop(node.target, node.iter, site)
+        for stmt in node.body if loop else []:
+            for obj, value in trainable_sets(stmt):
+                if loop and isinstance(obj, ast.Name) and obj.id == loop[0]:
+                    for when in loop[1]:
+                        self._event(value, site, when, whole=True)
+        for expr in site.exprs:
+            for comp in ast.walk(expr):
+                if not isinstance(comp, COMPREHENSIONS[:3]) or len(comp.generators) != 1:
+                    continue
+                gen, pair = comp.generators[0], setattr_trainable(comp.elt)
+                found = None if gen.ifs else self._layer_loop(gen.target, gen.iter, site)
+                if found and pair and isinstance(pair[0], ast.Name) and pair[0].id == found[0]:
+                    for when in found[1]:
+                        self._event(pair[1], site, when, whole=False)
+
+    def _event(self, value: ast.expr, site: Site, when: tuple, whole: bool) -> None:
+        constant = self._const(value, site)
+        if constant is not UNKNOWN:
+            self.events.append((when, not constant, self._ref(site, whole)))
+
+    def _decide_frozen(self, facts: StaticFacts) -> None:
+        """Frozen when the last whole-base event before the first fit froze it.
+
+        Without any ``fit`` call, a freeze anywhere counts.
+        """
+        events = sorted(self.events, key=lambda event: event[0])
+        if not self.fit_sites:
+            chosen = next((e for e in events if e[1]), None)
+        else:
+            horizon = min(self._time(site) for site in self.fit_sites)
+            before = [e for e in events if e[0] < horizon]
+            chosen = before[-1] if before and before[-1][1] else None
+        facts.frozen_before_fit = chosen is not None
+        facts.freeze_ref = chosen[2] if chosen else None
