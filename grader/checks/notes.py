@@ -19,9 +19,13 @@ import re
 import nbformat
 
 from grader.results import CellError, Note
-from grader.run.kernel.habits import INSTALL_LINE, SHELL_CELL, SHELL_LINE
+from grader.run.kernel.habits import INSTALL_LINE, SERVED_LINE, SHELL_CELL, SHELL_LINE
 
 SHELL_NOTE = "Shell command skipped while grading (it printed a note instead of running)."
+SERVED_NOTE = (
+    "`wget`/`curl` of the course's data is served from the offline copy while grading "
+    "(no network), and `unzip` is done in Python; any other download is skipped."
+)
 PIP_NOTE = (
     "Package install skipped while grading: tensorflow, numpy, matplotlib and pillow are "
     "already installed, and nothing else can be."
@@ -60,6 +64,7 @@ SAVE_FIX = (
 
 LINE_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (INSTALL_LINE, "colab", PIP_NOTE),
+    (SERVED_LINE, "colab", SERVED_NOTE),
     (SHELL_LINE, "colab", SHELL_NOTE),
     (SHELL_CELL, "colab", SHELL_NOTE),
     (re.compile(r"^\s*%matplotlib\b"), "colab", MATPLOTLIB_NOTE),

@@ -53,7 +53,7 @@ __all__ = [
 
 PROBE_TAG = "grader-probe"
 SEED = 1234
-HABITS_MODULE = "_grader_habits"
+HABITS_MODULE = kernel_habits.MODULE_NAME
 PROBE_MODULE = "_grader_probe"
 SEAL_MODULE = "_grader_seal"
 """The private names the kernel modules run under in the kernel's ``sys.modules``."""
