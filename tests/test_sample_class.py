@@ -201,11 +201,27 @@ def test_printing_099_without_training_earns_nothing_and_is_flagged(
     assert record["accuracy"]["printed"] == pytest.approx(0.99)
 
 
-@pytest.mark.parametrize("student", ["no_preprocess_input", "unfrozen_high_lr"])
-def test_known_accuracy_mistakes_measure_below_the_reference_and_lose_points(
-    graded: tuple[Path, str], student: str
+def test_a_base_never_frozen_fails_its_check_and_is_measured_against_the_whole_reference(
+    graded: tuple[Path, str],
 ) -> None:
-    record = next(r for r in records(graded[0]) if r["student"] == student)
+    """Its accuracy is the draw's: trained whole at 1e-3 on this kit it measured 0.500 on
+    one machine and 0.972 on another (the benchmark's 1e-2 variant is the accuracy
+    mistake). What holds everywhere: the structural check fails, and the evaluator,
+    finding the base's weights changed, compares it with the fine-tuned reference."""
+    record = next(r for r in records(graded[0]) if r["student"] == "unfrozen_high_lr")
+    checks = {c["id"]: c for c in record["checks"]}
+    assert [checks["base_frozen"]["passed"], checks["base_frozen"]["source"]] == [False, "runtime"]
+    figures = record["accuracy"]
+    assert [figures["base"], figures["basis"]] == ["changed", "final"]
+    assert checks["accuracy"]["source"] == "measured"
+    assert "compared with the whole reference" in checks["accuracy"]["message"]
+
+
+def test_no_input_scaling_measures_below_the_reference_and_loses_points(
+    graded: tuple[Path, str],
+) -> None:
+    """0.00-0.09 of the points in every seed, mode and kit benchmarked."""
+    record = next(r for r in records(graded[0]) if r["student"] == "no_preprocess_input")
     accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
     figures = record["accuracy"]
     # How far below (partial or zero) varies by machine and draw: the benchmark holds
