@@ -5,6 +5,7 @@ the shell lines go through the same input transformer as in the kernel."""
 
 from __future__ import annotations
 
+import io
 import urllib.error
 import urllib.request
 import zipfile
@@ -116,3 +117,28 @@ def test_urlretrieve_serves_the_copy_and_passes_other_urls_on(
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlretrieve("https://example.com/other.zip", "o.zip")
     assert calls == ["https://example.com/other.zip"]
+
+
+def test_requests_serves_the_copy_as_a_server_would(
+    keras_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = pytest.importorskip("requests")
+
+    sent: list[str] = []
+
+    def no_network(self: object, request: requests.PreparedRequest, **kwargs: object) -> None:
+        sent.append(str(request.url))
+        raise requests.ConnectionError("no network")
+
+    adapters = pytest.importorskip("requests.adapters")
+    monkeypatch.setattr(adapters.HTTPAdapter, "send", no_network)
+    habits.install_requests()
+    copy = (keras_home / "datasets" / NAME).read_bytes()
+    response = requests.get(URL)
+    assert response.status_code == 200 and response.content == copy
+    streamed = requests.get(URL, stream=True)
+    assert b"".join(streamed.iter_content(chunk_size=7)) == copy
+    assert zipfile.ZipFile(io.BytesIO(requests.get(URL).content)).namelist() == [MEMBER]
+    with pytest.raises(requests.ConnectionError):
+        requests.get("https://example.com/other.zip")
+    assert sent == ["https://example.com/other.zip"]

@@ -7,7 +7,8 @@ inert ``google.colab`` in ``sys.modules``. The course's data comes by the routes
 students download it (:func:`offline_shell`): ``!wget``/``!curl`` of a file the
 kernel's Keras cache holds (by its name: the course's archive, whatever the origin)
 writes that copy where the command would, ``!unzip`` is done in Python, and
-``urllib.request.urlretrieve`` serves the same copies; nothing goes to the network.
+``urllib.request.urlretrieve`` and ``requests`` serve the same copies; nothing goes to
+the network.
 
 This module is also the single definition of which lines IPython reads as its own
 syntax rather than Python (:func:`is_ipython_line`, :data:`CELL_MAGIC`), which of them
@@ -24,6 +25,7 @@ imports nothing from grader.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -142,6 +144,7 @@ def install() -> None:
     get_ipython().input_transformers_cleanup.insert(0, neutralise_shell)
     install_colab()
     install_urlretrieve()
+    install_requests()
 
 
 def _say(text: str) -> Callable[..., dict[str, Any]]:
@@ -282,3 +285,32 @@ def install_urlretrieve() -> None:
         return str(target), {}
 
     urllib.request.urlretrieve = urlretrieve
+
+
+def install_requests() -> None:
+    """``requests`` (where it is installed) answers a URL naming a cached copy with that
+    copy, as a server would (``.content``, ``.iter_content``, ``.raw``); any other
+    request goes on (and fails as it would without a network)."""
+    try:
+        import requests.adapters
+        import requests.models
+    except ImportError:
+        return
+    adapter = requests.adapters.HTTPAdapter
+    real = adapter.send
+
+    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        cached = offline_copy(str(request.url))
+        if cached is None:
+            return real(self, request, *args, **kwargs)
+        content = cached.read_bytes()
+        response = requests.models.Response()
+        response.status_code, response.reason = 200, "OK"
+        response.url, response.request = request.url, request
+        response.headers["Content-Length"] = str(len(content))
+        response._content, response._content_consumed = content, True
+        response.raw = io.BytesIO(content)
+        print(MSG_SERVED.format(name=cached.name))
+        return response
+
+    adapter.send = send
