@@ -8,6 +8,7 @@ timed at each call that passes a base. Part of :mod:`grader.static.facts`'s anal
 from __future__ import annotations
 
 import ast
+from abc import ABCMeta, abstractmethod
 
 from grader.static.calls import Calls
 from grader.static.evidence import CodeRef, StaticFacts
@@ -21,19 +22,22 @@ from grader.static.syntax import (
 )
 
 
-class Freezing(Calls):
-    """The freeze events over the notebook; the analyser says what a base is."""
+class Freezing(Calls, metaclass=ABCMeta):
+    """The freeze events over the notebook; the analyser (its only subclass) says what a
+    base is and which lines prove a fact."""
 
     def __init__(self, sites: list[Site]) -> None:
         super().__init__(sites)
         self.events: list[tuple[tuple, bool, CodeRef]] = []
         self.fit_sites: list[Site] = []
 
+    @abstractmethod
     def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
-        raise NotImplementedError  # the analyser's
+        """Whether ``expr`` at ``site`` is a MobileNetV2 base."""
 
+    @abstractmethod
     def _ref(self, site: Site, whole: bool = False) -> CodeRef:
-        raise NotImplementedError  # the analyser's
+        """The statement's lines, as evidence."""
 
     def _layer_loop(
         self, target: ast.AST, iterable: ast.AST, site: Site
