@@ -21,7 +21,7 @@ from grader.checks.measured import (
     ReferenceBand,
     parse_measurement,
 )
-from grader.measure.evaluator import base_state
+from grader.measure.weights import base_state
 from grader.rubric.schema import CheckSpec
 from grader.static.evidence import StaticFacts
 
@@ -170,3 +170,92 @@ def test_the_evaluators_answer_is_parsed_as_hostile_input() -> None:
     assert parse_measurement({"accuracy": float("nan")}).accuracy is None
     assert parse_measurement(["not", "a", "dict"]).error  # type: ignore[arg-type]
     assert parse_measurement(None) is None
+
+
+# --- the loss and the outputs: a probability loss over outputs that are not ------------
+
+
+def test_outputs_that_cannot_be_probabilities_are_told_per_image() -> None:
+    import numpy as np
+
+    from grader.measure.evaluator import not_probabilities
+
+    one_unit = np.array([[0.0], [1.0], [0.5], [1.7], [-0.2], [np.nan]])
+    assert not_probabilities(one_unit).tolist() == [False, False, False, True, True, True]
+    two_units = np.array([[0.3, 0.7], [0.3, 0.3], [1.2, -0.2]])
+    assert not_probabilities(two_units).tolist() == [False, True, True]  # rows sum to 1
+
+
+def tiny_holdout(folder) -> None:
+    import numpy as np
+
+    for label, value in (("cats", 40), ("dogs", 200)):
+        (folder / label).mkdir(parents=True)
+        for i in range(4):
+            image = np.full((8, 8, 3), value + i, dtype="uint8")
+            keras.utils.save_img(folder / label / f"{i}.png", image, scale=False)
+
+
+@pytest.mark.parametrize(
+    ("activation", "hint", "outside"),
+    [(None, "probability", 1.0), ("sigmoid", "probability", 0.0), (None, "logit", None)],
+)
+def test_the_evaluator_counts_outputs_a_probability_loss_cannot_read(
+    tmp_path, activation, hint, outside
+) -> None:
+    """A Dense(1) with no activation emits any number; under ``from_logits=False`` the
+    loss reads it as a probability. The evaluator tells from the outputs themselves."""
+    from grader.measure.evaluator import measure
+
+    tiny_holdout(tmp_path / "holdout")
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(1, activation=activation, kernel_initializer="ones")
+    keras.Model(inputs, dense(pooled)).save(tmp_path / "m.keras")
+    answer = measure(tmp_path / "holdout", tmp_path / "m.keras", hint=hint)
+    assert answer["error"] is None and answer["images"] == 8
+    assert answer["outside"] == outside
+
+
+def mismatched(measured: float, outside: float | None) -> Facts:
+    answer = Measurement(accuracy=measured, images=320, base=BASE_CHANGED, outside=outside)
+    return Facts(static=StaticFacts(), events=TRAINED, reference_band=BAND, measured=answer)
+
+
+def test_outputs_that_contradict_the_loss_earn_at_most_half_the_points() -> None:
+    """``from_logits=False`` over a linear output: on some draws its outputs separate the
+    classes anyway (it measured full credit on 1 seed in 3); the evaluator's finding caps
+    it, whatever the draw, and says why."""
+    capped = check_accuracy(ACC, mismatched(0.99, outside=0.87))
+    assert not capped.passed and capped.score == 1.0
+    assert "from_logits=False" in capped.message and "87%" in capped.message
+    assert "at most 50% of the accuracy points" in capped.message
+    assert check_accuracy(ACC, mismatched(0.6, outside=0.87)).score < 1.0  # lower stays lower
+    assert check_accuracy(ACC, mismatched(0.99, outside=0.01)).score == 2.0  # strays
+    assert check_accuracy(ACC, mismatched(0.99, outside=None)).score == 2.0  # logits: not read
+    evidence = [e.text for e in capped.evidence]
+    assert "outputs that are not probabilities, under a loss for them: 87.0%" in evidence
+
+
+@pytest.mark.parametrize(
+    ("loss", "hint"),
+    [
+        ({"class": "BinaryCrossentropy", "from_logits": True}, "logit"),
+        ({"class": "BinaryCrossentropy", "from_logits": False}, "probability"),
+        ({"class": "str", "name": "binary_crossentropy"}, "probability"),
+        ({"class": "str", "name": "SparseCategoricalCrossentropy"}, "probability"),
+        ({"class": "str", "name": "mse"}, None),
+        ({"class": "MeanSquaredError"}, None),
+    ],
+)
+def test_the_output_rule_follows_the_loss_and_keras_defaults_for_a_loss_by_name(loss, hint) -> None:
+    from grader.measure.client import output_hint
+
+    events = parse_events([{"event": "compile", "model": {"class": "Functional"}, "loss": loss}])
+    assert output_hint(events) == hint
+
+
+def test_the_outside_share_is_parsed_as_hostile_input() -> None:
+    assert parse_measurement({"accuracy": 0.9, "outside": 0.25}).outside == 0.25
+    for bad in (1.5, -0.1, "0.5", True, float("inf")):
+        assert parse_measurement({"accuracy": 0.9, "outside": bad}).outside is None

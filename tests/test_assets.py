@@ -234,7 +234,7 @@ def test_a_base_moved_by_training_is_told_from_one_built_elsewhere() -> None:
     """Only weights near the shipped ones, all layers there once, read as trained."""
     import numpy as np
 
-    from grader.measure.evaluator import base_moved
+    from grader.measure.weights import base_moved
 
     class Leaf:
         def __init__(self, name: str, weights: list) -> None:
@@ -265,7 +265,7 @@ def test_the_evaluator_sees_imagenets_classifier_in_the_saved_model() -> None:
     """A 1000-way ``predictions`` layer, nested or not, is the kept top; a head of its own
     named so is not; the answer's field is read as a flag or not at all."""
     from grader.checks.measured import parse_measurement
-    from grader.measure.evaluator import has_imagenet_top
+    from grader.measure.weights import has_imagenet_top
 
     class Layer:
         def __init__(self, name: str, units: int | None = None, layers: list | None = None):

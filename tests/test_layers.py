@@ -129,6 +129,7 @@ LAUNCHER = ("grader.run.kernel.launch", "grader.run.kernel.view", "grader.run.ke
 TENSORFLOW_ALLOWED = (
     "grader.run.kernel",  # the student's kernel
     "grader.measure.evaluator",  # the trusted evaluator's own process
+    "grader.measure.weights",  # imported by the evaluator only
     "grader.kit.build",  # the kit builder's own process
     "grader.kit.synthetic",  # imported by the kit builder only
 )

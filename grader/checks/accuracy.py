@@ -73,6 +73,18 @@ lowest seed would let anything pass (a reference phase the caps leave unconverge
 SAMPLING_ERRORS = 2
 """The full-credit line sits this many holdout sampling errors (at least the rubric's
 tolerance) below the reference's lowest seed."""
+OUTPUTS_UNLIKE_LOSS = 0.05
+"""Past this share of holdout images whose outputs are not probabilities, under a loss that
+reads probabilities, the outputs contradict the loss (a float-rounding stray is not)."""
+LOSS_MISMATCH_CREDIT = 0.5
+"""The most of the accuracy points a model whose outputs contradict its loss earns."""
+MSG_LOSS_MISMATCH = (
+    " The loss reads the model's outputs as probabilities (from_logits=False), but for "
+    "{share:.0%} of the holdout images they are not (outside 0-1): with no sigmoid or "
+    "softmax on the last layer, the loss clips those outputs and learns nothing from them, "
+    "so how well it separates the classes is the draw's. Such a model earns at most "
+    "{cap:.0%} of the accuracy points, whatever it measures."
+)
 MSG_MISMATCH = "The notebook reported {reported:.1%} but the model measures {measured:.1%}."
 PRINTED = re.compile(r"\bacc(?:uracy)?\b[^0-9\n:=]{0,12}[:=]\s*(\d{1,3}(?:\.\d+)?)\s*(%?)", re.I)
 PROGRESS = ("━", "/step", "[==", "ETA")
@@ -203,6 +215,10 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
         base = facts.measured.base if facts.measured is not None else None
         message = _band_message("Measured", measured, bar, spec, base)
         score = score_from(measured, bar.full_at, spec)
+        if outputs_unlike_loss(facts):
+            score = min(score, round(spec.points * LOSS_MISMATCH_CREDIT, 2))
+            share = facts.measured.outside if facts.measured is not None else None
+            message += MSG_LOSS_MISMATCH.format(share=share, cap=LOSS_MISMATCH_CREDIT)
         message += _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
     reported = self_reported_accuracy(facts.events)
@@ -214,6 +230,13 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
     message += MSG_UNVERIFIED.format(error=error, credit=credit)
     score = score_from(reported, bar.full_at, spec) if spec.unverified_credit else 0.0
     return verdict(spec, message, SOURCE_RUNTIME, evidence, score=score)
+
+
+def outputs_unlike_loss(facts: Facts) -> bool:
+    """Whether the trusted evaluator found the outputs are not what the loss reads them as:
+    a loss for probabilities (``from_logits=False``) over outputs that are not."""
+    outside = facts.measured.outside if facts.measured is not None else None
+    return outside is not None and outside > OUTPUTS_UNLIKE_LOSS
 
 
 def _basis_reason(bar: Bar, base: str | None) -> str:
@@ -253,6 +276,9 @@ def _accuracy_evidence(facts: Facts) -> list[Evidence]:
     if measured is not None:
         images = facts.measured.images
         lines.append(f"measured on {images} holdout images (never trained on): {measured:.4f}")
+        if facts.measured.outside is not None:
+            share = facts.measured.outside
+            lines.append(f"outputs that are not probabilities, under a loss for them: {share:.1%}")
     reported = self_reported_accuracy(facts.events)
     if reported is not None:
         lines.append(f"the notebook's own evaluate: {reported:.4f}")

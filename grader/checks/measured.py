@@ -42,6 +42,10 @@ class Measurement:
     but near them; False when unchanged; None when the evaluator could not tell."""
     top: bool | None = None
     """Whether the saved model holds ImageNet's 1000-way classifier (None: not told)."""
+    outside: float | None = None
+    """For a loss that reads the outputs as probabilities (``from_logits=False``): the
+    share of images whose outputs are not (outside 0-1, or not summing to 1). None when
+    the loss reads logits, or when not told."""
     error: str | None = None
     """Why it could not measure."""
 
@@ -63,6 +67,7 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
         base=_choice(answer.get("base"), BASE_STATES),
         base_moved=_flag(answer.get("base_moved")),
         top=_flag(answer.get("top")),
+        outside=_share(answer.get("outside")),
         error=encodable(error[:MAX_ERROR_CHARS]) if isinstance(error, str) else None,
     )
 

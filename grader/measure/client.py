@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 from grader.measure.jail import EvaluatorJail
 from grader.run import cgroups
 from grader.run.threads import thread_env
+from grader.static.keras_names import CROSSENTROPY_LOSSES
 
 if TYPE_CHECKING:
     from grader.run.execute import RunSettings
@@ -322,10 +324,16 @@ def start_measuring(settings: RunSettings) -> Measurer:
 
 
 def output_hint(events: Sequence[ProbeEvent]) -> str | None:
-    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it."""
+    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it: its
+    ``from_logits``, or for a cross-entropy given by name (Keras's default), probabilities."""
     for event in reversed(events):
         if isinstance(event, CompileEvent):
-            if event.from_logits is None:
-                return None
-            return "logit" if event.from_logits else "probability"
+            if event.from_logits is not None:
+                return "logit" if event.from_logits else "probability"
+            return "probability" if _snake(event.loss_name) in CROSSENTROPY_LOSSES else None
     return None
+
+
+def _snake(name: str | None) -> str:
+    """``BinaryCrossentropy`` and ``binary_crossentropy`` alike: Keras takes both by name."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name or "").lower()

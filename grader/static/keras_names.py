@@ -50,6 +50,17 @@ PREPROCESS_FUNCTION = "preprocess_input"
 PREPROCESS_MODULES = frozenset({"mobilenet_v2", "mobilenet"})
 """Modules whose ``preprocess_input`` maps pixels as MobileNetV2 expects."""
 
+CROSSENTROPY_LOSSES = frozenset(
+    {
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+        "binary_focal_crossentropy",
+        "categorical_focal_crossentropy",
+    }
+)
+"""Losses Keras takes by name (``loss="binary_crossentropy"``, or its class's name): by
+name they read the outputs as probabilities (``from_logits=False``)."""
 ACCURACY_METRICS = ("accuracy", "binary_accuracy", "acc", "compile_metrics")
 """Metric names an accuracy figure is recorded under, in order of preference."""
 
