@@ -44,13 +44,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader.batch.classrun import (  # noqa: E402
-    MODE_CHECK,
-    MODE_FULL,
-    MODE_QUICK,
-    GradeRequest,
-    grade_class,
-)
+from grader.batch.classrun import GradeRequest, grade_class  # noqa: E402
+from grader.rubric.limits import MODE_CHECK, MODE_FULL, MODE_QUICK  # noqa: E402
 
 REFERENCE = ROOT / "reference_solution" / "transfer_learning.ipynb"
 COURSE_RUBRIC = ROOT / "rubrics" / "transfer_learning.toml"

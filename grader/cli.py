@@ -18,14 +18,17 @@ from grader import __version__
 from grader.clishared import (
     cache_option,
     fail,
+    modes_option,
     quick_option,
     roster_option,
     rubric_option,
+    seeds_option,
     warn,
 )
 from grader.errors import GraderError, SubmissionError, UsageError
 from grader.gradescope.commands import gradescope
 from grader.publish.commands import publish
+from grader.rubric.limits import MODES
 
 EXIT_COULD_NOT_RUN = 3
 """A failure grader did not foresee: like a :class:`GraderError`, "could not run"."""
@@ -113,7 +116,8 @@ def grade(
 
     Example: grader grade submissions.zip --out out --quick --student 12345
     """
-    from grader.batch.classrun import MODE_FULL, MODE_QUICK, GradeRequest, grade_class
+    from grader.batch.classrun import GradeRequest, grade_class
+    from grader.rubric.limits import MODE_FULL, MODE_QUICK
 
     start = time.monotonic()
     mode = MODE_QUICK if quick else MODE_FULL
@@ -213,7 +217,7 @@ def check(
 @quick_option
 @click.option(
     "--mode",
-    type=click.Choice(["quick", "check", "full"]),
+    type=click.Choice(list(MODES)),
     default=None,
     help="The mode to run it in: check is the self-check's caps [default: full; --quick: quick].",
 )
@@ -228,7 +232,8 @@ def reference(
 
     Example: grader reference --rubric rubrics/transfer_learning.toml --mode check
     """
-    from grader.batch.classrun import MODE_FULL, MODE_QUICK, run_reference
+    from grader.batch.classrun import run_reference
+    from grader.rubric.limits import MODE_FULL, MODE_QUICK
 
     if quick and mode not in (None, MODE_QUICK):
         fail(UsageError(f"--quick and --mode {mode} ask for two modes: give one"))
@@ -247,19 +252,8 @@ def reference(
 
 @main.command()
 @rubric_option
-@click.option(
-    "--mode",
-    "modes",
-    type=click.Choice(["quick", "check", "full"]),
-    multiple=True,
-    help="Modes to calibrate (repeatable; default: quick and check).",
-)
-@click.option(
-    "--seeds",
-    type=click.IntRange(2, 50),
-    default=None,
-    help="Runs of the reference per mode (default: as many as grading uses, 3).",
-)
+@modes_option(MODES, "Modes to calibrate (repeatable; default: quick and check).")
+@seeds_option("Runs of the reference per mode (default: as many as grading uses, 3).")
 @cache_option
 @click.option("--force", is_flag=True, help="Run again even when stored runs exist.")
 def calibrate(

@@ -7,12 +7,15 @@ Imports click alone, so that ``grader --help`` stays fast wherever the commands 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from grader.errors import GraderError
 
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RUBRIC = "rubrics/transfer_learning.toml"
 
 roster_option = click.option(
@@ -39,6 +42,18 @@ cache_option = click.option(
     help="Cache folder for the asset kit and reference figures "
     "[default: $GRADER_CACHE or ~/.cache/grader].",
 )
+
+
+def modes_option(choices: tuple[str, ...], help: str) -> Callable[[F], F]:
+    """``--mode`` (repeatable) into ``modes``: the modes a command runs the reference in."""
+    return click.option(
+        "--mode", "modes", type=click.Choice(list(choices)), multiple=True, help=help
+    )
+
+
+def seeds_option(help: str) -> Callable[[F], F]:
+    """``--seeds``: how many runs of the reference per mode (default: as grading uses)."""
+    return click.option("--seeds", type=click.IntRange(2, 50), default=None, help=help)
 
 
 def fail(exc: GraderError) -> None:

@@ -41,6 +41,7 @@ from grader.kit.assets import course_kit, default_cache_dir, ensure_kit, kit_dig
 from grader.measure.reference import ReferenceFigures, load_or_run
 from grader.outputs.names import LOCK_FILE, RESULTS_FILE
 from grader.results import SubmissionResult
+from grader.rubric.limits import MODE_CHECK, MODE_FULL
 from grader.rubric.schema import Rubric, load_rubric
 from grader.run.execute import RunSettings
 from grader.run.machine import warn_unenforced
@@ -48,8 +49,6 @@ from grader.run.probe import ProbeConfig
 from grader.run.runfolders import sweep_stale
 from grader.run.sandbox import paths_to_hide
 
-MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
-"""Run modes: ``--quick`` caps, no caps, and the self-check's own caps."""
 MSG_NO_NOTEBOOKS = "{source}: no .ipynb notebooks found"
 MSG_BUSY = "{out}: another grader is writing to this output folder (pid {pid}); wait for it"
 MSG_OUT = "{out}: cannot write the output folder ({detail})"

@@ -154,15 +154,10 @@ def self_check(
 def _run_and_report(
     request: CheckRequest, rubric: Rubric, say: Callable[[str], None], warn: Callable[[str], None]
 ) -> SelfCheck:
-    from grader.batch.classrun import (
-        MODE_CHECK,
-        MODE_FULL,
-        grading_context,
-        reference_figures,
-        run_settings,
-    )
+    from grader.batch.classrun import grading_context, reference_figures, run_settings
     from grader.files import atomic_write_text
     from grader.outputs.report import render_report
+    from grader.rubric.limits import MODE_CHECK, MODE_FULL
     from grader.run.machine import tell_student
 
     tell_student(warn)

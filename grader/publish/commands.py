@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from grader.clishared import cache_option, fail, rubric_option
+from grader.clishared import cache_option, fail, modes_option, rubric_option, seeds_option
 from grader.errors import GraderError
 
 
@@ -26,19 +26,10 @@ def publish() -> None:
     required=True,
     help="The folder to write (new or empty).",
 )
-@click.option(
-    "--mode",
-    "modes",
-    type=click.Choice(["check", "full"]),
-    multiple=True,
-    help="Modes to publish figures for (repeatable) [default: check and full].",
+@modes_option(
+    ("check", "full"), "Modes to publish figures for (repeatable) [default: check and full]."
 )
-@click.option(
-    "--seeds",
-    type=click.IntRange(2, 50),
-    default=None,
-    help="Runs of the reference per mode [default: as many as grading uses].",
-)
+@seeds_option("Runs of the reference per mode [default: as many as grading uses].")
 @click.option(
     "--package",
     required=True,

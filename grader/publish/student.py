@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from grader.batch.calibrate import Calibration, calibrate
-from grader.batch.classrun import MODE_CHECK, MODE_FULL
 from grader.checks.accuracy import CHECK_ACCURACY
 from grader.errors import AssetKitError, UsageError
 from grader.kit.assets import MANIFEST, ensure_kit
 from grader.publish.readme import student_readme
 from grader.publish.tomlwrite import dumps
+from grader.rubric.limits import MODE_CHECK, MODE_FULL
 from grader.rubric.schema import Rubric, load_rubric
 
 if sys.version_info >= (3, 11):

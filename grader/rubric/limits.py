@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
+"""Run modes: ``--quick``'s caps, no caps, and the self-check's own caps."""
+MODES = (MODE_QUICK, MODE_CHECK, MODE_FULL)
+
 
 @dataclass(frozen=True)
 class Limits:
