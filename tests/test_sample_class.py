@@ -26,8 +26,8 @@ pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).parent.parent
 EXPECTED = Path(__file__).parent / "expected" / "sample_class.json"
-ROWS = 43
-"""13 students, the reference, 8 fixtures, 21 hostile notebooks: no row lost."""
+ROWS = 44
+"""13 students, the reference, 9 fixtures, 21 hostile notebooks: no row lost."""
 WRITTEN = ("q1_transfer_learning", "q2_fine_tuning", "q3_freezing", "q4_augmentation")
 CONTRACT_KEYS = {
     "student",
@@ -234,6 +234,22 @@ def test_no_input_scaling_measures_below_the_reference_and_loses_points(
         f"{figures['reference']:.1%}" in accuracy["message"]
         and "full points" in accuracy["message"]
     )
+
+
+def test_a_probability_loss_over_logits_never_earns_full_accuracy_credit(
+    graded: tuple[Path, str],
+) -> None:
+    """``from_logits=False`` over a ``Dense(1)``: its outputs separate the classes on some
+    draws (full credit on 1 benchmarked seed in 3 before), chance on others. What holds on
+    every draw: the evaluator finds the outputs are not probabilities, and the points are
+    capped at half."""
+    record = next(r for r in records(graded[0]) if r["student"] == "from_logits_false_on_logits")
+    accuracy = next(c for c in record["checks"] if c["id"] == "accuracy")
+    assert accuracy["source"] == "measured" and not accuracy["passed"]
+    assert accuracy["score"] <= accuracy["max_score"] / 2
+    assert "from_logits=False" in accuracy["message"] and "at most 50%" in accuracy["message"]
+    found = [e["text"] for e in accuracy["evidence"] if e["text"].startswith("outputs that")]
+    assert found and float(found[0].split(": ")[1].rstrip("%")) > 5
 
 
 def test_written_answers_are_pre_scored_and_flagged_for_review(graded: tuple[Path, str]) -> None:
