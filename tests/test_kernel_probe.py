@@ -387,6 +387,7 @@ def test_the_habits_cell_skips_shell_lines_in_a_real_ipython_shell() -> None:
         "x is []",
         "[grader] skipped while grading: !echo shell ran",
         "[grader] shell cell skipped while grading",
-        "[grader] Google Drive is not mounted while grading",
+        "[grader] Google Drive is not mounted while grading: the course's data is served at "
+        "the Drive path the notebook names",
         "{}",
     ]

@@ -256,6 +256,7 @@ def run_settings(
         probe=probe,
         threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None,
         holdout_images=caps.holdout_images if mode != MODE_FULL else 0,
+        mounts=rubric.mounts,
     )
     return settings, kit_digest(kit)
 

@@ -32,13 +32,13 @@ PIP_NOTE = (
 )
 MATPLOTLIB_NOTE = "`%matplotlib` is fine: plots are kept in the report."
 DRIVE_NOTE = (
-    "Google Drive is not mounted while grading (`drive.mount` does nothing): keep the "
-    "tutorial's download code (`tf.keras.utils.get_file`) so the data is found anywhere."
+    "Google Drive is not mounted while grading (`drive.mount` does nothing): the course's "
+    "dataset is there, read-only, at the Drive path the code names; nothing else of a Drive is."
 )
 UPLOAD_NOTE = "`files.upload()` returns nothing while grading: nobody can pick a file."
 CONTENT_NOTE = (
-    "`/content/...` is Colab's own folder and does not exist while grading: use paths "
-    "relative to the notebook, or the folder `get_file` returns."
+    "`/content` (Colab's working folder) starts empty while grading: what the notebook "
+    "writes there lasts for the run, and files uploaded to Colab are not there."
 )
 EXPERIMENTAL_FIX = (
     "Keras 3 has no `layers.experimental.preprocessing`: use `tf.keras.layers.RandomFlip`, "
@@ -68,9 +68,9 @@ LINE_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (SHELL_LINE, "colab", SHELL_NOTE),
     (SHELL_CELL, "colab", SHELL_NOTE),
     (re.compile(r"^\s*%matplotlib\b"), "colab", MATPLOTLIB_NOTE),
-    (re.compile(r"google\.colab|\bdrive\.mount\("), "colab", DRIVE_NOTE),
+    (re.compile(r"google\.colab|\bdrive\.mount\(|['\"]/content/g?drive/"), "colab", DRIVE_NOTE),
     (re.compile(r"\bfiles\.upload\("), "colab", UPLOAD_NOTE),
-    (re.compile(r"['\"]/content/"), "colab", CONTENT_NOTE),
+    (re.compile(r"['\"]/content/(?!g?drive\b)"), "colab", CONTENT_NOTE),
     (
         re.compile(r"layers\.experimental\.preprocessing|keras\.layers\.experimental"),
         "keras2",
@@ -95,6 +95,7 @@ ERROR_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
         FIT_GENERATOR_FIX,
     ),
     ("ValueError", re.compile(r"Invalid filepath extension for saving"), SAVE_FIX),
+    ("", re.compile(r"/content/g?drive/"), DRIVE_NOTE),
     ("", re.compile(r"/content/"), CONTENT_NOTE),
     ("ModuleNotFoundError", re.compile(r"google\.colab|'google'"), DRIVE_NOTE),
     ("StdinNotImplementedError", re.compile(r""), STDIN_FIX),

@@ -23,6 +23,7 @@ from grader.rubric.tomlfields import (
     NUMBER,
     count,
     dataclass_from,
+    folders,
     fraction,
     no_unknown,
     path_value,
@@ -31,6 +32,7 @@ from grader.rubric.tomlfields import (
     typed_fields,
     value_of,
 )
+from grader.run.dataroutes import MOUNT_ROOTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -188,6 +190,9 @@ class Rubric:
     """A real Keras cache (models/, datasets/); None means the offline asset kit."""
     holdout: Path | None = None
     """Hidden holdout images (class sub-folders); None means the kit's."""
+    mounts: tuple[str, ...] = MOUNT_ROOTS
+    """Drive and Kaggle folders under which the course's data is served where a notebook
+    names it (``[data] mounts``; empty: none)."""
     digest: str = ""
     """SHA-256 of the rubric file's bytes (part of cache keys)."""
     late: LatePolicy | None = None
@@ -236,7 +241,7 @@ def load_rubric(path: str | Path) -> Rubric:
     run_keys = {f"{mode}_{run}" for mode in PUBLISHED_KEYS for run in PUBLISHED_RUNS}
     no_unknown(name, "reference", reference, {"notebook", *PUBLISHED_KEYS.values(), *run_keys})
     data = subtable(name, raw, "data")
-    no_unknown(name, "data", data, {"keras_home", "holdout"})
+    no_unknown(name, "data", data, {"keras_home", "holdout", "mounts"})
     reference_notebook = path_value(name, base, "reference.notebook", reference.get("notebook"))
     if reference_notebook is not None and not reference_notebook.is_file():
         raise RubricError(name, "reference.notebook", f"no such notebook: {reference_notebook}")
@@ -252,6 +257,7 @@ def load_rubric(path: str | Path) -> Rubric:
         reference_notebook=reference_notebook,
         keras_home=path_value(name, base, "data.keras_home", data.get("keras_home")),
         holdout=path_value(name, base, "data.holdout", data.get("holdout")),
+        mounts=folders(name, "data.mounts", data.get("mounts", list(MOUNT_ROOTS))),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
         late=_late(name, raw),
         published_accuracy={

@@ -84,6 +84,15 @@ def strings(name: str, key: str, value: Any) -> list[str]:
     return value
 
 
+def folders(name: str, key: str, value: Any) -> tuple[str, ...]:
+    """A list of absolute folders (none of them ``/``, none climbing with ``..``)."""
+    found = strings(name, key, value) if value != [] else []
+    for folder in found:
+        if not folder.startswith("/") or not folder.strip("/") or ".." in folder.split("/"):
+            raise RubricError(name, key, f"expected absolute folders, got {folder!r}")
+    return tuple(f.rstrip("/") for f in found)
+
+
 def path_value(name: str, base: Path, key: str, value: Any) -> Path | None:
     """A path relative to ``base`` (the rubric's folder), resolved; None when absent."""
     if value is None:

@@ -28,7 +28,7 @@ from grader.errors import KernelOutputError, map_dependency_errors
 from grader.kit.assets import Kit, prepare_keras_home
 from grader.results import CellError
 from grader.rubric.limits import Limits
-from grader.run import probe
+from grader.run import dataroutes, probe
 from grader.run.capture import CappedClient, collect_errors
 from grader.run.machine import python_paths
 from grader.run.manager import how_it_ended, kernel_exit_code, kernel_manager, kernel_pid, shutdown
@@ -93,6 +93,8 @@ class RunSettings:
     holdout_images: int = 0
     """The evaluator measures this many holdout images, spread evenly over the split
     (0: all of them). The self-check's quick answer uses a part."""
+    mounts: tuple[str, ...] = dataroutes.MOUNT_ROOTS
+    """Drive and Kaggle folders the course's data is served under where code names them."""
 
 
 @dataclass
@@ -156,6 +158,8 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
             folder.mkdir()
         made = _identity(probe_dir)  # the kernel may own the run folder (not root): checked
         keras_home = prepare_keras_home(settings.kit, root / "keras_home")
+        sources = [c.source for c in nb.cells if c.cell_type == "code"]
+        served = dataroutes.serve(sources, keras_home, work, settings.mounts)
         key = probe.write_seal(probe_dir)
         nbformat.write(nb, work / name)
     except BaseException:
@@ -171,6 +175,7 @@ def run_notebook(nb: nbformat.NotebookNode, name: str, settings: RunSettings) ->
         limits=limits,
         hide=settings.hide,
         expose=exposed_paths(settings.kit),
+        served=served,
     )
     start = time.monotonic()
     try:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.run import cgroups
+from grader.run.dataroutes import Served
 from grader.run.kernel import bubblewrap
 from grader.run.machine import (
     NAMESPACES,
@@ -114,6 +115,8 @@ class KernelSandbox:
     """Paths covered with an empty folder in the kernel's view (grader's inputs, caches)."""
     expose: tuple[str, ...] = ()
     """Paths bound back into the view (Python, the public asset kit)."""
+    served: Served = field(default_factory=Served)
+    """The course's data bound where the notebook names it, the working folders it names."""
     caps: Capabilities = field(default_factory=capabilities)
     uid: int | None = None
     cgroups: list[Path] = field(default_factory=list)
@@ -155,11 +158,12 @@ class KernelSandbox:
             "bubblewrap": caps.bubblewrap,
             "seccomp": caps.seccomp,
             "hide": sorted(self.hide),
-            "private_tmp": list(PRIVATE_TMP),
+            "private_tmp": [*PRIVATE_TMP, *self.served.working],
             "tmp_size": PRIVATE_TMP_SIZE,
             "system": list(SYSTEM_VIEW),
             "expose": list(self.expose),
             "writable": [str(self.root)],
+            "serve": [list(pair) for pair in self.served.binds],
             "rlimits": rlimits,
             "uid": self.uid,
             "gid": self.uid,

@@ -80,6 +80,8 @@ def argv(policy: dict, bwrap: str, seccomp_fd: int | None) -> list[str]:
             args += _bind(path, read_only=True)
     for path in writable:
         args += _bind(path, read_only=False)
+    for source, target in policy.get("serve", []):
+        args += ["--ro-bind", source, target]
     hidden = [h for h in covered(policy.get("hide", []), readable + writable) if os.path.isdir(h)]
     for path in hidden:
         args += ["--perms", "0755", "--size", HIDE_SIZE, "--tmpfs", path]

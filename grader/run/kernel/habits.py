@@ -160,7 +160,10 @@ def install_colab() -> None:
     colab = types.ModuleType("google.colab")
     drive = types.ModuleType("google.colab.drive")
     files = types.ModuleType("google.colab.files")
-    unmounted = _say("Google Drive is not mounted while grading")
+    unmounted = _say(
+        "Google Drive is not mounted while grading: the course's data is served at the "
+        "Drive path the notebook names"
+    )
     vars(drive).update(mount=unmounted, flush_and_unmount=unmounted)
     vars(files).update(
         upload=_say("files.upload() returns nothing while grading"),

@@ -6,6 +6,8 @@ A new root (a small tmpfs) holds only what the policy names, each at its own pat
   read-only; a top-level link such as ``/bin -> usr/bin`` is made again as a link;
 * ``expose``: this Python installation and the public asset kit, bound read-only;
 * ``writable``: the run's own folder, bound as it is;
+* ``serve``: the course's data, bound read-only at the Drive or Kaggle paths the
+  notebook names (:mod:`grader.run.dataroutes`);
 * fresh, empty and private: ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock`` (the
   policy's ``private_tmp``), a ``/dev`` with only ``null``, ``zero``, ``full``,
   ``random``, ``urandom`` and ``tty``, and ``/proc`` for the kernel's pid namespace;
@@ -103,12 +105,12 @@ def _restrict(target: str, extra: int) -> None:
         mount("none", point, None, flags)
 
 
-def _bind(new_root: str, path: str, read_only: bool) -> None:
-    """``path`` at the same place under ``new_root``: a top-level link as a link, else
-    bound, read-only with everything mounted inside it; a writable path (the run's
-    folder, where the view itself is being built) alone, without devices or set-uid."""
-    target = new_root + path
-    if os.path.islink(path) and os.path.dirname(path) == "/":
+def _bind(new_root: str, path: str, read_only: bool, at: str | None = None) -> None:
+    """``path`` at the same place under ``new_root`` (or at ``at``): a top-level link as a
+    link, else bound, read-only with everything mounted inside it; a writable path (the
+    run's folder, where the view itself is being built) alone, without devices or set-uid."""
+    target = new_root + (at or path)
+    if at is None and os.path.islink(path) and os.path.dirname(path) == "/":
         os.symlink(os.readlink(path), target)
         return
     if os.path.isdir(path):
@@ -182,6 +184,8 @@ def build(policy: dict, fresh_proc: bool) -> None:
             _bind(new_root, path, read_only=True)
     for path in policy.get("writable", []):
         _bind(new_root, path, read_only=False)
+    for source, target in policy.get("serve", []):  # the course's data where code names it
+        _bind(new_root, source, read_only=True, at=target)
     readable = [*policy.get("system", []), *policy.get("expose", [])]
     writable = policy.get("writable", [])
     hidden = [
