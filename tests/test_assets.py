@@ -12,7 +12,7 @@ import pytest
 
 from grader.errors import AssetKitError
 from grader.kit import assets
-from grader.kit.assets import Kit, course_kit, prepare_keras_home
+from grader.kit.assets import TFDS_FOLDER, Kit, course_kit, prepare_keras_home
 from grader.measure.client import MSG_NO_HOLDOUT, Measurer
 from grader.rubric.limits import Limits
 from grader.run.capture import collect_errors, strip_ansi
@@ -44,6 +44,15 @@ def test_a_kernels_keras_home_links_the_kit_and_serves_both_path_forms(tmp_path:
     extracted = datasets / "cats_and_dogs_filtered" / "train" / "cats" / "cat.0.jpg"
     assert not extracted.is_symlink() and extracted.read_bytes() == b"jpg"
     assert not (home / "holdout").exists()
+    assert not (home / TFDS_FOLDER).exists()  # this kit has no TFDS copy
+
+
+def test_the_kits_tfds_copy_is_linked_for_tfds_load(tmp_path: Path) -> None:
+    kit = fake_kit(tmp_path)
+    (kit.keras_home / TFDS_FOLDER / "cats_vs_dogs" / "4.0.1").mkdir(parents=True)
+    home = prepare_keras_home(kit, tmp_path / "run" / "keras_home")
+    assert (home / TFDS_FOLDER).resolve() == (kit.keras_home / TFDS_FOLDER).resolve()
+    assert (home / TFDS_FOLDER / "cats_vs_dogs" / "4.0.1").is_dir()
 
 
 def test_a_large_archive_is_linked_where_keras_3_extracts_it(

@@ -8,8 +8,11 @@ tutorial's ``plot_model`` cell needs pydot and Graphviz's ``dot`` too.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 from packaging.markers import default_environment
@@ -26,6 +29,7 @@ MODULE_OF = {
     "scikit-learn": "sklearn",
     "opencv-python-headless": "cv2",
     "tensorflow-datasets": "tensorflow_datasets",
+    "importlib-resources": "importlib_resources",
 }
 """Import names that differ from the distribution's."""
 
@@ -40,6 +44,24 @@ def course_extra() -> list[str]:
 def test_what_course_notebooks_import_is_installed(distribution: str) -> None:
     module = MODULE_OF.get(distribution, distribution.replace("-", "_"))
     assert importlib.util.find_spec(module) is not None, f"pip install -e '.[course]' ({module})"
+
+
+def test_tfds_resolves_the_tutorials_dataset_without_a_network() -> None:
+    """``import tensorflow_datasets`` alone passed while every ``tfds.load`` failed: the
+    dataset's own module needs ``importlib_resources``, which TFDS does not require."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import tensorflow_datasets as t; print(t.builder_cls('cats_vs_dogs').VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1].count(".") == 2  # a version such as 4.0.1
 
 
 def test_plot_model_can_draw_pydot_renders_with_graphviz() -> None:

@@ -132,6 +132,7 @@ TENSORFLOW_ALLOWED = (
     "grader.measure.weights",  # imported by the evaluator only
     "grader.kit.build",  # the kit builder's own process
     "grader.kit.synthetic",  # imported by the kit builder only
+    "grader.kit.tfdscopy",  # imported by the kit builder only
 )
 
 RULES = (

@@ -2,7 +2,8 @@
 its augmentation built inside functions and handed on as arguments, a demo of the full
 ImageNet network before the model that is trained, renamed imports and a
 ``Sequential().add`` model, the data fetched with ``!wget`` and ``!unzip``, read from a
-Google Drive path after ``drive.mount`` or from a Kaggle input folder. Each
+Google Drive path after ``drive.mount``, from a Kaggle input folder, or with
+``tfds.load``. Each
 fixture's expected verdicts sit beside it (``NAME.expected.json``): read from the code
 alone (``static``) and from the run (``runtime``), compared whole; the structural
 checks must agree between the two.

@@ -24,7 +24,7 @@ from grader.errors import AssetKitError, map_dependency_errors, strerror
 from grader.files import lock_file, source_digest
 
 KIT_FORMAT = "1"
-BUILDER_SOURCES = ("kit/build.py", "kit/synthetic.py")
+BUILDER_SOURCES = ("kit/build.py", "kit/synthetic.py", "kit/tfdscopy.py")
 
 
 def _kit_version() -> str:
@@ -38,6 +38,8 @@ MANIFEST = "manifest.json"
 KERAS_HOME = "keras_home"
 MSG_CACHE = "{cache}: cannot use this cache folder ({detail})"
 EXTRACTED_SUFFIX = "_extracted"
+TFDS_FOLDER = "tensorflow_datasets"
+"""TFDS's prepared datasets in a Keras cache (the kit's: :mod:`grader.kit.tfdscopy`)."""
 DATASET_ALIASES = {"cats_and_dogs.zip": ("cats_and_dogs_filtered.zip",)}
 """Other names notebooks cache the kit's archives under (``get_file`` finds a cached file
 by its name, whatever the origin: the tutorial's old and new URLs are both served)."""
@@ -142,7 +144,8 @@ def seal_for_kernels(cache: Path) -> None:
 def prepare_keras_home(kit: Kit, dest: Path) -> Path:
     """A kernel's own Keras cache linking to the kit; returns ``dest``. Each archive is
     there under the other names notebooks cache it as (:data:`DATASET_ALIASES`), and
-    laid out extracted beside itself as Keras 2's ``get_file`` left it."""
+    laid out extracted beside itself as Keras 2's ``get_file`` left it; the cache's
+    prepared TFDS datasets (``tensorflow_datasets/``) are linked, for ``tfds.load``."""
     for sub in ("models", "datasets"):
         (dest / sub).mkdir(parents=True, exist_ok=True)
         source = kit.keras_home / sub
@@ -151,6 +154,9 @@ def prepare_keras_home(kit: Kit, dest: Path) -> Path:
         for item in source.iterdir():
             if item.is_file():
                 os.symlink(item.resolve(), dest / sub / item.name)
+    prepared = kit.keras_home / TFDS_FOLDER  # TFDS's prepared datasets (read-only)
+    if prepared.is_dir() and not os.path.lexists(dest / TFDS_FOLDER):
+        os.symlink(prepared.resolve(), dest / TFDS_FOLDER)
     for archive in list((dest / "datasets").glob("*.zip")):
         for alias in DATASET_ALIASES.get(archive.name, ()):
             if not os.path.lexists(archive.parent / alias):

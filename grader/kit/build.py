@@ -12,6 +12,9 @@ orchestrating process never imports TensorFlow. Writes into DEST:
   MobileNetV2 weights pre-trained briefly on a related synthetic task (see
   :mod:`grader.kit.synthetic`), their BatchNorm statistics recalibrated, and their last
   1x1 convolution set as a *readout* (:func:`readout`);
+- ``keras_home/tensorflow_datasets/cats_vs_dogs/``: the same training and validation
+  images as TFDS's prepared ``cats_vs_dogs``, for ``tfds.load`` (:mod:`grader.kit.tfdscopy`;
+  only where TFDS is installed);
 - ``manifest.json``: counts, seeds, threads, timings, the pre-training accuracy and the
   readout's figures.
 
@@ -315,6 +318,22 @@ def save_weights(keras, trained, dest: Path) -> list[str]:
     return written
 
 
+def tfds_copy(dest: Path) -> int:
+    """The students' images again as TFDS's prepared ``cats_vs_dogs`` (0: TFDS is not
+    installed, or could not write it: the kit is whole without it)."""
+    from grader.kit.tfdscopy import write_tfds_copy
+
+    try:
+        written = write_tfds_copy(
+            dest / "keras_home" / "datasets" / "cats_and_dogs.zip", dest / "keras_home"
+        )
+    except Exception as exc:  # TFDS's own failure costs only this route
+        say(f"tfds copy not written: {type(exc).__name__}: {exc}")
+        return 0
+    say(f"images: tfds cats_vs_dogs {written}")
+    return written
+
+
 def blank_top(predictions) -> None:
     """Zero the top's kernel and bias (see the module's docstring: why a blank top)."""
     predictions.set_weights([np.zeros_like(w) for w in predictions.get_weights()])
@@ -337,6 +356,7 @@ def build(dest: Path, version: str) -> None:
     figures["rescaled_pairs"] = rescale(keras, base)
     say(f"readout: {figures}")
     files = save_weights(keras, base, dest)
+    counts["tfds"] = tfds_copy(dest)
     manifest = {
         "version": version,
         "counts": counts,

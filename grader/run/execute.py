@@ -25,7 +25,7 @@ from jupyter_client import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 
 from grader.errors import KernelOutputError, map_dependency_errors
-from grader.kit.assets import Kit, prepare_keras_home
+from grader.kit.assets import TFDS_FOLDER, Kit, prepare_keras_home
 from grader.results import CellError
 from grader.rubric.limits import Limits
 from grader.run import dataroutes, probe
@@ -381,6 +381,7 @@ def clear_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def _kernel_env(root: Path, keras_home: Path, threads: int | None) -> dict[str, str]:
     env = dict(KERNEL_ENV)  # the whole environment but PATH and locale: nothing of the grader's
     env["KERAS_HOME"] = str(keras_home)
+    env["TFDS_DATA_DIR"] = str(keras_home / TFDS_FOLDER)  # tfds.load finds the kit's copy
     env["HOME"] = str(root / "work")
     env.update(thread_env(threads))
     return env
