@@ -337,6 +337,11 @@ time.sleep(1)  # a second delivery would land now
 def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
     """The program above through the launcher, started as jupyter_client starts a kernel
     (a new session); its work folder."""
+    command, work = launcher_command(tmp_path, mode)
+    return subprocess.Popen(command, cwd=ROOT, start_new_session=True), work
+
+
+def launcher_command(tmp_path: Path, mode: str) -> tuple[list[str], Path]:
     uid = uids.next_uid()
     work = tmp_path / "run" / "work"
     work.mkdir(parents=True)
@@ -345,8 +350,7 @@ def start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, Path]:
     policy = policy_for(tmp_path / "run", uid, python_paths(), [str(Path.home())])
     (tmp_path / "policy.json").write_text(json.dumps(policy))
     argv = [sys.executable, "-m", "grader.run.kernel.launch", str(tmp_path / "policy.json")]
-    command = [*argv, "--", sys.executable, "-c", LIFE, mode]
-    return subprocess.Popen(command, cwd=ROOT, start_new_session=True), work
+    return [*argv, "--", sys.executable, "-c", LIFE, mode], work
 
 
 @X86_64
@@ -433,6 +437,46 @@ def test_killing_the_launcher_takes_the_whole_namespace_with_it(starter: Starter
     proc.wait(timeout=10)
     assert wait_for(lambda: not daemons_left())
     assert not (work / "interrupts").exists()
+
+
+MIDDLE = (
+    "import subprocess, sys, time\n"
+    "kernel = subprocess.Popen(sys.argv[1:], start_new_session=True)\n"
+    "print(kernel.pid, flush=True)\n"
+    "time.sleep(300)\n"
+)
+"""A grader in small: starts the launcher as jupyter_client does, then waits."""
+
+
+@X86_64
+@AS_ROOT
+def test_a_grader_killed_before_it_ends_its_kernel_takes_the_kernel_with_it(
+    tmp_path: Path,
+) -> None:
+    """Killed (SIGKILL, a crash, an out-of-memory kill), a grader ends no kernel itself:
+    the launcher sees its parent gone and ends the namespace, instead of leaving an idle
+    kernel holding its memory until the next batch's sweep (one held 12.9 GB)."""
+    command, work = launcher_command(tmp_path, "interrupt")
+    grader = subprocess.Popen(
+        [sys.executable, "-c", MIDDLE, *command], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert grader.stdout is not None
+    launcher = int(grader.stdout.readline())
+    wait_for(lambda: (work / "ready").exists())
+    grader.kill()
+    grader.wait(timeout=10)
+    assert wait_for(lambda: not alive(launcher), timeout_s=10)
+    assert wait_for(lambda: not daemons_left())
+    assert not (work / "interrupts").exists()
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for the host's init to reap it is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def wait_for(condition, timeout_s: float = 30.0) -> bool:

@@ -167,10 +167,7 @@ def run(policy: dict, bwrap: str, command: list[str], environment: dict[str, str
     if fd is not None:
         os.close(fd)
     _forward(child)
-    while True:
-        pid, status = os.waitpid(child, 0)
-        if pid == child:
-            break
+    status = supervise.wait_unless_orphaned(child, supervise.GRADER[0])
     code = os.waitstatus_to_exitcode(status)
     if 128 < code < 128 + signal.NSIG:  # bubblewrap's way of saying the kernel was killed
         status = code - 128

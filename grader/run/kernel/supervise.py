@@ -3,7 +3,8 @@
 After the launcher has unshared a pid namespace, its next child is that namespace's
 init (pid 1). :func:`enter_pid_namespace` forks it: the launcher itself stays outside
 as the process jupyter_client knows, forwards every signal jupyter_client sends (an
-interrupt, a shutdown) to init, and exits as init exits. Init takes its own process
+interrupt, a shutdown) to init, and exits as init exits; if the grader that started it
+dies first without ending its kernel, it kills init (:func:`wait_unless_orphaned`). Init takes its own process
 group (so that jupyter_client's signal to the launcher's group reaches the kernel once,
 through init, and never twice) and dies with the launcher (``PR_SET_PDEATHSIG``).
 
@@ -98,11 +99,39 @@ def enter_pid_namespace() -> None:
     os.close(alive_read)
     os.close(status_write)
     _forward_to(child)
-    while True:
-        pid, status = os.waitpid(child, 0)
-        if pid == child:
-            told = os.read(status_read, 32).decode().strip()
-            exit_like(int(told) if told.lstrip("-").isdigit() else status)
+    status = wait_unless_orphaned(child, GRADER[0])
+    os.close(alive_write)  # init's kernel is gone or going: it need not read the end
+    told = os.read(status_read, 32).decode().strip()
+    exit_like(int(told) if told.lstrip("-").isdigit() else status)
+
+
+GRADER = [os.getppid()]
+"""The process that started the launcher (jupyter_client's, in the grader), read at import:
+when it dies without ending its kernel (killed, crashed), the kernel must not live on."""
+
+
+def wait_unless_orphaned(child: int, parent: int) -> int:
+    """``child``'s wait status; if ``parent`` dies first, the child is killed (and with it
+    everything in the kernel's namespace) and reaped. Watched through pidfds where Linux
+    has them (no polling), else by polling ``getppid`` every second."""
+    try:
+        watched = [os.pidfd_open(parent), os.pidfd_open(child)]
+    except (AttributeError, OSError):  # no pidfd, or the parent is gone already
+        watched = []
+    orphaned = parent == 1
+    while not orphaned:
+        if watched:
+            ready = select.select(watched, [], [])[0]
+            orphaned = watched[0] in ready and watched[1] not in ready
+        else:
+            orphaned = os.getppid() != parent
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done == child:
+            return status
+        if not watched and not orphaned:
+            select.select([], [], [], 1.0)
+    os.kill(child, signal.SIGKILL)
+    return os.waitpid(child, 0)[1]
 
 
 def run_as_init(start: Callable[[], None]) -> None:
