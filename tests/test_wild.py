@@ -3,7 +3,7 @@ its augmentation built inside functions and handed on as arguments, a demo of th
 ImageNet network before the model that is trained, renamed imports and a
 ``Sequential().add`` model, the data fetched with ``!wget`` and ``!unzip``, read from a
 Google Drive path after ``drive.mount``, from a Kaggle input folder, or with
-``tfds.load``. Each
+``tfds.load``; and cells saved in an order that only worked in the student's session. Each
 fixture's expected verdicts sit beside it (``NAME.expected.json``): read from the code
 alone (``static``) and from the run (``runtime``), compared whole; the structural
 checks must agree between the two.

@@ -196,7 +196,7 @@ def assemble(
         score=round(total_score(checks), 2),
         max_score=sum(c.max_score for c in checks),
         checks=checks,
-        errors=[dataclasses.replace(e, advice=advise(e)) for e in run.errors],
+        errors=[dataclasses.replace(e, advice=advise(e, submission.nb.cells)) for e in run.errors],
         flags=result_flags(submission, run, facts, ctx.rubric, checks),
         message=run_message(run),
         mode=ctx.mode,

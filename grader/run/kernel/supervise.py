@@ -4,9 +4,10 @@ After the launcher has unshared a pid namespace, its next child is that namespac
 init (pid 1). :func:`enter_pid_namespace` forks it: the launcher itself stays outside
 as the process jupyter_client knows, forwards every signal jupyter_client sends (an
 interrupt, a shutdown) to init, and exits as init exits; if the grader that started it
-dies first without ending its kernel, it kills init (:func:`wait_unless_orphaned`). Init takes its own process
-group (so that jupyter_client's signal to the launcher's group reaches the kernel once,
-through init, and never twice) and dies with the launcher (``PR_SET_PDEATHSIG``).
+dies first without ending its kernel, it kills init (:func:`wait_unless_orphaned`).
+Init takes its own process group (so that jupyter_client's signal to the launcher's
+group reaches the kernel once, through init, and never twice) and dies with the launcher
+(``PR_SET_PDEATHSIG``).
 
 :func:`run_as_init` then starts the kernel as init's child, forwards the same signals
 to it, reaps every orphan the kernel leaves (init's duty), and hands the kernel's wait
