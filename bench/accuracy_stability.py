@@ -233,7 +233,14 @@ def seeded_notebook(variant: Variant, seed: int) -> nbformat.NotebookNode:
 
 
 def write_submissions(folder: Path, variants: list[Variant], seeds: list[int]) -> None:
+    """The chosen variants' notebooks, and only those: one an earlier, wider run wrote is
+    removed, so that ``--variants`` grades what it names (its results stay in the store,
+    and count again when a later run writes it back)."""
     folder.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{v.name}{SEPARATOR}{seed}.ipynb" for v in variants for seed in seeds}
+    for left in folder.glob("*.ipynb"):
+        if left.name not in wanted:
+            left.unlink()
     for variant in variants:
         for seed in seeds:
             path = folder / f"{variant.name}{SEPARATOR}{seed}.ipynb"
