@@ -470,6 +470,25 @@ def test_a_grader_killed_before_it_ends_its_kernel_takes_the_kernel_with_it(
     assert not (work / "interrupts").exists()
 
 
+@X86_64
+@AS_ROOT
+def test_a_grader_that_is_pid_1_keeps_its_kernels(tmp_path: Path) -> None:
+    """A container's entry point is pid 1: the launcher's parent being 1 says nothing of
+    the grader's death (it killed every kernel at start when it did)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux's unshare is not installed")
+    command, _ = launcher_command(tmp_path, "exit")
+    as_init = "import subprocess, sys\nprint(subprocess.call(sys.argv[1:]), flush=True)\n"
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", as_init, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split()[-1:] == ["3"], done.stderr[-2000:]  # the kernel's own exit
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for the host's init to reap it is not)."""
     try:

@@ -169,6 +169,7 @@ class KernelSandbox:
             "gid": self.uid,
             "root": str(self.root),
             "cwd": str(self.root / "work"),
+            "grader_pid": os.getpid(),  # its death ends the kernel (supervise)
         }
 
     def kernel_argv(self, policy: Path) -> list[str]:

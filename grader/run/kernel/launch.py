@@ -139,6 +139,7 @@ def main(argv: list[str]) -> None:
     if missing:
         sys.exit(f"grader.run.kernel.launch: the policy lacks {', '.join(missing)}")
     command = argv[2:]
+    supervise.GRADER[0] = supervise.watched_grader(policy)
     if policy.get("uid") is not None:  # e.g. the connection file jupyter_client wrote as root
         for arg in command:
             if arg.startswith(policy["root"] + os.sep) and os.path.isfile(arg):

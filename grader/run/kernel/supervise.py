@@ -106,30 +106,55 @@ def enter_pid_namespace() -> None:
     exit_like(int(told) if told.lstrip("-").isdigit() else status)
 
 
-GRADER = [os.getppid()]
-"""The process that started the launcher (jupyter_client's, in the grader), read at import:
-when it dies without ending its kernel (killed, crashed), the kernel must not live on."""
+GRADER: list[int | None] = [None]
+"""The grader process that started the launcher (set by the launcher from its policy, else
+its parent at start): when it dies without ending its kernel (killed, crashed), the
+kernel must not live on. None: not watched."""
 
 
-def wait_unless_orphaned(child: int, parent: int) -> int:
+def watched_grader(policy: dict) -> int:
+    """The grader's pid as its policy names it (``grader_pid``), else the launcher's parent."""
+    named = policy.get("grader_pid")
+    return named if isinstance(named, int) and named > 0 else os.getppid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def wait_unless_orphaned(child: int, parent: int | None) -> int:
     """``child``'s wait status; if ``parent`` dies first, the child is killed (and with it
     everything in the kernel's namespace) and reaped. Watched through pidfds where Linux
-    has them (no polling), else by polling ``getppid`` every second."""
-    try:
-        watched = [os.pidfd_open(parent), os.pidfd_open(child)]
-    except (AttributeError, OSError):  # no pidfd, or the parent is gone already
-        watched = []
-    orphaned = parent == 1
+    has them (no polling), else by polling every second. The grader may be pid 1 (a
+    container's entry point): only its death counts, never who it is."""
+    watched: list[int] = []
+    orphaned = False
+    if parent is not None:
+        try:
+            watched = [os.pidfd_open(parent)]
+            watched.append(os.pidfd_open(child))
+        except ProcessLookupError:  # gone before the launcher looked
+            orphaned = True
+        except (AttributeError, OSError):  # no pidfd here: poll
+            for fd in watched:
+                os.close(fd)
+            watched = []
     while not orphaned:
-        if watched:
+        if len(watched) == 2:
             ready = select.select(watched, [], [])[0]
             orphaned = watched[0] in ready and watched[1] not in ready
-        else:
-            orphaned = os.getppid() != parent
-        done, status = os.waitpid(child, os.WNOHANG)
+        elif parent is not None:
+            orphaned = not _alive(parent)
+        done, status = os.waitpid(child, 0 if parent is None else os.WNOHANG)
         if done == child:
             return status
-        if not watched and not orphaned:
+        if len(watched) < 2 and not orphaned:
             select.select([], [], [], 1.0)
     os.kill(child, signal.SIGKILL)
     return os.waitpid(child, 0)[1]
