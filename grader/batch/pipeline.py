@@ -37,6 +37,7 @@ from grader.checks.facts import (
 )
 from grader.checks.measured import Measurement, ReferenceBand
 from grader.checks.notes import advise, find_notes
+from grader.checks.order import CellOrder
 from grader.checks.review import finalize, submission_late
 from grader.errors import SubmissionError
 from grader.intake.notebooks import Submission, file_digest, load_submission, student_id
@@ -188,6 +189,7 @@ def assemble(
 ) -> SubmissionResult:
     """The result of a submission that ran (whatever happened while it ran), before the
     final score (:func:`~grader.checks.review.finalize`)."""
+    order = CellOrder.of(submission.nb.cells) if run.errors else None
     return SubmissionResult(
         student=submission.student,
         file=encodable(submission.path.name),
@@ -196,7 +198,7 @@ def assemble(
         score=round(total_score(checks), 2),
         max_score=sum(c.max_score for c in checks),
         checks=checks,
-        errors=[dataclasses.replace(e, advice=advise(e, submission.nb.cells)) for e in run.errors],
+        errors=[dataclasses.replace(e, advice=advise(e, order)) for e in run.errors],
         flags=result_flags(submission, run, facts, ctx.rubric, checks),
         message=run_message(run),
         mode=ctx.mode,

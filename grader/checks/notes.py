@@ -15,12 +15,10 @@ the same grammar the kernel side skips them by (:mod:`grader.run.kernel.habits`)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
 
 import nbformat
 
-from grader.checks.order import out_of_order_advice
+from grader.checks.order import CellOrder, out_of_order_advice
 from grader.results import CellError, Note
 from grader.run.kernel.habits import INSTALL_LINE, SERVED_LINE, SHELL_CELL, SHELL_LINE
 
@@ -121,13 +119,13 @@ def find_notes(nb: nbformat.NotebookNode) -> list[Note]:
     return notes
 
 
-def advise(error: CellError, cells: Sequence[Any] = ()) -> str:
+def advise(error: CellError, order: CellOrder | None = None) -> str:
     """The fix for a known Keras 2 / Colab error, or for a name defined only in a later
-    cell of the submitted notebook (``cells``: cells run out of order); else ""."""
+    cell of the submitted notebook (``order``: cells run out of order); else ""."""
     for ename, pattern, advice in ERROR_RULES:
         if (not ename or error.ename == ename) and pattern.search(error.evalue):
             return advice
-    return out_of_order_advice(error.cell, error.ename, error.evalue, cells)
+    return out_of_order_advice(error.cell, error.ename, error.evalue, order) if order else ""
 
 
 def _old_save_format(line: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from grader.static.magics import neutralise_magics
@@ -27,12 +28,17 @@ MSG_RAN_FIRST = (
 )
 
 
+MAX_PARSED_CHARS = 2_000_000
+"""Source read for names, all cells together: past it, later cells are not parsed (a
+hostile notebook's huge cells cost the grader's own process nothing more)."""
+
+
 def defined_names(source: str) -> set[str]:
     """Names a cell binds at its top level or anywhere in it: assignments, ``def``,
     ``class``, imports, loop and ``with`` targets (empty when it does not parse)."""
     try:
         tree = ast.parse(neutralise_magics(source)[0])
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -45,28 +51,44 @@ def defined_names(source: str) -> set[str]:
     return names
 
 
-def out_of_order_advice(cell: int, ename: str, evalue: str, cells: Sequence[Any]) -> str:
+@dataclass(frozen=True)
+class CellOrder:
+    """What each cell of the submitted notebook defines, and its saved execution count:
+    read once per notebook, whatever the number of errors."""
+
+    names: tuple[frozenset[str] | None, ...]
+    """Per cell, the names it defines (None: not a code cell, or past the parsed budget)."""
+    counts: tuple[int | None, ...]
+
+    @classmethod
+    def of(cls, cells: Sequence[Any]) -> CellOrder:
+        names: list[frozenset[str] | None] = []
+        budget = MAX_PARSED_CHARS
+        for cell in cells:
+            source = str(cell.get("source", ""))
+            code = cell.get("cell_type") == "code" and len(source) <= budget
+            budget -= len(source) if code else 0
+            names.append(frozenset(defined_names(source)) if code else None)
+        counts = [c.get("execution_count") for c in cells]
+        return cls(tuple(names), tuple(c if isinstance(c, int) else None for c in counts))
+
+
+def out_of_order_advice(cell: int, ename: str, evalue: str, order: CellOrder) -> str:
     """The advice for cell ``cell``'s (0-based) ``NameError`` when a later code cell of
     the submitted notebook defines the name; "" otherwise."""
     match = UNDEFINED.search(evalue) if ename == "NameError" else None
-    if match is None or not 0 <= cell < len(cells):
+    if match is None or not 0 <= cell < len(order.names):
         return ""
     name = match.group(1)
-    if name in defined_names(str(cells[cell].get("source", ""))):
+    if name in (order.names[cell] or ()):
         return ""  # defined here, but after its use: not an ordering problem
     later = next(
-        (
-            i
-            for i in range(cell + 1, len(cells))
-            if cells[i].get("cell_type") == "code"
-            and name in defined_names(str(cells[i].get("source", "")))
-        ),
-        None,
+        (i for i in range(cell + 1, len(order.names)) if name in (order.names[i] or ())), None
     )
     if later is None:
         return ""
     advice = MSG_LATER.format(name=name, later=later + 1, cell=cell + 1)
-    count, later_count = cells[cell].get("execution_count"), cells[later].get("execution_count")
-    if isinstance(count, int) and isinstance(later_count, int) and later_count < count:
+    count, later_count = order.counts[cell], order.counts[later]
+    if count is not None and later_count is not None and later_count < count:
         advice += MSG_RAN_FIRST.format(later=later + 1, later_count=later_count, count=count)
     return advice
