@@ -44,7 +44,7 @@ class Measurement:
     """Whether the saved model holds ImageNet's 1000-way classifier (None: not told)."""
     outside: float | None = None
     """For a loss that reads the outputs as probabilities (``from_logits=False``): the
-    share of images whose outputs are not (outside 0-1, or not summing to 1). None when
+    share of images whose outputs are not (outside 0-1). None when
     the loss reads logits, or when not told."""
     error: str | None = None
     """Why it could not measure."""

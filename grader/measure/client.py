@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from grader.checks.facts import CompileEvent, ProbeEvent
+from grader.checks.facts import CompileEvent, FitEvent, ProbeEvent
 from grader.checks.measured import Measurement, parse_measurement
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 from grader.measure.jail import EvaluatorJail
@@ -324,9 +324,12 @@ def start_measuring(settings: RunSettings) -> Measurer:
 
 
 def output_hint(events: Sequence[ProbeEvent]) -> str | None:
-    """``logit`` or ``probability`` from the last compile's loss, when the probe saw it: its
-    ``from_logits``, or for a cross-entropy given by name (Keras's default), probabilities."""
-    for event in reversed(events):
+    """``logit`` or ``probability`` from the loss of the last compile before the last fit
+    (the saved model's training; a compile after it, of another model, does not count),
+    when the probe saw it: its ``from_logits``, or for a cross-entropy given by name
+    (Keras's default), probabilities."""
+    fits = [i for i, e in enumerate(events) if isinstance(e, FitEvent)]
+    for event in reversed(events[: fits[-1]] if fits else events):
         if isinstance(event, CompileEvent):
             if event.from_logits is not None:
                 return "logit" if event.from_logits else "probability"
