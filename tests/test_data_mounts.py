@@ -68,6 +68,8 @@ def test_nothing_outside_the_mounts_and_nothing_that_climbs_out_of_them_is_serve
     assert paths("p = 'drive/../../cats_and_dogs_filtered'") == []
     assert paths(f"p = f'{DRIVE}/{{name}}'") == []  # an f-string's field: not known here
     assert paths(f"p = '{DRIVE}/notes'") == []  # a mount named, the dataset never
+    saves = f"model.save('{DRIVE}/transfer.keras')\nPATH = 'x/cats_and_dogs_filtered'"
+    assert paths(saves) == []  # a file to write is no base folder (it became one before)
     assert paths(f"p = '{DRIVE}/a\tb/cats_and_dogs_filtered'") == []  # no such name
     assert paths(f"p = '{DRIVE}/{'x' * 256}/cats_and_dogs_filtered'") == []  # past NAME_MAX
 
@@ -126,7 +128,8 @@ def test_the_policy_and_bubblewraps_command_line_carry_what_is_served(tmp_path: 
     args = bubblewrap.argv(policy, "bwrap", None)
     at = args.index(f"{DRIVE}/cats_and_dogs_filtered")
     assert args[at - 2 : at] == ["--ro-bind", source]
-    assert args[args.index("/content") - 1] == "--tmpfs"
+    tmpfs = args.index("/content")
+    assert args[tmpfs - 1] == "--tmpfs" and tmpfs < at  # the working folder first, then data
 
 
 def test_a_rubric_names_the_mounts_it_serves(tmp_path: Path) -> None:
@@ -153,6 +156,8 @@ except OSError as exc:
     planted = exc.errno
 with open("/content/out.txt", "w") as handle:  # Colab's working folder: writable
     handle.write("ok")
+with open("/content/drive/MyDrive/model.keras", "w") as handle:  # beside the data too
+    handle.write("ok")
 print(json.dumps({
     "files": sorted(os.listdir(drive + "/train/cats")),
     "zip": os.path.getsize("/kaggle/input/x/cats_and_dogs.zip"),
@@ -174,6 +179,10 @@ def test_as_root_the_data_is_in_the_kernels_view_read_only_and_nothing_else_chan
     os.chmod(run, 0o711)
     os.chmod(tmp_path, 0o755)
     data = str(home / "datasets" / "cats_and_dogs_filtered")
+    for folder, _, files in os.walk(data):  # the kernel's own: only the bind refuses writes
+        os.chown(folder, uid, uid)
+        for name in files:
+            os.chown(os.path.join(folder, name), uid, uid)
     policy = policy_for(run, uid, [*python_paths(), data, str(tmp_path / "kit.zip")], [])
     policy["private_tmp"] = [*policy["private_tmp"], "/content"]
     policy["serve"] = [
@@ -192,6 +201,6 @@ def test_as_root_the_data_is_in_the_kernels_view_read_only_and_nothing_else_chan
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     assert seen["files"] == ["cat.0.jpg"] and seen["zip"] == (tmp_path / "kit.zip").stat().st_size
-    assert seen["planted"] in (13, 30)  # EACCES or EROFS: served read-only
+    assert seen["planted"] == 30  # EROFS: served read-only, though the kernel owns it
     assert seen["content"] == ["drive", "out.txt"]
     assert not Path("/content").exists() and not Path("/kaggle").exists()  # nothing on the host

@@ -8,8 +8,9 @@ the kernel starts, its code is read for such paths (:func:`named_paths`):
 * a string under a mount root (the rubric's ``[data] mounts``, :data:`MOUNT_ROOTS` by
   default) with a component that is the name of a folder or archive the kernel's Keras
   cache holds: served at that path, up to that component;
-* a folder under a mount root, in a notebook that names such a folder or archive
-  elsewhere (``os.path.join(base_dir, 'cats_and_dogs_filtered')``): served inside it.
+* a folder under a mount root (its name has no suffix: ``model.keras`` is a file to
+  write), in a notebook that names such a folder or archive elsewhere
+  (``os.path.join(base_dir, 'cats_and_dogs_filtered')``): served inside it.
 
 Each is bound read-only at that path in the kernel's own view (the policy's ``serve``),
 from the kernel's copy of the cache; nothing outside the view changes, and without a
@@ -90,8 +91,8 @@ def named_paths(sources: Iterable[str], names: Iterable[str], roots: Sequence[st
         hit = next((i for i, part in enumerate(parts) if part in names), None)
         if hit is not None:
             found.add("/".join(parts[: hit + 1]))
-        else:  # a base folder the dataset's name is joined to later
-            found.update(f"{path}/{name}" for name in named)
+        elif "." not in parts[-1]:  # a base folder the dataset's name is joined to later
+            found.update(f"{path}/{name}" for name in named)  # (a file such as x.keras: no)
     served: list[str] = []
     for path in sorted(found, key=lambda p: (p.count("/"), p)):
         if not any(path.startswith(outer + "/") for outer in served):

@@ -122,6 +122,20 @@ def _bind(new_root: str, path: str, read_only: bool, at: str | None = None) -> N
     _restrict(target, MS_RDONLY if read_only else MS_NOSUID | MS_NODEV)
 
 
+def _open_parents(new_root: str, target: str) -> None:
+    """Make the missing folders above ``target``, open to the kernel as ``/tmp`` is
+    (1777): made here by root, they would refuse the kernel's own files beside the data
+    (a model saved to ``/content/drive/MyDrive``, where Colab lets it write)."""
+    missing = []
+    folder = os.path.dirname(new_root + target)
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        os.mkdir(folder)
+        os.chmod(folder, 0o1777)
+
+
 def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
@@ -185,6 +199,7 @@ def build(policy: dict, fresh_proc: bool) -> None:
     for path in policy.get("writable", []):
         _bind(new_root, path, read_only=False)
     for source, target in policy.get("serve", []):  # the course's data where code names it
+        _open_parents(new_root, target)
         _bind(new_root, source, read_only=True, at=target)
     readable = [*policy.get("system", []), *policy.get("expose", [])]
     writable = policy.get("writable", [])
