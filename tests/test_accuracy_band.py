@@ -264,3 +264,16 @@ def test_the_outside_share_is_parsed_as_hostile_input() -> None:
     assert parse_measurement({"accuracy": 0.9, "outside": 0.25}).outside == 0.25
     for bad in (1.5, -0.1, "0.5", True, float("inf")):
         assert parse_measurement({"accuracy": 0.9, "outside": bad}).outside is None
+
+
+def test_a_loss_passed_as_a_function_is_read_by_its_name() -> None:
+    """``loss=keras.losses.binary_crossentropy`` reads probabilities, as its string does."""
+    from grader.measure.client import output_hint
+    from grader.run.kernel.probe import loss_info
+
+    found = loss_info(keras.losses.binary_crossentropy)
+    assert found["name"] == "binary_crossentropy" and found["from_logits"] is None
+    compiled = {"event": "compile", "model": {"class": "Functional"}, "loss": found}
+    assert output_hint(parse_events([compiled])) == "probability"
+    assert loss_info(lambda y, p: 0.0)["name"] == "<lambda>"  # no Keras name: not read
+    assert loss_info(keras.losses.BinaryCrossentropy(from_logits=True))["name"] is None

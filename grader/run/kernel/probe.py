@@ -82,10 +82,11 @@ def layer_tree(layer: Any, layer_type: type, depth: int = 0) -> dict[str, Any]:
 
 
 def loss_info(loss: Any) -> dict[str, Any]:
-    """The compiled loss: its class, its name when given as text, ``from_logits``."""
+    """The compiled loss: class, name (as text or a function's), ``from_logits``."""
+    by_name = isinstance(loss, str) or inspect.isfunction(loss)
     return {
         "class": type(loss).__name__ if loss is not None else None,
-        "name": loss if isinstance(loss, str) else None,
+        "name": (loss if isinstance(loss, str) else loss.__name__) if by_name else None,
         "from_logits": getattr(loss, "from_logits", None),
     }
 
