@@ -18,6 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from grader.checks.accuracy import FLAG_MISMATCH
 from grader.outputs.names import output_name
 from grader.run.probe import MSG_REPLACED
 from tests.conftest import cell_timeout_message
@@ -59,14 +60,20 @@ def verdict(record: dict[str, Any], correct: set[str]) -> dict[str, Any]:
     measured 0.9875-0.994 against a line at 0.9375 in every seed benchmarked
     (``bench/accuracy_stability.py``), so it must not follow the machine. For the others
     a trained figure can sit near the line (a base never frozen measured 0.953 here), so
-    only the check's source is compared; their figures are asserted by behaviour below."""
+    only the check's source is compared, and not whether their own evaluate strayed from
+    the measured figure (``accuracy_mismatch``: a from_logits=False model measured 0.625
+    with its own evaluate at 0.406 in one run, 0.500 with 0.44-0.47 in two others);
+    their figures are asserted by behaviour below."""
 
     def accuracy(c: dict[str, Any]) -> list[Any]:
         return [c["passed"] if record["student"] in correct else None, c["source"]]
 
+    drawn = record["student"] not in correct and "no_training" not in record["flags"]
     return {
         "status": record["status"],
-        "flags": sorted(record["flags"]),
+        # a trained model's own evaluate beside the measured figure: the draw's, but for
+        # correct work (a claim with no training behind it is flagged on every draw)
+        "flags": sorted(f for f in record["flags"] if not (drawn and f == FLAG_MISMATCH)),
         "checks": {
             c["id"]: accuracy(c) if c["id"] == "accuracy" else [c["passed"], c["source"]]
             for c in record["checks"]
