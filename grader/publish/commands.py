@@ -8,6 +8,7 @@ import click
 
 from grader.clishared import cache_option, fail, modes_option, rubric_option, seeds_option
 from grader.errors import GraderError
+from grader.rubric.limits import STUDENT_MODES
 
 
 @click.group()
@@ -26,9 +27,7 @@ def publish() -> None:
     required=True,
     help="The folder to write (new or empty).",
 )
-@modes_option(
-    ("check", "full"), "Modes to publish figures for (repeatable) [default: check and full]."
-)
+@modes_option(STUDENT_MODES, "Modes to publish figures for (repeatable) [default: check and full].")
 @seeds_option("Runs of the reference per mode [default: as many as grading uses].")
 @click.option(
     "--package",
@@ -55,7 +54,7 @@ def publish_student_command(
     Example: grader publish student --rubric rubrics/transfer_learning.toml --out week6-check
     --package "grader[tf] @ git+https://example.edu/course/grader.git"
     """
-    from grader.publish.student import STUDENT_MODES, publish_student
+    from grader.publish.student import publish_student
 
     try:
         bundle = publish_student(

@@ -42,7 +42,7 @@ from grader.errors import AssetKitError, UsageError
 from grader.kit.assets import MANIFEST, ensure_kit
 from grader.publish.readme import student_readme
 from grader.publish.tomlwrite import dumps
-from grader.rubric.limits import MODE_CHECK, MODE_FULL
+from grader.rubric.limits import STUDENT_MODES
 from grader.rubric.schema import Rubric, load_rubric
 
 if sys.version_info >= (3, 11):
@@ -50,8 +50,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDENT_MODES = (MODE_CHECK, MODE_FULL)
-"""What ``grader check`` runs: ``check`` (its caps) and ``full`` (``--full``)."""
 RUBRIC_NAME, README_NAME, FIGURES_NAME = "rubric.toml", "README.md", "published.json"
 KIT_DIR, KERAS_DIR, PRACTICE_DIR = "kit", "kit/keras_home", "kit/practice_holdout"
 KEPT_SECTIONS = ("limits", "quick", "check")

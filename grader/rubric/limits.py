@@ -7,6 +7,9 @@ from dataclasses import dataclass
 MODE_QUICK, MODE_FULL, MODE_CHECK = "quick", "full", "check"
 """Run modes: ``--quick``'s caps, no caps, and the self-check's own caps."""
 MODES = (MODE_QUICK, MODE_CHECK, MODE_FULL)
+STUDENT_MODES = (MODE_CHECK, MODE_FULL)
+"""What ``grader check`` runs: ``check`` (its caps) and ``full`` (``--full``); a published
+student rubric carries the reference's figures for these."""
 
 
 @dataclass(frozen=True)
