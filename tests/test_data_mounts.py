@@ -19,7 +19,7 @@ import pytest
 from grader.errors import RubricError
 from grader.rubric.schema import load_rubric
 from grader.run import machine, sandbox, uids
-from grader.run.dataroutes import MAX_SERVED, MOUNT_ROOTS, named_paths, serve
+from grader.run.dataroutes import MAX_SERVED, MOUNT_ROOTS, named_paths, serve, system_folder
 from grader.run.execute import kernel_limits
 from grader.run.kernel import bubblewrap
 from tests.conftest import ROOT
@@ -140,10 +140,18 @@ def test_a_rubric_names_the_mounts_it_serves(tmp_path: Path) -> None:
     for mounts, expected in (('["/data/course/"]', ("/data/course",)), ("[]", ())):
         (tmp_path / "r.toml").write_text(text.replace("[data]\n", f"[data]\nmounts = {mounts}\n"))
         assert load_rubric(tmp_path / "r.toml").mounts == expected
-    for bad in ('["/"]', '["data"]', '["/a/../etc"]', '"/content"'):
+    for bad in ('["/"]', '["data"]', '["/a/../etc"]', '"/content"', '["/usr/share/data"]'):
         (tmp_path / "r.toml").write_text(text.replace("[data]\n", f"[data]\nmounts = {bad}\n"))
         with pytest.raises(RubricError, match="data.mounts"):
             load_rubric(tmp_path / "r.toml")
+
+
+def test_a_course_mount_root_may_not_overlap_a_system_folder() -> None:
+    for root in ("/usr", "/usr/share/course", "/proc/1", "/tmp/data", "/etc", "/var/lib"):
+        assert system_folder(root) is not None, root
+    for root in ("/content/drive", "/kaggle/input", "/data/course", "/mnt/shared", "/usr2"):
+        assert system_folder(root) is None, root
+    assert system_folder("/") == "/bin"  # holds them all (refused earlier as "/")
 
 
 INSIDE = r"""

@@ -32,7 +32,7 @@ from grader.rubric.tomlfields import (
     typed_fields,
     value_of,
 )
-from grader.run.dataroutes import MOUNT_ROOTS
+from grader.run.dataroutes import MOUNT_ROOTS, system_folder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -257,7 +257,7 @@ def load_rubric(path: str | Path) -> Rubric:
         reference_notebook=reference_notebook,
         keras_home=path_value(name, base, "data.keras_home", data.get("keras_home")),
         holdout=path_value(name, base, "data.holdout", data.get("holdout")),
-        mounts=folders(name, "data.mounts", data.get("mounts", list(MOUNT_ROOTS))),
+        mounts=folders(name, "data.mounts", data.get("mounts", list(MOUNT_ROOTS)), system_folder),
         digest=hashlib.sha256(raw_bytes).hexdigest(),
         late=_late(name, raw),
         published_accuracy={

@@ -7,6 +7,7 @@ so a wrong value is reported as ``rubric.toml: limits.cell_timeout_s: expected a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,17 @@ def strings(name: str, key: str, value: Any) -> list[str]:
     return value
 
 
-def folders(name: str, key: str, value: Any) -> tuple[str, ...]:
-    """A list of absolute folders (none of them ``/``, none climbing with ``..``)."""
+def folders(
+    name: str, key: str, value: Any, refused: Callable[[str], str | None] = lambda _: None
+) -> tuple[str, ...]:
+    """A list of absolute folders (none of them ``/``, none climbing with ``..``, none that
+    ``refused`` names a folder it overlaps)."""
     found = strings(name, key, value) if value != [] else []
     for folder in found:
         if not folder.startswith("/") or not folder.strip("/") or ".." in folder.split("/"):
             raise RubricError(name, key, f"expected absolute folders, got {folder!r}")
+        if (overlap := refused(folder.rstrip("/"))) is not None:
+            raise RubricError(name, key, f"{folder!r} overlaps the system folder {overlap}")
     return tuple(f.rstrip("/") for f in found)
 
 

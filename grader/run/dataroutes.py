@@ -39,6 +39,26 @@ LITERAL = re.compile(r"""(['"])([^'"\n{}]{1,300})\1""")
 WORKING_FOLDERS = ("/content", "/kaggle/working")
 """Colab's and Kaggle's working folders: writable there, so made (empty, private, sized as
 ``/tmp``) in the view of a notebook that names them; ``/content/drive`` is served inside."""
+SYSTEM_FOLDERS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
+"""Folders the kernel's view needs as the machine has them (its programs, libraries,
+``/proc``, its own ``/tmp``): a course's mount root may not be one, hold one or sit in one."""
 NAME_MAX = 255
 """The longest name one path component may have (Linux's ``NAME_MAX``, in bytes)."""
 MAX_SERVED = 16
@@ -55,6 +75,14 @@ def served_names(keras_home: Path) -> dict[str, Path]:
         if real.is_dir() or (real.is_file() and item.suffix == ".zip"):
             names[item.name] = real
     return names
+
+
+def system_folder(root: str) -> str | None:
+    """The system folder (:data:`SYSTEM_FOLDERS`) a mount root is, holds or sits in."""
+    for folder in SYSTEM_FOLDERS:
+        if _under(root, [folder]) or _under(folder, [root]):
+            return folder
+    return None
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:
