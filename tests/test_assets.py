@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import nbformat
 import pytest
 
 from grader.errors import AssetKitError
-from grader.kit import assets
+from grader.kit import assets, complete
 from grader.kit.assets import TFDS_FOLDER, Kit, course_kit, prepare_keras_home
 from grader.measure.client import MSG_NO_HOLDOUT, Measurer
 from grader.rubric.limits import Limits
@@ -285,3 +286,76 @@ def test_the_evaluator_sees_imagenets_classifier_in_the_saved_model() -> None:
     assert not has_imagenet_top(Layer("model", layers=[Layer("predictions", 1)]))
     assert parse_measurement({"accuracy": 0.5, "top": True}).top is True
     assert parse_measurement({"accuracy": 0.5, "top": "yes"}).top is None
+
+
+def built_kit_without_tfds(cache: Path, images: int = 0) -> Path:
+    """A kit folder as the builder leaves it where TFDS was not installed: a manifest and
+    the archive (``images`` real JPEGs a class), no TFDS copy."""
+    from PIL import Image
+
+    root = assets.kit_dir(cache)
+    (root / "keras_home" / "datasets").mkdir(parents=True)
+    (root / assets.MANIFEST).write_text(json.dumps({"counts": {"tfds": 0}}))
+    with zipfile.ZipFile(root / complete.ARCHIVE, "w") as archive:
+        for kind in ("cats", "dogs") if images else ():
+            for i in range(images):
+                picture = Image.new("RGB", (24, 16), (40 * i, 90 if kind == "cats" else 200, 30))
+                buffer = io.BytesIO()
+                picture.save(buffer, format="JPEG")
+                archive.writestr(f"cats_and_dogs_filtered/train/{kind}/{i}.jpg", buffer.getvalue())
+    return root
+
+
+def test_a_kit_needs_its_tfds_copy_only_once_per_installed_tfds(tmp_path: Path) -> None:
+    root = built_kit_without_tfds(tmp_path)
+    assert not complete.needs_tfds(root, None)  # TFDS not installed: nothing to add
+    assert complete.needs_tfds(root, "4.9.10")
+    (root / complete.TFDS_RECORD).write_text(json.dumps({"tfds_version": "4.9.10"}))
+    assert not complete.needs_tfds(root, "4.9.10")  # tried with this version already
+    assert complete.needs_tfds(root, "4.9.11")
+    (root / complete.TFDS_RECORD).write_text("[not a record")
+    assert complete.needs_tfds(root, "4.9.10")
+    (root / "keras_home" / TFDS_FOLDER).mkdir()
+    assert not complete.needs_tfds(root, "4.9.11")  # the copy is there
+
+
+def test_a_failed_completion_is_recorded_and_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = built_kit_without_tfds(tmp_path)
+    (root / complete.ARCHIVE).unlink()  # the completing process refuses this kit
+    monkeypatch.setattr(complete, "installed_tfds", lambda: "4.9.10")
+    said: list[str] = []
+    assert complete.complete_tfds(root, said.append) == 0
+    record = json.loads((root / complete.TFDS_RECORD).read_text())
+    assert record["tfds_version"] == "4.9.10" and "not a built kit" in record["detail"]
+    assert "could not be written" in said[-1]
+    assert complete.complete_tfds(root, said.append) is None  # once per TFDS version
+
+
+@pytest.mark.kernel
+def test_a_kit_built_before_tfds_was_installed_gets_its_copy_and_tfds_load_reads_it(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorflow_datasets")
+    root = built_kit_without_tfds(tmp_path, images=3)
+    said: list[str] = []
+    kit = assets.ensure_kit(tmp_path, progress=said.append)
+    assert any("Adding the TFDS copy" in line for line in said)
+    assert json.loads((root / complete.TFDS_RECORD).read_text())["written"] == 6
+    assert json.loads((root / assets.MANIFEST).read_text()) == {"counts": {"tfds": 0}}
+    assert not list(root.glob(".tfds-*"))  # no staging left in the kit
+    load = (
+        "import sys, tensorflow_datasets as tfds\n"
+        "ds = tfds.load('cats_vs_dogs', split='train', as_supervised=True, data_dir=sys.argv[1],"
+        " download=False)\n"
+        "print(sorted(int(label) for _, label in ds))\n"
+    )
+    home = prepare_keras_home(kit, tmp_path / "run" / "keras_home")
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(home / TFDS_FOLDER)], capture_output=True, text=True
+    )
+    assert done.stdout.split("\n")[-2] == "[0, 0, 0, 1, 1, 1]", done.stderr[-2000:]
+    said.clear()
+    assets.ensure_kit(tmp_path, progress=said.append)
+    assert said == []  # complete: nothing to add again

@@ -70,7 +70,8 @@ def kit_dir(cache: Path | None = None) -> Path:
 
 
 def ensure_kit(cache: Path | None = None, progress: Callable[[str], None] = print) -> Kit:
-    """The built kit, building it first (a few minutes, shown line by line) if missing."""
+    """The built kit, building it first (a few minutes, shown line by line) if missing,
+    and adding what a package installed since it was built serves (its TFDS copy)."""
     root = kit_dir(cache)
     with map_dependency_errors(
         "kit", lambda exc: AssetKitError(MSG_CACHE.format(cache=root.parent, detail=strerror(exc)))
@@ -82,6 +83,9 @@ def ensure_kit(cache: Path | None = None, progress: Callable[[str], None] = prin
         if not (root / MANIFEST).exists():
             progress(f"Building the offline asset kit into {root} (once; a few minutes)")
             _build(root, progress)
+        from grader.kit.complete import complete_tfds  # imports this module
+
+        complete_tfds(root, progress)
     return Kit(keras_home=root / KERAS_HOME, holdout=root / "holdout", version=KIT_VERSION)
 
 
