@@ -75,6 +75,21 @@ def test_nbformat3_is_upgraded() -> None:
     assert notes == ["upgraded from nbformat 3"]
 
 
+def test_outputs_that_break_the_format_are_dropped_and_said_but_nothing_else_is() -> None:
+    """An editor's stream output with ``metadata`` (seen in a public Colab notebook):
+    Jupyter opens it, nbformat's schema refuses it; its stale outputs are dropped."""
+    data = json.loads(notebook_bytes())
+    stream = {"output_type": "stream", "name": "stdout", "text": ["Mounted"], "metadata": {}}
+    data["cells"][0].update(outputs=[stream], execution_count=3)
+    nb, notes = parse_notebook(json.dumps(data).encode())
+    assert nb.cells[0].outputs == [] and nb.cells[0].execution_count is None
+    assert nb.cells[0].source == "x = 1"
+    assert len(notes) == 1 and "saved outputs were dropped" in notes[0] and "metadata" in notes[0]
+    data["cells"][0]["source"] = 7  # not the outputs: still not a notebook
+    with pytest.raises(InvalidNotebook, match="not a notebook"):
+        parse_notebook(json.dumps(data).encode())
+
+
 def test_python_notebook_loads(tmp_path: Path) -> None:
     path = tmp_path / "s1234_lee.ipynb"
     path.write_bytes(

@@ -24,6 +24,10 @@ PYTHON_NAMES = {"python", "python3", "ipython", "ipython3"}
 STUDENT_UNSAFE = re.compile(r"[^\w.@+-]+")
 MSG_NOT_JSON = "not a notebook: the file is not valid JSON ({detail})"
 MSG_NOT_NOTEBOOK = "not a notebook: {detail}"
+MSG_OUTPUTS_DROPPED = (
+    "its saved outputs were dropped: they did not follow the notebook format ({detail}); "
+    "grading runs the notebook again"
+)
 MSG_NO_CELLS = "the notebook has no cells"
 MSG_NO_CODE = "the notebook has no code cells"
 MSG_TOO_LARGE = (
@@ -142,7 +146,7 @@ def parse_notebook(raw: bytes) -> tuple[nbformat.NotebookNode, list[str]]:
         nb = nbformat.reads(json.dumps(data), as_version=4)
         if data.get("nbformat", 4) < 4:
             notes.append(f"upgraded from nbformat {data.get('nbformat')}")
-        nbformat.validate(nb)
+        notes += _valid_or_repaired(nb)
     if not nb.cells:
         raise InvalidNotebook(MSG_NO_CELLS)
     if not any(cell.cell_type == "code" for cell in nb.cells):
@@ -151,6 +155,22 @@ def parse_notebook(raw: bytes) -> tuple[nbformat.NotebookNode, list[str]]:
     if language and language not in PYTHON_NAMES:
         raise InvalidNotebook(MSG_LANGUAGE.format(language=language))
     return nb, notes
+
+
+def _valid_or_repaired(nb: nbformat.NotebookNode) -> list[str]:
+    """Validate; where only saved outputs break the format (some editors write keys the
+    schema does not allow, such as ``metadata`` on a stream), drop every code cell's
+    outputs, which grading never reads, and say so. Anything else still raises."""
+    try:
+        nbformat.validate(nb)
+        return []
+    except nbformat.ValidationError as exc:
+        detail = _short(exc)
+    for cell in nb.cells:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nbformat.validate(nb)
+    return [MSG_OUTPUTS_DROPPED.format(detail=detail)]
 
 
 def check_cells(nb: nbformat.NotebookNode, max_kb: int) -> None:
