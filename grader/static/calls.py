@@ -6,12 +6,14 @@ call leaves it out. Part of :mod:`grader.static.facts`'s analyser.
 from __future__ import annotations
 
 import ast
+from typing import Any
 
-from grader.static.scope import DEF, FUNCTIONS, PARAM, Scope, Site
-from grader.static.syntax import default_of, dotted, passed_for, spreads
+from grader.static.methods import Methods
+from grader.static.scope import DEF, FUNCTIONS, MAX_DEPTH, PARAM, Site
+from grader.static.syntax import UNKNOWN, default_of, dotted, passed_for, spreads
 
 
-class Calls(Scope):
+class Calls(Methods):
     """What flows into a name or out of a call through the student's functions."""
 
     def values(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
@@ -34,7 +36,9 @@ class Calls(Scope):
         node, index = binding.value
         found: list[tuple[ast.expr, Site]] = []
         calls = 0
-        for caller in dict.fromkeys(self.calls.get(node.name, [])):  # each site once
+        if index is not None and self.is_bound_method(node):
+            index = index - 1 if index else None  # a call passes the instance as ``self``
+        for caller in dict.fromkeys(self.calls.get(self.qualnames[node], [])):  # each once
             for call in self._calls_of(node, caller):
                 calls += 1
                 passed = None if spreads(call) else passed_for(call, key, index)
@@ -45,7 +49,22 @@ class Calls(Scope):
             found.insert(0, (default, binding.site))
         return found
 
+    def _const(self, expr: ast.AST, site: Site, depth: int = 0) -> Any:
+        """:meth:`Scope._const`, and a parameter's constant: the one value every call
+        passes it (or its default, where a call leaves it out)."""
+        value = super()._const(expr, site, depth)
+        if value is not UNKNOWN or not isinstance(expr, ast.Name) or depth > MAX_DEPTH:
+            return value
+        binding = self._lookup(expr.id, site)
+        if binding is None or binding.kind != PARAM:
+            return value
+        values = [self._const(v, s, depth + 1) for v, s in self.flows(expr, site)]
+        agreed = values and UNKNOWN not in values and len({repr(v) for v in values}) == 1
+        return values[0] if agreed else UNKNOWN
+
     def _definition(self, func: ast.AST, site: Site) -> ast.AST | None:
+        if isinstance(func, ast.Attribute) or self.called_class(func, site) is not None:
+            return self.method_called(func, site)
         binding = self._lookup(func.id, site) if isinstance(func, ast.Name) else None
         if binding is None or binding.kind != DEF or not isinstance(binding.value, FUNCTIONS):
             return None

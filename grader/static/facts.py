@@ -206,16 +206,18 @@ class _Analyzer(Freezing):
                     isinstance(node, (ast.Name, ast.Attribute)) and not facts.preprocess_input_used
                 ):
                     facts.preprocess_input_used = self._is_preprocess_use(node, site)
-        self._decide_frozen(facts)
-        chosen = self._trained_base() or (self.bases[0] if self.bases else None)
+        trained = self._trained_base()
+        self._decide_frozen(facts, trained[2] if trained else None)
+        chosen = trained[:2] if trained else (self.bases[0] if self.bases else None)
         if chosen is not None:
             self._base_options(*chosen, facts)
         names = [k for k, bs in self.bindings.items() if "." not in k and self._binds_base(bs)]
         facts.base_names = sorted(names, key=lambda k: self.bindings[k][0].site.order)
         return facts
 
-    def _trained_base(self) -> tuple[ast.Call, Site] | None:
-        """The base the first-trained model is built from (see :mod:`grader.static.trained`)."""
+    def _trained_base(self) -> tuple[ast.Call, Site, Site] | None:
+        """The base the first-trained model built on one is built from, and that ``fit``'s
+        statement (see :mod:`grader.static.trained`)."""
 
         def is_base(node: ast.Call, where: Site) -> bool:
             return self._class_name(node.func, where) == BASE_CLASS
@@ -226,13 +228,9 @@ class _Analyzer(Freezing):
                 continue  # a def never called trains nothing
             assert isinstance(call.func, ast.Attribute)
             found = first_reached(self, call.func.value, site, is_base)
-            if found is not None:  # else not a model's fit (an ImageDataGenerator's)
-                return found
+            if found is not None:  # else another model's fit, or an ImageDataGenerator's
+                return (*found, site)
         return None
-
-    def _is_called(self, name: str) -> bool:
-        definition = self.defs[name]
-        return any(s.order > definition.order for s in self.calls.get(name, []))
 
     def _binds_base(self, bindings: list[Binding]) -> bool:
         return any(b.kind == EXPR and self._is_base(b.value, b.site) for b in bindings)

@@ -69,9 +69,17 @@ class Freezing(Calls, metaclass=ABCMeta):
             if self._is_base(value, at)
         ]
 
+    def _is_called(self, name: str) -> bool:
+        """Whether the student's ``def`` (or method) ``name`` is called after it is defined."""
+        definition = self.defs[name]
+        return any(s.order > definition.order for s in self.calls.get(name, []))
+
     def _freeze_events(self, site: Site) -> None:
-        """Record each statement that sets the whole base trainable or not."""
+        """Record each statement that sets the whole base trainable or not (none in a
+        ``def`` that is never called: it freezes nothing)."""
         node = site.node
+        if site.func and not self._is_called(site.func):
+            return
         for obj, value in trainable_sets(node):
             for when in self._base_times(obj, site):
                 self._event(value, site, when, whole=False)
@@ -98,8 +106,10 @@ class Freezing(Calls, metaclass=ABCMeta):
         if constant is not UNKNOWN:
             self.events.append((when, not constant, self._ref(site, whole)))
 
-    def _decide_frozen(self, facts: StaticFacts) -> None:
-        """Frozen when the last whole-base event before the first fit froze it.
+    def _decide_frozen(self, facts: StaticFacts, trained_fit: Site | None = None) -> None:
+        """Frozen when the last whole-base event before the first fit froze it: the first
+        fit of a model built on the base where one is known (``trained_fit``; baselines
+        and other bases trained before it do not count), else the first fit of all.
 
         Without any ``fit`` call, a freeze anywhere counts.
         """
@@ -107,7 +117,8 @@ class Freezing(Calls, metaclass=ABCMeta):
         if not self.fit_sites:
             chosen = next((e for e in events if e[1]), None)
         else:
-            horizon = min(self._time(site) for site in self.fit_sites)
+            fits = [trained_fit] if trained_fit is not None else self.fit_sites
+            horizon = min(self._time(site) for site in fits)
             before = [e for e in events if e[0] < horizon]
             chosen = before[-1] if before and before[-1][1] else None
         facts.frozen_before_fit = chosen is not None

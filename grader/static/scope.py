@@ -94,6 +94,12 @@ def live_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return blocks
 
 
+def qualified(node: ast.AST, owners: tuple[ast.AST, ...]) -> str:
+    """A ``def``'s name as its calls are indexed: ``Class.method`` for a method."""
+    name = getattr(node, "name", "")
+    return f"{owners[0].name}.{name}" if owners and isinstance(owners[0], ast.ClassDef) else name
+
+
 def collect(
     stmts: list[ast.stmt],
     order: int,
@@ -109,7 +115,7 @@ def collect(
         out.append(Site(where, cell, stmt, func, own_nodes(stmt), owners))
         inner, inner_owners = func, owners
         if isinstance(stmt, FUNCTIONS):
-            inner, inner_owners = func or stmt.name, (stmt, *owners)
+            inner, inner_owners = func or qualified(stmt, owners), (stmt, *owners)
         elif isinstance(stmt, ast.ClassDef):
             inner_owners = (stmt, *owners)
         for block in live_blocks(stmt):
@@ -130,6 +136,7 @@ class Scope:
         self.defs: dict[str, Site] = {}
         self.times: dict[str, tuple] = {}
         self.returns: dict[ast.AST, list[tuple[ast.expr, Site]]] = {}
+        self.qualnames: dict[ast.AST, str] = {}
         for site in sites:
             self._bind(site)
         for site in sites:
@@ -162,7 +169,10 @@ class Scope:
         elif isinstance(node, ast.Assign):
             for target in node.targets:
                 self._bind_target(target, node.value, site)
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            for value in self._loop_values(node.iter, site):
+                self._bind_target(node.target, value, site)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
             value = node.value if isinstance(node, ast.AnnAssign) else None
             self._bind_target(node.target, value, site)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
@@ -184,7 +194,8 @@ class Scope:
         self._add(node.name, site, DEF, node, site.scope)
         if isinstance(node, ast.ClassDef):
             return
-        self.defs.setdefault(node.name, site)
+        self.qualnames[node] = qualified(node, site.owners)
+        self.defs.setdefault(self.qualnames[node], site)
         args, scope = node.args, node
         for index, arg in enumerate([*args.posonlyargs, *args.args]):
             self._add(arg.arg, site, PARAM, (node, index), scope)
@@ -192,6 +203,17 @@ class Scope:
             self._add(arg.arg, site, PARAM, (node, None), scope)
         for arg in (a for a in (args.vararg, args.kwarg) if a is not None):
             self._add(arg.arg, site, OPAQUE, None, scope)
+
+    def _loop_values(self, iterable: ast.expr, site: Site) -> list[ast.expr | None]:
+        """What a ``for`` target takes, each in turn: the items of a literal list, tuple or
+        set (maybe through a name bound to one); else one unknown value."""
+        if isinstance(iterable, ast.Name):
+            binding = self._lookup(iterable.id, site)
+            iterable = binding.value if binding is not None and binding.kind == EXPR else iterable
+        if isinstance(iterable, (ast.List, ast.Tuple, ast.Set)) and iterable.elts:
+            if not any(isinstance(e, ast.Starred) for e in iterable.elts):
+                return list(iterable.elts)
+        return [None]
 
     def _bind_target(self, target: ast.AST, value: ast.expr | None, site: Site) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):

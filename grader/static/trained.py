@@ -1,6 +1,7 @@
 """What the trained model is built from: the statements that build the object whose
 ``fit`` runs, followed back through names, the student's own functions (their return
-values and their parameters' arguments) and layers ``.add``-ed to a ``Sequential``.
+values and their parameters' arguments), the student's classes (an instance is built
+from what its methods bind to ``self``) and layers ``.add``-ed to a ``Sequential``.
 
 A notebook may build several models (a demo of the full ImageNet network before the
 real one, a baseline); the checks that read the base's options ask about the one that
@@ -47,7 +48,10 @@ def first_reached(
 
 
 def _sources(scope: Calls, node: ast.AST, site: Site) -> list[tuple[ast.AST, Site]]:
-    found: list[tuple[ast.AST, Site]] = list(scope.values(node, site))
+    found: list[tuple[ast.AST, Site]] = [
+        *scope.values(node, site),
+        *scope.instance_parts(node, site),
+    ]
     binding = scope.value_binding.get(node)
     if binding is not None:  # a Sequential() built here, and what was .add-ed to it later
         found += scope.added.get(binding, [])

@@ -1,0 +1,139 @@
+"""Static facts through the student's classes and loops (grader.static.methods and the
+``for`` targets of grader.static.scope): models built by methods, the base kept on
+``self``, a subclassed ``keras.Model``, models built in a loop over literal lists, and
+a baseline trained before the transfer model."""
+
+from __future__ import annotations
+
+import textwrap
+
+from grader.static.evidence import StaticFacts
+from grader.static.facts import analyze_sources
+
+TF = "import tensorflow as tf\nfrom tensorflow import keras\n"
+
+BUILDER = """
+class Classifier:
+    def __init__(self, shape, top={top}):
+        self.shape = shape
+        self.base = keras.applications.MobileNetV2(input_shape=shape, include_top=top)
+        {freeze}
+
+    def augmenter(self):
+        return keras.Sequential([keras.layers.RandomFlip('horizontal')])
+
+    def build(self):
+        inputs = keras.Input(shape=self.shape)
+        x = self.augmenter()(inputs)
+        x = self.base(x, training=False)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        self.model = keras.Model(inputs, keras.layers.Dense(1)(x))
+        return self.model
+"""
+
+
+def analyse(*cells: str) -> StaticFacts:
+    return analyze_sources([(i, textwrap.dedent(cell)) for i, cell in enumerate(cells)])
+
+
+def builder(top: str = "False", freeze: str = "self.base.trainable = False") -> str:
+    return TF + BUILDER.format(top=top, freeze=freeze)
+
+
+def test_a_model_built_by_methods_is_read_through_self_and_the_instance() -> None:
+    facts = analyse(
+        builder(), "clf = Classifier((160, 160, 3))\nmodel = clf.build()", "model.fit(ds)"
+    )
+    assert facts.include_top is False
+    assert facts.frozen_before_fit
+    assert facts.augmentation_in_model
+    assert facts.pooling_layers == ["GlobalAveragePooling2D"]
+
+
+def test_the_trained_models_base_decides_and_a_constructor_argument_reaches_init() -> None:
+    demo = "demo = keras.applications.MobileNetV2(include_top=False)\n"
+    calls = "clf = Classifier((160, 160, 3), top=True)\nmodel = clf.build()\nmodel.fit(ds)"
+    facts = analyse(builder(top="False"), demo + calls)
+    assert facts.include_top is True  # what the call passes, not the parameter's default
+    facts = analyse(builder(top="True"), demo + calls.replace("top=True", "False"))
+    assert facts.include_top is False  # passed by position, after self
+
+
+def test_a_freeze_through_the_instance_outside_the_class_counts() -> None:
+    calls = (
+        "clf = Classifier((160, 160, 3))\nclf.base.trainable = False\nm = clf.build()\nm.fit(ds)"
+    )
+    assert analyse(builder(freeze="pass"), calls).frozen_before_fit
+    late = "clf = Classifier((160, 160, 3))\nm = clf.build()\nm.fit(ds)\nclf.base.trainable = False"
+    assert not analyse(builder(freeze="pass"), late).frozen_before_fit
+
+
+def test_a_method_never_called_neither_freezes_nor_trains() -> None:
+    code = builder(freeze="pass") + (
+        "\n    def freeze(self):\n        self.base.trainable = False\n"
+        "\n    def train(self, ds):\n        self.build().fit(ds)\n"
+    )
+    assert not analyse(code, "clf = Classifier((160, 160, 3))\nclf.train(ds)").frozen_before_fit
+    called = "clf = Classifier((160, 160, 3))\nclf.freeze()\nclf.train(ds)"
+    assert analyse(code, called).frozen_before_fit
+
+
+def test_another_classs_attributes_are_not_this_ones() -> None:
+    other = "class Other:\n    def __init__(self):\n        self.base = keras.layers.Dense(1)\n"
+    calls = "o = Other()\no.base.trainable = False\nclf = Classifier((160, 160, 3))\n"
+    facts = analyse(builder(freeze="pass"), other, calls + "m = clf.build()\nm.fit(ds)")
+    assert not facts.frozen_before_fit
+
+
+def test_a_subclassed_model_is_built_from_what_it_keeps_on_self() -> None:
+    code = TF + textwrap.dedent(
+        """
+        demo = keras.applications.MobileNetV2(include_top=True)
+        class CatsDogs(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.base = keras.applications.MobileNetV2(include_top=False)
+                self.pool = keras.layers.GlobalAveragePooling2D()
+                self.head = keras.layers.Dense(1)
+
+            def call(self, x):
+                return self.head(self.pool(self.base(x, training=False)))
+        """
+    )
+    facts = analyse(code, "model = CatsDogs()\nmodel.fit(ds)")
+    assert facts.include_top is False  # the trained model's, not the demo's
+
+
+def test_a_loop_over_a_literal_list_binds_each_item() -> None:
+    loop = TF + textwrap.dedent(
+        """
+        for name, Pooling in [('avg', keras.layers.GlobalAveragePooling2D),
+                              ('max', keras.layers.GlobalMaxPooling2D)]:
+            base = keras.applications.MobileNetV2(include_top=False)
+            base.trainable = False
+            x = Pooling()(base.output)
+            model = keras.Model(base.input, keras.layers.Dense(1)(x))
+            model.fit(ds)
+        """
+    )
+    facts = analyse(loop)
+    assert facts.pooling_layers and facts.frozen_before_fit and facts.include_top is False
+    poolings = "poolings = [keras.layers.Flatten, keras.layers.Flatten]\n"
+    facts = analyse(TF + poolings + "for P in poolings:\n    x = P()(y)\n")
+    assert facts.flatten_used and not facts.pooling_layers
+
+
+def test_a_loop_over_anything_else_binds_nothing_known() -> None:
+    facts = analyse(TF + "for P in get_layers():\n    x = P()(y)\n")
+    assert not facts.pooling_layers and not facts.flatten_used
+
+
+def test_a_baseline_trained_first_does_not_decide_when_the_base_was_frozen() -> None:
+    baseline = "cnn = keras.Sequential([keras.layers.Conv2D(8, 3), keras.layers.Flatten()])\n"
+    baseline += "cnn.fit(ds)\n"
+    base = "base = keras.applications.MobileNetV2(include_top=False)\n"
+    model = "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+    freeze = "base.trainable = False\n"
+    assert analyse(TF + baseline, base + freeze + model + "model.fit(ds)").frozen_before_fit
+    late = base + model + "model.fit(ds)\n" + freeze
+    assert not analyse(TF + baseline, late).frozen_before_fit
