@@ -170,6 +170,10 @@ def test_the_evaluators_answer_is_parsed_as_hostile_input() -> None:
     assert parse_measurement({"accuracy": float("nan")}).accuracy is None
     assert parse_measurement(["not", "a", "dict"]).error  # type: ignore[arg-type]
     assert parse_measurement(None) is None
+    assert parse_measurement({"side": [224, 224]}).side == (224, 224)
+    for side in ([224], [0, 160], [True, 160], [160.0, 160], "160", [10**6, 160], None):
+        assert parse_measurement({"side": side}).side is None, side
+    assert parse_measurement({"side": [224, 224], "made_for": 160}).made_for is None  # ours
 
 
 # --- the loss and the outputs: a probability loss over outputs that are not ------------

@@ -359,3 +359,9 @@ def test_a_kit_built_before_tfds_was_installed_gets_its_copy_and_tfds_load_reads
     said.clear()
     assets.ensure_kit(tmp_path, progress=said.append)
     assert said == []  # complete: nothing to add again
+
+
+def test_the_size_the_kit_is_made_for_is_the_one_its_builder_calibrates_at() -> None:
+    from grader.kit.build import RECALIBRATION_SIDE
+
+    assert assets.KIT_SIDE == RECALIBRATION_SIDE

@@ -331,6 +331,23 @@ def test_a_claim_far_from_the_measurement_is_flagged_and_earns_only_the_measured
     assert accuracy_flags(ACC, facts) == []
 
 
+def test_a_model_at_a_size_the_kit_is_not_made_for_is_flagged_for_review_below_full() -> None:
+    facts = facts_for(None, events=TRAINED)
+    facts.measured = Measurement(0.8, 320, side=(224, 224), made_for=160)
+    result = check_accuracy(ACC, facts)
+    assert result.score < ACC.points
+    assert "reads 224x224 images; the course's offline kit is made for 160x160" in result.message
+    assert accuracy_flags(ACC, facts) == ["accuracy_input_size"]
+    for measured in (
+        Measurement(0.8, 320, side=(160, 160), made_for=160),  # the kit's own size
+        Measurement(0.8, 320, side=(224, 224), made_for=None),  # a course's own cache
+        Measurement(0.9, 320, side=(224, 224), made_for=160),  # full points: nothing to review
+    ):
+        facts.measured = measured
+        assert accuracy_flags(ACC, facts) == [], measured
+        assert "offline kit is made for" not in check_accuracy(ACC, facts).message
+
+
 def test_a_model_that_cannot_be_loaded_safely_is_unverified() -> None:
     facts = facts_for(None, events=TRAINED)
     facts.measured = Measurement(error="Lambda layer refused")

@@ -25,7 +25,13 @@ from grader.checks.facts import (
     ProbeEvent,
     verdict,
 )
-from grader.checks.measured import BASE_CHANGED, BASE_UNCHANGED, BASIS_FINAL, BASIS_HEAD
+from grader.checks.measured import (
+    BASE_CHANGED,
+    BASE_UNCHANGED,
+    BASIS_FINAL,
+    BASIS_HEAD,
+    Measurement,
+)
 from grader.results import SOURCE_MEASURED, SOURCE_NONE, SOURCE_RUNTIME, CheckResult, Evidence
 from grader.rubric.schema import CheckSpec
 from grader.static.keras_names import ACCURACY_METRICS
@@ -33,6 +39,12 @@ from grader.static.keras_names import ACCURACY_METRICS
 CHECK_ACCURACY = "accuracy"
 FLAG_MISMATCH = "accuracy_mismatch"
 FLAG_UNVERIFIED = "accuracy_unverified"
+FLAG_INPUT_SIZE = "accuracy_input_size"
+MSG_INPUT_SIZE = (
+    " The model reads {rows}x{cols} images; the course's offline kit is made for "
+    "{side}x{side}, and its pre-trained features tell the classes apart less well at other "
+    "sizes, so part of a gap to the reference may be the kit's: your instructor reviews it."
+)
 MSG_NO_TRAINING = "The notebook never trained a model, so it earns no accuracy credit."
 MSG_NO_FIGURE = "The model was trained but could not be measured and reported no accuracy."
 MSG_NO_REFERENCE = "The reference's accuracy is not known, so accuracy cannot be scored."
@@ -191,14 +203,25 @@ def bar_for(spec: CheckSpec, facts: Facts) -> Bar | None:
 
 
 def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
-    """``accuracy_unverified`` / ``accuracy_mismatch`` for a model that trained."""
+    """``accuracy_unverified`` / ``accuracy_mismatch`` for a model that trained, and
+    ``accuracy_input_size`` for one below full points at a size the kit is not made for."""
     if facts.first_fit is None:  # any accuracy it claims cannot come from a trained model
         return [FLAG_MISMATCH] if facts.claimed else []
     measured = facts.measured_accuracy
     if measured is None:
         return [FLAG_UNVERIFIED] if facts.first_fit is not None else []
     gaps = [abs(claim - measured) for claim in facts.claimed]
-    return [FLAG_MISMATCH] if any(gap > spec.mismatch for gap in gaps) else []
+    flags = [FLAG_MISMATCH] if any(gap > spec.mismatch for gap in gaps) else []
+    bar = bar_for(spec, facts) if unlike_kit(facts.measured) else None
+    below = bar is not None and score_from(measured, bar.full_at, spec) < spec.points
+    return flags + ([FLAG_INPUT_SIZE] if below else [])
+
+
+def unlike_kit(measured: Measurement | None) -> bool:
+    """Whether the model's input size is not the one the grader's own kit is made for."""
+    if measured is None or measured.side is None or measured.made_for is None:
+        return False
+    return measured.side != (measured.made_for, measured.made_for)
 
 
 def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
@@ -219,6 +242,9 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
             score = min(score, round(spec.points * LOSS_MISMATCH_CREDIT, 2))
             share = facts.measured.outside if facts.measured is not None else None
             message += MSG_LOSS_MISMATCH.format(share=share, cap=LOSS_MISMATCH_CREDIT)
+        if unlike_kit(facts.measured) and score < spec.points:
+            rows, cols = facts.measured.side or (0, 0)
+            message += MSG_INPUT_SIZE.format(rows=rows, cols=cols, side=facts.measured.made_for)
         message += _mismatch_note(spec, facts)
         return verdict(spec, message, SOURCE_MEASURED, evidence, score=score)
     reported = self_reported_accuracy(facts.events)

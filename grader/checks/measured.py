@@ -21,6 +21,8 @@ BASE_STATES = (BASE_UNCHANGED, BASE_CHANGED)
 """What the evaluator can say of the base's weights (:mod:`grader.measure.evaluator`)."""
 OUTPUT_RULES = ("logit", "probability", "argmax")
 MAX_ERROR_CHARS = 400
+MAX_SIDE = 4096
+"""The largest input size an answer may name (the evaluator refuses far smaller ones)."""
 MSG_NO_ANSWER = "the evaluator gave no usable answer"
 
 
@@ -46,6 +48,11 @@ class Measurement:
     """For a loss that reads the outputs as probabilities (``from_logits=False``): the
     share of images whose outputs are not (outside 0-1). None when
     the loss reads logits, or when not told."""
+    side: tuple[int, int] | None = None
+    """The saved model's input size (rows, columns) as the evaluator loaded it."""
+    made_for: int | None = None
+    """The input size the grader's own kit's base is made for (None: a course's own
+    Keras cache); set by the measurer, which knows the kit, never by the answer."""
     error: str | None = None
     """Why it could not measure."""
 
@@ -68,8 +75,16 @@ def parse_measurement(answer: Mapping[str, Any] | None) -> Measurement | None:
         base_moved=_flag(answer.get("base_moved")),
         top=_flag(answer.get("top")),
         outside=_share(answer.get("outside")),
+        side=_side(answer.get("side")),
         error=encodable(error[:MAX_ERROR_CHARS]) if isinstance(error, str) else None,
     )
+
+
+def _side(value: Any) -> tuple[int, int] | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return (value[0], value[1]) if whole and all(0 < v <= MAX_SIDE for v in value) else None
 
 
 def _share(value: Any) -> float | None:

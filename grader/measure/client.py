@@ -26,12 +26,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from grader.checks.facts import CompileEvent, FitEvent, ProbeEvent
 from grader.checks.measured import Measurement, parse_measurement
+from grader.kit.assets import CUSTOM_KIT, KIT_SIDE
 from grader.measure.evaluator import ANSWER_PREFIX, SERVE_FLAG
 from grader.measure.jail import EvaluatorJail
 from grader.run import cgroups
@@ -311,7 +312,9 @@ class Measurer:
         weights = self.settings.kit.keras_home / "models"
         limit = self.settings.holdout_images
         answer = evaluator.measure(model_path, output_hint(events), limit=limit, weights=weights)
-        return parse_measurement(answer)
+        measured = parse_measurement(answer)
+        own_kit = self.settings.kit.version != CUSTOM_KIT
+        return replace(measured, made_for=KIT_SIDE) if measured and own_kit else measured
 
 
 def start_measuring(settings: RunSettings) -> Measurer:

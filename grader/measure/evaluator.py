@@ -170,6 +170,7 @@ def measure(
         "base": base,
         "base_moved": moved,
         "top": has_imagenet_top(model),
+        "side": list(side),
         "error": None,
     }
 
