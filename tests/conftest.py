@@ -1,8 +1,9 @@
 """The class batch, graded once per session and shared by the kernel tests.
 
 One batch mixes the 13 sample notebooks, the reference graded as a student, the
-bad-input and accuracy fixtures and the hostile corpus: the honest notebooks must be
-graded exactly as when alone, whatever the hostile ones do.
+bad-input and accuracy fixtures, the hostile corpus and the notebooks in real students'
+shapes (``fixtures/wild``): the honest notebooks must be graded exactly as when alone,
+whatever the hostile ones do.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from grader.run.runfolders import (
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 RUBRIC = FIXTURES / "rubric_fast.toml"
-FIXTURE_SETS = ("bad_inputs", "extra_students", "hostile")
+FIXTURE_SETS = ("bad_inputs", "extra_students", "hostile", "wild")
 CELL_TIMEOUT_S = load_rubric(RUBRIC).limits.cell_timeout_s
 
 

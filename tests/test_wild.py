@@ -12,8 +12,6 @@ checks must agree between the two.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +45,13 @@ def test_static_verdicts_as_expected(notebook: Path) -> None:
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runtime_verdicts_as_expected_and_static_agrees(notebook: Path, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "grader", "check", str(notebook), "--rubric", str(RUBRIC)]
-    command += ["--format", "json", "--out", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    assert done.returncode in (0, 1), done.stderr[-3000:]
-    record = json.loads(done.stdout)["result"]
+def test_runtime_verdicts_as_expected_and_static_agrees(
+    notebook: Path, graded: tuple[Path, str]
+) -> None:
+    """Graded in the class batch (``conftest.py``), as an instructor grades them: the
+    batch's spare workers take them while its slowest notebooks run."""
+    rows = (graded[0] / "results.jsonl").read_text().splitlines()
+    record = next(r for r in map(json.loads, rows) if r["student"] == notebook.stem)
     checks = {c["id"]: c for c in record["checks"]}
     found: dict[str, list[Any]] = {
         i: [checks[i]["passed"], checks[i]["source"], checks[i]["message"]] for i in STRUCTURAL
