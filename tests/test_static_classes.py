@@ -6,6 +6,7 @@ a baseline trained before the transfer model."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 from grader.static.evidence import StaticFacts
 from grader.static.facts import analyze_sources
@@ -137,3 +138,47 @@ def test_a_baseline_trained_first_does_not_decide_when_the_base_was_frozen() -> 
     assert analyse(TF + baseline, base + freeze + model + "model.fit(ds)").frozen_before_fit
     late = base + model + "model.fit(ds)\n" + freeze
     assert not analyse(TF + baseline, late).frozen_before_fit
+
+
+def test_hostile_recursion_and_long_loops_stay_fast() -> None:
+    """Review findings: a parameter reached again while decided, and a loop over a long
+    literal, once made the analysis exponential or quadratic."""
+    recursive = TF + (
+        "def make(top):\n"
+        "    base = keras.applications.MobileNetV2(include_top=top)\n"
+        "    return make(top) or make(top)\n"
+        "make(False)\n"
+    )
+    loops = "U = [" + ", ".join(f"L{i}" for i in range(10000)) + "]\n"
+    loops += "for u in U:\n    v = u\n" * 200
+    start = time.monotonic()
+    analyse(recursive)
+    analyse(loops)
+    assert time.monotonic() - start < 10
+
+
+def test_a_loop_over_constants_leaves_the_value_unknown() -> None:
+    loop = TF + (
+        "base = keras.applications.MobileNetV2(include_top=False)\n"
+        "base.trainable = False\n"
+        "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+        "for trainable in [False, True]:\n"
+        "    base.trainable = trainable\n"
+        "    model.fit(ds)\n"
+    )
+    assert analyse(loop).frozen_before_fit  # the first fit runs frozen
+
+
+def test_a_def_used_but_not_called_by_name_still_runs() -> None:
+    static = TF + (
+        "base = keras.applications.MobileNetV2(include_top=False)\n"
+        "class FT:\n"
+        "    @staticmethod\n"
+        "    def freeze():\n"
+        "        base.trainable = False\n"
+        "FT.freeze()\n"
+        "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+        "model.fit(ds)\n"
+    )
+    assert analyse(static).frozen_before_fit
+    assert not analyse(static.replace("FT.freeze()\n", "")).frozen_before_fit  # never used

@@ -16,6 +16,11 @@ from grader.static.syntax import UNKNOWN, default_of, dotted, passed_for, spread
 class Calls(Methods):
     """What flows into a name or out of a call through the student's functions."""
 
+    def __init__(self, sites: list[Site]) -> None:
+        self.param_consts: dict[int, Any] = {}
+        """A parameter binding's constant (:meth:`_const`), decided once."""
+        super().__init__(sites)
+
     def values(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
         """What an expression may stand for: the value its name was bound to, and what
         flows into it through the student's functions (:meth:`flows`)."""
@@ -58,9 +63,13 @@ class Calls(Methods):
         binding = self._lookup(expr.id, site)
         if binding is None or binding.kind != PARAM:
             return value
-        values = [self._const(v, s, depth + 1) for v, s in self.flows(expr, site)]
-        agreed = values and UNKNOWN not in values and len({repr(v) for v in values}) == 1
-        return values[0] if agreed else UNKNOWN
+        key = id(binding)  # what a parameter holds does not depend on where it is read
+        if key not in self.param_consts:
+            self.param_consts[key] = UNKNOWN  # while it is being decided: a cycle is unknown
+            values = [self._const(v, s, depth + 1) for v, s in self.flows(expr, site)]
+            agreed = values and UNKNOWN not in values and len({repr(v) for v in values}) == 1
+            self.param_consts[key] = values[0] if agreed else UNKNOWN
+        return self.param_consts[key]
 
     def _definition(self, func: ast.AST, site: Site) -> ast.AST | None:
         if isinstance(func, ast.Attribute) or self.called_class(func, site) is not None:

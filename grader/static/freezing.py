@@ -30,6 +30,7 @@ class Freezing(Calls, metaclass=ABCMeta):
         super().__init__(sites)
         self.events: list[tuple[tuple, bool, CodeRef]] = []
         self.fit_sites: list[Site] = []
+        self.uses: dict[str, list[Site]] | None = None
 
     @abstractmethod
     def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
@@ -70,9 +71,30 @@ class Freezing(Calls, metaclass=ABCMeta):
         ]
 
     def _is_called(self, name: str) -> bool:
-        """Whether the student's ``def`` (or method) ``name`` is called after it is defined."""
+        """Whether the student's ``def`` (or method) ``name`` may run: a call of it is
+        known, or its name is read anywhere outside its own body after it is defined
+        (``Utils.train(...)``, ``steps = [freeze]``, ``partial(train, model)``): only a
+        name never used is never called."""
         definition = self.defs[name]
-        return any(s.order > definition.order for s in self.calls.get(name, []))
+        if any(s.order > definition.order for s in self.calls.get(name, [])):
+            return True
+        bare = name.rsplit(".", 1)[-1]
+        return any(
+            s.order > definition.order and s.func != name for s in self._name_uses().get(bare, [])
+        )
+
+    def _name_uses(self) -> dict[str, list[Site]]:
+        """Each name read (``x``, or ``.x`` of an attribute) and the statements reading it."""
+        if self.uses is None:
+            self.uses = {}
+            for site in self.sites:
+                for expr in site.exprs:
+                    for node in ast.walk(expr):
+                        used = node.id if isinstance(node, ast.Name) else None
+                        used = node.attr if isinstance(node, ast.Attribute) else used
+                        if used is not None and isinstance(getattr(node, "ctx", None), ast.Load):
+                            self.uses.setdefault(used, []).append(site)
+        return self.uses
 
     def _freeze_events(self, site: Site) -> None:
         """Record each statement that sets the whole base trainable or not (none in a

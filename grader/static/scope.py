@@ -22,6 +22,8 @@ from grader.static.syntax import (
 )
 
 MAX_DEPTH = 25
+MAX_LOOP_ITEMS = 32
+"""Items of a literal a ``for`` target is bound to, at most (more: unknown)."""
 BODY_FIELDS = ("body", "orelse", "finalbody")
 BLOCK_FIELDS = ("handlers", "cases")
 UNARY_OPS = {ast.USub: lambda v: -v, ast.UAdd: lambda v: +v}
@@ -92,6 +94,15 @@ def live_blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
     for name in BLOCK_FIELDS:
         blocks.extend(block.body for block in getattr(stmt, name, []))
     return blocks
+
+
+def _unknown_constants(item: ast.expr) -> ast.expr | None:
+    """A loop item with its constants unknown (None), tuples item by item."""
+    if isinstance(item, ast.Constant):
+        return None
+    if isinstance(item, (ast.Tuple, ast.List)):
+        return ast.Tuple(elts=[_unknown_constants(e) for e in item.elts], ctx=ast.Load())
+    return item
 
 
 def qualified(node: ast.AST, owners: tuple[ast.AST, ...]) -> str:
@@ -205,15 +216,20 @@ class Scope:
             self._add(arg.arg, site, OPAQUE, None, scope)
 
     def _loop_values(self, iterable: ast.expr, site: Site) -> list[ast.expr | None]:
-        """What a ``for`` target takes, each in turn: the items of a literal list, tuple or
-        set (maybe through a name bound to one); else one unknown value."""
+        """What a ``for`` target is bound to: the items of a literal list, tuple or set
+        (maybe through a name bound to one), up to :data:`MAX_LOOP_ITEMS`, a name then
+        reading as the last one (as after the loop); a constant item (``for t in [False,
+        True]``) stays unknown, since which one a statement in the body sees is not. Else
+        one unknown value."""
         if isinstance(iterable, ast.Name):
             binding = self._lookup(iterable.id, site)
             iterable = binding.value if binding is not None and binding.kind == EXPR else iterable
-        if isinstance(iterable, (ast.List, ast.Tuple, ast.Set)) and iterable.elts:
-            if not any(isinstance(e, ast.Starred) for e in iterable.elts):
-                return list(iterable.elts)
-        return [None]
+        items = iterable.elts if isinstance(iterable, (ast.List, ast.Tuple, ast.Set)) else []
+        if not items or len(items) > MAX_LOOP_ITEMS:
+            return [None]
+        if any(isinstance(e, ast.Starred) for e in items):
+            return [None]
+        return [_unknown_constants(e) for e in items]
 
     def _bind_target(self, target: ast.AST, value: ast.expr | None, site: Site) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
