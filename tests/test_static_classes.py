@@ -182,3 +182,74 @@ def test_a_def_used_but_not_called_by_name_still_runs() -> None:
     )
     assert analyse(static).frozen_before_fit
     assert not analyse(static.replace("FT.freeze()\n", "")).frozen_before_fit  # never used
+
+
+UTILS = """
+base = keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False)
+
+class Utils:
+    @staticmethod
+    def freeze(m, flag):
+        m.trainable = flag
+
+    @staticmethod
+    def train(model, ds):
+        return model.fit(ds, epochs=2)
+
+    @classmethod
+    def head(cls, b):
+        x = keras.layers.GlobalAveragePooling2D()(b.output)
+        return keras.Model(b.input, keras.layers.Dense(1)(x))
+"""
+
+
+def test_static_and_class_methods_called_through_the_class_take_their_arguments() -> None:
+    calls = "Utils.freeze(base, {flag})\nmodel = Utils.head(base)\nUtils.train(model, ds)\n"
+    fine_tune = "base.trainable = True\nmodel.fit(ds, epochs=1)\n"
+    facts = analyse(TF + UTILS, calls.format(flag="False"), fine_tune)
+    assert facts.frozen_before_fit  # the first fit is the one inside Utils.train
+    assert facts.pooling_layers == ["GlobalAveragePooling2D"]  # cls is not ``b``
+    assert not analyse(TF + UTILS, calls.format(flag="True"), fine_tune).frozen_before_fit
+
+
+def test_one_helper_called_with_false_then_true_is_two_events() -> None:
+    helper = TF + (
+        "base = keras.applications.MobileNetV2(include_top=False)\n"
+        "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+        "def set_trainable(m, flag):\n    m.trainable = flag\n"
+        "def set_layers(m, flag):\n    for layer in m.layers:\n        layer.trainable = flag\n"
+    )
+    for name in ("set_trainable", "set_layers"):
+        runs = f"{name}(base, {{}})\nmodel.fit(ds)\n{name}(base, {{}})\nmodel.fit(ds)\n"
+        assert analyse(helper, runs.format("False", "True")).frozen_before_fit, name
+        assert not analyse(helper, runs.format("True", "False")).frozen_before_fit, name
+
+
+def test_a_constant_kept_on_self_reaches_the_base_call() -> None:
+    code = TF + textwrap.dedent(
+        """
+        class Net:
+            def __init__(self, top={top}):
+                self.top = top
+                self.base = keras.applications.MobileNetV2(include_top=self.top)
+        """
+    )
+    assert analyse(code.format(top="False"), "net = Net()").include_top is False
+    assert analyse(code.format(top="True"), "net = Net()").include_top is True
+    assert analyse(code.format(top="False"), "net = Net(top=True)").include_top is True
+
+
+def test_a_method_defined_twice_is_the_last_definition() -> None:
+    code = TF + textwrap.dedent(
+        """
+        base = keras.applications.MobileNetV2(include_top=False)
+        model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])
+        class Steps:
+            def freeze(self):
+                pass
+
+            def freeze(self):
+                base.trainable = False
+        """
+    )
+    assert analyse(code, "Steps().freeze()\nmodel.fit(ds)").frozen_before_fit

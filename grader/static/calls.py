@@ -13,6 +13,13 @@ from grader.static.scope import DEF, FUNCTIONS, MAX_DEPTH, PARAM, Site
 from grader.static.syntax import UNKNOWN, default_of, dotted, passed_for, spreads
 
 
+def passed_at(index: int | None, implicit: int) -> int | None:
+    """Where a call passes parameter ``index`` by position, when the call fills the first
+    ``implicit`` parameters itself (``self``, ``cls``): None for those, and for a
+    keyword-only one (``index`` None)."""
+    return index - implicit if index is not None and index >= implicit else None
+
+
 class Calls(Methods):
     """What flows into a name or out of a call through the student's functions."""
 
@@ -41,12 +48,11 @@ class Calls(Methods):
         node, index = binding.value
         found: list[tuple[ast.expr, Site]] = []
         calls = 0
-        if index is not None and self.is_bound_method(node):
-            index = index - 1 if index else None  # a call passes the instance as ``self``
         for caller in dict.fromkeys(self.calls.get(self.qualnames[node], [])):  # each once
             for call in self._calls_of(node, caller):
                 calls += 1
-                passed = None if spreads(call) else passed_for(call, key, index)
+                at = passed_at(index, self.implicit_args(node, call.func, caller))
+                passed = None if spreads(call) else passed_for(call, key, at)
                 if passed is not None:
                     found.append((passed, caller))
         default = default_of(node, key)

@@ -42,7 +42,7 @@ class Freezing(Calls, metaclass=ABCMeta):
 
     def _layer_loop(
         self, target: ast.AST, iterable: ast.AST, site: Site
-    ) -> tuple[str, list[tuple]] | None:
+    ) -> tuple[str, list[tuple[tuple, Site]]] | None:
         """``for layer in base.layers`` (or ``enumerate(base.layers)``): the loop variable
         and when the loop acts on a base (:meth:`_base_times`)."""
         if isinstance(iterable, ast.Call) and dotted(iterable.func) == "enumerate":
@@ -56,19 +56,31 @@ class Freezing(Calls, metaclass=ABCMeta):
         times = self._base_times(iterable.value, site)
         return (target.id, times) if times else None
 
-    def _base_times(self, obj: ast.AST, site: Site) -> list[tuple]:
-        """When the statement at ``site`` acts on a base through ``obj``: when it runs, or,
-        for a parameter of its function, at each call that passes a base (its default:
-        when the function first runs)."""
+    def _base_times(self, obj: ast.AST, site: Site) -> list[tuple[tuple, Site]]:
+        """When the statement at ``site`` acts on a base through ``obj``, and from where:
+        when it runs, or, for a parameter of its function, at each call that passes a
+        base (its default: when the function first runs), with the call's statement."""
         key = dotted(obj)
         binding = self._lookup(key, site) if key else None
         if binding is None or binding.kind != PARAM:
-            return [self._time(site)] if self._is_base(obj, site) else []
+            return [(self._time(site), site)] if self._is_base(obj, site) else []
         return [
-            self._time(site) if at is binding.site else self._time(at)
+            (self._time(site), site) if at is binding.site else (self._time(at), at)
             for value, at in self.flows(obj, site)
             if self._is_base(value, at)
         ]
+
+    def _value_at(self, value: ast.expr, site: Site, caller: Site) -> object:
+        """The constant ``value`` at ``site`` holds when its function is run from the
+        statement ``caller``: a parameter's, what that call passes (``set_trainable(base,
+        False)`` then ``set_trainable(base, True)`` are two events); else its constant."""
+        if caller is not site and isinstance(value, ast.Name):
+            binding = self._lookup(value.id, site)
+            if binding is not None and binding.kind == PARAM:
+                passed = [self._const(v, at) for v, at in self.flows(value, site) if at is caller]
+                if passed and len({repr(v) for v in passed}) == 1:
+                    return passed[0]
+        return self._const(value, site)
 
     def _is_called(self, name: str) -> bool:
         """Whether the student's ``def`` (or method) ``name`` may run: a call of it is
@@ -103,16 +115,16 @@ class Freezing(Calls, metaclass=ABCMeta):
         if site.func and not self._is_called(site.func):
             return
         for obj, value in trainable_sets(node):
-            for when in self._base_times(obj, site):
-                self._event(value, site, when, whole=False)
+            for when, caller in self._base_times(obj, site):
+                self._event(self._value_at(value, site, caller), site, when, whole=False)
         loop = None
         if isinstance(node, (ast.For, ast.AsyncFor)):
             loop = self._layer_loop(node.target, node.iter, site)
         for stmt in node.body if loop else []:
             for obj, value in trainable_sets(stmt):
                 if loop and isinstance(obj, ast.Name) and obj.id == loop[0]:
-                    for when in loop[1]:
-                        self._event(value, site, when, whole=True)
+                    for when, caller in loop[1]:
+                        self._event(self._value_at(value, site, caller), site, when, whole=True)
         for expr in site.exprs:
             for comp in ast.walk(expr):
                 if not isinstance(comp, COMPREHENSIONS[:3]) or len(comp.generators) != 1:
@@ -120,11 +132,10 @@ class Freezing(Calls, metaclass=ABCMeta):
                 gen, pair = comp.generators[0], setattr_trainable(comp.elt)
                 found = None if gen.ifs else self._layer_loop(gen.target, gen.iter, site)
                 if found and pair and isinstance(pair[0], ast.Name) and pair[0].id == found[0]:
-                    for when in found[1]:
-                        self._event(pair[1], site, when, whole=False)
+                    for when, caller in found[1]:
+                        self._event(self._value_at(pair[1], site, caller), site, when, whole=False)
 
-    def _event(self, value: ast.expr, site: Site, when: tuple, whole: bool) -> None:
-        constant = self._const(value, site)
+    def _event(self, constant: object, site: Site, when: tuple, whole: bool) -> None:
         if constant is not UNKNOWN:
             self.events.append((when, not constant, self._ref(site, whole)))
 

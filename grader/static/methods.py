@@ -111,24 +111,32 @@ class Methods(Scope):
         return binding.value if isinstance(binding.value, ast.ClassDef) else None
 
     def method_called(self, func: ast.AST, site: Site) -> Any:
-        """The method a call runs: ``obj.m`` or ``self.m`` on the student's class; the
-        class itself runs its ``__init__``."""
+        """The method a call runs: ``obj.m`` or ``self.m`` on the student's class, or
+        ``Cls.m`` on the class itself; the class called runs its ``__init__``. Of two
+        methods of one name, the last one defined (the one Python keeps)."""
         if isinstance(func, ast.Attribute):
-            cls, name = self.class_of(func.value, site), func.attr
+            cls = self.class_of(func.value, site) or self.called_class(func.value, site)
+            name = func.attr
         else:
             cls, name = self.called_class(func, site), INIT
         if cls is None:
             return None
-        return next((m for m in cls.body if isinstance(m, FUNCTIONS) and m.name == name), None)
+        found = [m for m in cls.body if isinstance(m, FUNCTIONS) and m.name == name]
+        return found[-1] if found else None
 
-    def is_bound_method(self, node: Any) -> bool:
-        """A method whose first parameter receives the instance."""
-        found = self.defs.get(self.qualnames.get(node, ""))
-        return (
-            found is not None
-            and enclosing_method((node, *found.owners)) is not None
-            and (self_name(node) is not None)
-        )
+    def implicit_args(self, method: Any, func: ast.AST, site: Site) -> int:
+        """How many of ``method``'s first parameters a call through ``func`` fills itself:
+        one for a class method, and for a plain method called on an instance (or a class
+        called: ``__init__``'s ``self``); none for a static method or a function."""
+        found = self.defs.get(self.qualnames.get(method, ""))
+        if found is None or enclosing_method((method, *found.owners)) is None:
+            return 0
+        decorators = {dotted(d) for d in method.decorator_list}
+        if "staticmethod" in decorators:
+            return 0
+        if "classmethod" in decorators or not isinstance(func, ast.Attribute):
+            return 1
+        return 0 if self.called_class(func.value, site) is not None else 1
 
     def instance_parts(self, expr: ast.AST, site: Site) -> list[tuple[ast.expr, Site]]:
         """What an instance of the student's class is built from: each value its methods

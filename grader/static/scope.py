@@ -311,8 +311,9 @@ class Scope:
             return UNKNOWN
         if isinstance(expr, ast.Constant):
             return expr.value
-        if isinstance(expr, ast.Name):
-            binding = self._lookup(expr.id, site)
+        if isinstance(expr, (ast.Name, ast.Attribute)):  # x, or self.x bound in a method
+            key = dotted(expr)
+            binding = self._lookup(key, site) if key else None
             if binding is None or binding.kind != EXPR:
                 return UNKNOWN
             return self._const(binding.value, binding.site, depth + 1)
