@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -43,15 +44,16 @@ from grader.static.magics import neutralise_magics
 
 
 class Weight:
-    def __init__(self, *shape: int) -> None:
-        self.shape = shape
+    def __init__(self, *shape: int, trainable: bool = True) -> None:
+        self.shape, self.trainable = shape, trainable
 
 
 class Layer:
     def __init__(self, name: str, trainable: bool = True, **extra: Any) -> None:
         self.name, self.trainable = name, trainable
-        self.trainable_weights = [Weight(3, 2), Weight(2)] if trainable else []
-        self.non_trainable_weights = [] if trainable else [Weight(3, 2)]
+        own = [Weight(3, 2), Weight(2)] if trainable else [Weight(3, 2, trainable=False)]
+        children = [c for c in extra.get("layers", []) if isinstance(c, Layer)]
+        self.weights = own + [w for c in children for w in c.weights]
         vars(self).update(extra)
 
 
@@ -66,18 +68,51 @@ class Dataset:
 
 
 def test_the_layer_tree_counts_parameters_and_nests_models() -> None:
-    inner = Layer("base", trainable=False, layers=[Layer("conv"), "not a layer"])
+    # as Keras leaves them: base.trainable = False clears its layers' weights' flags too
+    inner = Layer("base", trainable=False, layers=[Layer("conv", trainable=False), "not a layer"])
     model = Layer("model", layers=[inner, Layer("dense", units=5), Layer("odd", units=2.5)])
     tree = layer_tree(model, Layer)
-    assert tree["class"] == "Layer" and tree["params_trainable"] == 8
+    assert tree["class"] == "Layer" and tree["params_trainable"] == 24  # its own, dense, odd
     base, dense, odd = tree["layers"]
     assert (base["trainable"], base["params_trainable"], base["params_non_trainable"]) == (
         False,
         0,
-        6,
+        12,
     )
     assert [c["name"] for c in base["layers"]] == ["conv"]  # only layers are described
     assert dense["units"] == 5 and "units" not in odd and "layers" not in dense
+
+
+def test_a_layer_unfrozen_inside_a_frozen_base_is_trained_and_counted() -> None:
+    """``base.trainable = False`` then ``base.layers[-1].trainable = True``: Keras trains
+    that layer's weights, though the base's own ``trainable_weights`` is empty."""
+    inner = Layer("base", trainable=False, layers=[Layer("conv", trainable=False), Layer("top")])
+    base = layer_tree(Layer("model", layers=[inner]), Layer)["layers"][0]
+    assert (base["trainable"], base["params_trainable"], base["params_non_trainable"]) == (
+        False,
+        8,
+        12,
+    )
+    frozen_root = layer_tree(Layer("model", trainable=False, layers=[inner]), Layer)
+    assert frozen_root["params_trainable"] == 0  # a frozen model trains nothing
+
+
+@pytest.mark.kernel
+def test_the_layer_tree_counts_what_keras_trains() -> None:
+    """The stand-ins above against Keras itself: the tree's trainable parameters of a
+    frozen base with its last layer unfrozen are the ones the model trains."""
+    import keras
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3)(keras.layers.Dense(3)(inputs))
+    base = keras.Model(inputs, hidden, name="base")
+    base.trainable = False
+    base.layers[-1].trainable = True
+    model = keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
+    tree = layer_tree(model, keras.layers.Layer)
+    trained = sum(math.prod(w.shape) for w in model.trainable_weights)
+    assert tree["params_trainable"] == trained == 12 + 4
+    assert tree["layers"][0]["params_trainable"] == 12 and base.trainable_weights == []
 
 
 def test_the_layer_tree_stops_four_models_down() -> None:
@@ -258,7 +293,7 @@ def test_a_recording_that_fails_leaves_a_probe_error_and_the_call_goes_on(
 ) -> None:
     write_seal(tmp_path)
     probe, model = Probe({**SETTINGS, "dir": str(tmp_path)}, KERAS, {}, kernel_seal), Model()
-    del model.trainable_weights  # the layer tree cannot be read
+    del model.weights  # the layer tree cannot be read
     assert probe.evaluate(model, Dataset(2)) == 0.5
     (entry,) = events(tmp_path)
     assert entry["event"] == "evaluate" and "AttributeError" in entry["probe_error"]

@@ -253,3 +253,21 @@ def test_a_method_defined_twice_is_the_last_definition() -> None:
         """
     )
     assert analyse(code, "Steps().freeze()\nmodel.fit(ds)").frozen_before_fit
+
+
+def test_a_slice_of_the_bases_layers_only_unfreezes() -> None:
+    head = TF + (
+        "base = keras.applications.MobileNetV2(include_top=False)\n"
+        "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+    )
+    loop = "for layer in base.layers[{part}]:\n    layer.trainable = {flag}\n"
+    cases = {  # what runs before the first fit, and whether the base is then all frozen
+        "base.trainable = False\n" + loop.format(part="-6:", flag=True): False,
+        loop.format(part=":-6", flag=False): False,  # the last six still train
+        "base.trainable = False\n" + loop.format(part=":-6", flag=False): True,
+        "base.trainable = False\n[setattr(x, 'trainable', 1) for x in base.layers[-3:]]\n": False,
+    }
+    for before, frozen in cases.items():
+        assert analyse(head, before + "model.fit(ds)\n").frozen_before_fit is frozen, before
+    fine_tune = "base.trainable = True\n" + loop.format(part=":100", flag=False) + "model.fit(ds)\n"
+    assert analyse(head, "base.trainable = False\nmodel.fit(ds)\n" + fine_tune).frozen_before_fit

@@ -1,5 +1,6 @@
 """When the base is frozen: each statement that sets the whole base trainable or not
-(``base.trainable = False``, ``setattr``, a loop or comprehension over ``base.layers``),
+(``base.trainable = False``, ``setattr``, a loop or comprehension over ``base.layers``;
+one over a slice of them only unfreezes: ``for layer in base.layers[-6:]``),
 timed as it runs, and the decision: frozen when the last such event before the first
 ``fit`` froze it. A statement in the student's function that acts on a parameter is
 timed at each call that passes a base. Part of :mod:`grader.static.facts`'s analyser.
@@ -42,19 +43,24 @@ class Freezing(Calls, metaclass=ABCMeta):
 
     def _layer_loop(
         self, target: ast.AST, iterable: ast.AST, site: Site
-    ) -> tuple[str, list[tuple[tuple, Site]]] | None:
-        """``for layer in base.layers`` (or ``enumerate(base.layers)``): the loop variable
-        and when the loop acts on a base (:meth:`_base_times`)."""
+    ) -> tuple[str, list[tuple[tuple, Site]], bool] | None:
+        """``for layer in base.layers`` (or ``enumerate(base.layers)``, or a slice of
+        them, ``base.layers[-6:]``): the loop variable, when the loop acts on a base
+        (:meth:`_base_times`), and whether it reaches every layer."""
         if isinstance(iterable, ast.Call) and dotted(iterable.func) == "enumerate":
             if not (isinstance(target, ast.Tuple) and len(target.elts) == 2 and iterable.args):
                 return None
             target, iterable = target.elts[1], iterable.args[0]
+        whole = not isinstance(iterable, ast.Subscript)
+        if not whole:
+            assert isinstance(iterable, ast.Subscript)
+            iterable = iterable.value if isinstance(iterable.slice, ast.Slice) else iterable
         full = isinstance(iterable, ast.Attribute) and iterable.attr == "layers"
         if not (full and isinstance(target, ast.Name)):
             return None
         assert isinstance(iterable, ast.Attribute)
         times = self._base_times(iterable.value, site)
-        return (target.id, times) if times else None
+        return (target.id, times, whole) if times else None
 
     def _base_times(self, obj: ast.AST, site: Site) -> list[tuple[tuple, Site]]:
         """When the statement at ``site`` acts on a base through ``obj``, and from where:
@@ -124,7 +130,8 @@ class Freezing(Calls, metaclass=ABCMeta):
             for obj, value in trainable_sets(stmt):
                 if loop and isinstance(obj, ast.Name) and obj.id == loop[0]:
                     for when, caller in loop[1]:
-                        self._event(self._value_at(value, site, caller), site, when, whole=True)
+                        trainable = self._value_at(value, site, caller)
+                        self._event(trainable, site, when, whole=True, every=loop[2])
         for expr in site.exprs:
             for comp in ast.walk(expr):
                 if not isinstance(comp, COMPREHENSIONS[:3]) or len(comp.generators) != 1:
@@ -133,10 +140,16 @@ class Freezing(Calls, metaclass=ABCMeta):
                 found = None if gen.ifs else self._layer_loop(gen.target, gen.iter, site)
                 if found and pair and isinstance(pair[0], ast.Name) and pair[0].id == found[0]:
                     for when, caller in found[1]:
-                        self._event(self._value_at(pair[1], site, caller), site, when, whole=False)
+                        trainable = self._value_at(pair[1], site, caller)
+                        self._event(trainable, site, when, whole=False, every=found[2])
 
-    def _event(self, constant: object, site: Site, when: tuple, whole: bool) -> None:
-        if constant is not UNKNOWN:
+    def _event(
+        self, constant: object, site: Site, when: tuple, whole: bool, every: bool = True
+    ) -> None:
+        """A freeze (``constant`` false) or an unfreeze at ``when``; over some of the
+        base's layers only (not ``every``), only an unfreeze: the base is then not all
+        frozen, while freezing some layers leaves the others as they were."""
+        if constant is not UNKNOWN and (every or constant):
             self.events.append((when, not constant, self._ref(site, whole)))
 
     def _decide_frozen(self, facts: StaticFacts, trained_fit: Site | None = None) -> None:

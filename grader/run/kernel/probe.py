@@ -1,21 +1,17 @@
 """The runtime probe, inside the student's kernel: what every Keras model was and did.
 
-At every ``compile``/``fit``/``evaluate`` of any Keras model it appends one JSON line
-to ``events.jsonl`` in the probe folder: the model's layer tree (class, name,
-trainable, parameter counts, nested models), the optimizer and learning rate, and for
-``evaluate`` the metrics. ``fit`` is recorded before training starts (so the model *as
-it was at the fit* is known even if training is interrupted) and ``fit_end`` after it,
-with the epochs run and the history; then the model is saved (``last_model.keras``).
-Every record is sealed (:mod:`grader.run.kernel.seal`): numbered and signed with a key
-the probe reads and deletes before the student's code runs; a save's record carries the
-file's digest; a first and a last record (the injected last cell) bound them.
-In quick mode it caps epochs and steps, and runs a call of a step or two eagerly
-(tracing it would cost more than it saves). It also seeds Python, NumPy and Keras so
-that a notebook graded twice trains the same way.
-
-It runs in the kernel as its file's text, in a module namespace of its own (the kernel
-cannot import grader), so it imports nothing from grader. NumPy and Keras are imported
-by :func:`install`: the pure parts (the layer tree, the caps) import without them.
+At every ``compile``/``fit``/``evaluate`` of a Keras model it appends a JSON line to
+``events.jsonl`` in the probe folder: the model's layer tree (class, name, trainable,
+parameter counts, nested models), the optimizer and learning rate, ``evaluate``'s
+metrics. ``fit`` is recorded before training (the model *as it was at the fit* is known
+even if training is cut short) and ``fit_end`` after it, with epochs and history; then
+the model is saved (``last_model.keras``). Every record is sealed
+(:mod:`grader.run.kernel.seal`): numbered, signed with a key the probe reads and deletes
+before the student's code runs; a save's record carries the file's digest; a first and
+a last record bound them. Quick mode caps epochs and steps and runs a call of a step or
+two eagerly (tracing would cost more); Python, NumPy and Keras are seeded so a notebook
+graded twice trains the same way. It runs as its file's text in a namespace of its own
+(the kernel cannot import grader); :func:`install` imports NumPy and Keras.
 """
 
 from __future__ import annotations
@@ -60,21 +56,25 @@ def weights_count(weights: Iterable[Any]) -> int:
     return int(sum(int(math.prod(w.shape)) for w in weights))
 
 
-def layer_tree(layer: Any, layer_type: type, depth: int = 0) -> dict[str, Any]:
-    """A layer and, for a model, its layers (``layer_type`` ones), as JSON-ready dicts."""
+def layer_tree(layer: Any, layer_type: type, depth: int = 0, trains: Any = None) -> dict:
+    """A layer and, for a model, its layers (``layer_type`` ones), as JSON-ready dicts.
+    Trainable parameters: the weights a fit of the (trainable) root trains, each whose own
+    flag is set, also under a frozen parent (its ``trainable_weights`` is then empty)."""
+    weights, trains = list(layer.weights), layer.trainable if trains is None else trains
+    trained = [w for w in weights if bool(trains) and bool(getattr(w, "trainable", False))]
     node: dict[str, Any] = {
         "class": type(layer).__name__,
         "name": layer.name,
         "trainable": bool(layer.trainable),
-        "params_trainable": weights_count(layer.trainable_weights),
-        "params_non_trainable": weights_count(layer.non_trainable_weights),
+        "params_trainable": weights_count(trained),
+        "params_non_trainable": weights_count(weights) - weights_count(trained),
     }
     if isinstance(getattr(layer, "units", None), int):
         node["units"] = int(layer.units)
     children = getattr(layer, "layers", None)
     if isinstance(children, (list, tuple)) and depth < TREE_DEPTH:
         node["layers"] = [
-            layer_tree(child, layer_type, depth + 1)
+            layer_tree(child, layer_type, depth + 1, trains)
             for child in children
             if isinstance(child, layer_type)
         ]
