@@ -119,9 +119,13 @@ def test_a_loop_over_a_literal_list_binds_each_item() -> None:
     )
     facts = analyse(loop)
     assert facts.pooling_layers and facts.frozen_before_fit and facts.include_top is False
-    poolings = "poolings = [keras.layers.Flatten, keras.layers.Flatten]\n"
-    facts = analyse(TF + poolings + "for P in poolings:\n    x = P()(y)\n")
-    assert facts.flatten_used and not facts.pooling_layers
+    for items in (
+        "GlobalAveragePooling2D, keras.layers.Flatten",
+        "Flatten, keras.layers.GlobalAveragePooling2D",
+    ):
+        poolings = f"poolings = [keras.layers.{items}]\n"
+        facts = analyse(TF + poolings + "for P in poolings:\n    x = P()(y)\n")
+        assert facts.flatten_used and facts.pooling_layers == ["GlobalAveragePooling2D"], items
 
 
 def test_a_loop_over_anything_else_binds_nothing_known() -> None:
@@ -271,3 +275,44 @@ def test_a_slice_of_the_bases_layers_only_unfreezes() -> None:
         assert analyse(head, before + "model.fit(ds)\n").frozen_before_fit is frozen, before
     fine_tune = "base.trainable = True\n" + loop.format(part=":100", flag=False) + "model.fit(ds)\n"
     assert analyse(head, "base.trainable = False\nmodel.fit(ds)\n" + fine_tune).frozen_before_fit
+
+
+MODEL = TF + (
+    "base = keras.applications.MobileNetV2(include_top=False)\n"
+    "model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])\n"
+)
+
+
+def test_a_def_runs_when_its_caller_runs_wherever_it_is_defined() -> None:
+    """Review findings: a helper defined below the ``def`` calling it was never called;
+    one called only from a ``def`` that never runs, or only named as another object's
+    attribute, was."""
+    cases = {  # code after the model, and whether the base is frozen at the first fit
+        "def main():\n    freeze()\n    model.fit(ds)\n"
+        "def freeze():\n    base.trainable = False\nmain()\n": True,
+        "class C:\n    def __init__(self):\n        self._freeze()\n"
+        "    def _freeze(self):\n        base.trainable = False\nC()\nmodel.fit(ds)\n": True,
+        "def freeze():\n    base.trainable = False\n"
+        "def unused():\n    freeze()\nmodel.fit(ds)\n": False,
+        "def summary():\n    base.trainable = False\nmodel.summary()\nmodel.fit(ds)\n": False,
+        "def a():\n    b()\ndef b():\n    a()\n    base.trainable = False\nmodel.fit(ds)\n": False,
+        "def train():\n    model.fit(ds)\ndef main():\n    train()\n"
+        "    base.trainable = False\n    model.fit(ds)\nmain()\n": False,
+    }
+    for code, frozen in cases.items():
+        assert analyse(MODEL, code).frozen_before_fit is frozen, code
+
+
+def test_an_attribute_of_an_unknown_object_is_not_a_module_level_self() -> None:
+    code = "class X: pass\n{name} = X()\n{name}.base = base\n"
+    code += "other = elsewhere()\nother.base.trainable = False\nmodel.fit(ds)\n"
+    for name in ("self", "obj"):
+        assert not analyse(MODEL, code.format(name=name)).frozen_before_fit, name
+
+
+def test_a_parameters_constant_does_not_depend_on_which_read_comes_first() -> None:
+    chain = "a0 = False\n" + "".join(f"a{i + 1} = a{i}\n" for i in range(23))
+    make = "def make(x):\n    base = keras.applications.MobileNetV2(include_top=x)\n{extra}"
+    for extra in ("", "    y = x\n    base.trainable = y\n"):
+        code = TF + chain + make.format(extra=extra) + "    return base\nm = make(a23)\nm.fit(d)\n"
+        assert analyse(code).include_top is False, extra

@@ -75,6 +75,8 @@ class Calls(Methods):
             values = [self._const(v, s, depth + 1) for v, s in self.flows(expr, site)]
             agreed = values and UNKNOWN not in values and len({repr(v) for v in values}) == 1
             self.param_consts[key] = values[0] if agreed else UNKNOWN
+            if not agreed and depth:  # maybe only too deep from here: a shallower read decides
+                return self.param_consts.pop(key)
         return self.param_consts[key]
 
     def _definition(self, func: ast.AST, site: Site) -> ast.AST | None:

@@ -235,10 +235,26 @@ class _Analyzer(Freezing):
     def _binds_base(self, bindings: list[Binding]) -> bool:
         return any(b.kind == EXPR and self._is_base(b.value, b.site) for b in bindings)
 
+    def _func_parts(self, func: ast.AST, site: Site) -> list[list[str] | None]:
+        """The Keras path a call's function names; for a ``for`` target bound to a literal
+        list's items (``for P in [GlobalAveragePooling2D, Flatten]: P()``), each item's."""
+        binding = self._lookup(func.id, site) if isinstance(func, ast.Name) else None
+        if binding is None or not isinstance(binding.site.node, (ast.For, ast.AsyncFor)):
+            return [self._keras_parts(func, site)]
+        items = [b for b in self.bindings[func.id] if b.site is binding.site and b.kind == EXPR]
+        return [self._keras_parts(b.value, b.site) for b in items if b.value is not None]
+
     def _visit_call(
         self, call: ast.Call, site: Site, bound: frozenset[str], facts: StaticFacts
     ) -> None:
-        parts = self._keras_parts(call.func, site)
+        for parts in self._func_parts(call.func, site):
+            self._visit_class(call, site, parts, facts)
+        self._visit_method(call, site, bound, facts)
+
+    def _visit_class(
+        self, call: ast.Call, site: Site, parts: list[str] | None, facts: StaticFacts
+    ) -> None:
+        """A call of a Keras class: the base, another base, augmentation, pooling, ..."""
         name = parts[-1] if parts else None
         if name == BASE_CLASS:
             facts.base_calls.append(self._ref(site))
@@ -269,6 +285,12 @@ class _Analyzer(Freezing):
             if any(self._is_model_part(e, s) for e, s in items):
                 used = next((s for e, s in items if self._is_aug(e, s)), None)
                 self._use_augmentation(facts, used, in_model=True)
+
+    def _visit_method(
+        self, call: ast.Call, site: Site, bound: frozenset[str], facts: StaticFacts
+    ) -> None:
+        """A method call: ``fit``, a pipeline's ``map``, a generator's ``flow``, and an
+        augmentation layer applied to the model's input."""
         method = call.func.attr if isinstance(call.func, ast.Attribute) else None
         if method == "fit":
             facts.fit_refs.append(self._ref(site))

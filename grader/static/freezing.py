@@ -13,6 +13,7 @@ from abc import ABCMeta, abstractmethod
 
 from grader.static.calls import Calls
 from grader.static.evidence import CodeRef, StaticFacts
+from grader.static.methods import enclosing_method
 from grader.static.scope import PARAM, Site
 from grader.static.syntax import (
     COMPREHENSIONS,
@@ -31,7 +32,8 @@ class Freezing(Calls, metaclass=ABCMeta):
         super().__init__(sites)
         self.events: list[tuple[tuple, bool, CodeRef]] = []
         self.fit_sites: list[Site] = []
-        self.uses: dict[str, list[Site]] | None = None
+        self.uses: dict[str, list[tuple[Site, ast.AST]]] | None = None
+        self.reached: set[str] | None = None
 
     @abstractmethod
     def _is_base(self, expr: ast.AST, site: Site, depth: int = 0) -> bool:
@@ -89,20 +91,51 @@ class Freezing(Calls, metaclass=ABCMeta):
         return self._const(value, site)
 
     def _is_called(self, name: str) -> bool:
-        """Whether the student's ``def`` (or method) ``name`` may run: a call of it is
-        known, or its name is read anywhere outside its own body after it is defined
-        (``Utils.train(...)``, ``steps = [freeze]``, ``partial(train, model)``): only a
-        name never used is never called."""
-        definition = self.defs[name]
-        if any(s.order > definition.order for s in self.calls.get(name, [])):
-            return True
-        bare = name.rsplit(".", 1)[-1]
-        return any(
-            s.order > definition.order and s.func != name for s in self._name_uses().get(bare, [])
-        )
+        """Whether the student's ``def`` (or method) ``name`` may run (:meth:`_reached`)."""
+        return name in self._reached()
 
-    def _name_uses(self) -> dict[str, list[Site]]:
-        """Each name read (``x``, or ``.x`` of an attribute) and the statements reading it."""
+    def _reached(self) -> set[str]:
+        """Every ``def`` a running statement reaches, computed once: one at the top level,
+        or in a ``def`` reached itself, that calls it or reads its name (``Utils.train``,
+        ``steps = [freeze]``, ``partial(train, model)``) when it already exists. A
+        ``def`` defined below the one calling it counts; one only read in a ``def`` that
+        never runs, or only as another object's attribute (``model.summary()``), not."""
+        if self.reached is None:
+            edges: dict[str | None, list[tuple[str, Site]]] = {}
+            for name in self.defs:
+                for site in self._reaching(name):
+                    edges.setdefault(site.func, []).append((name, site))
+            self.reached, todo = set(), [None]
+            while todo:
+                for name, site in edges.get(todo.pop(), []):
+                    runs_after = self._time(site)[0] > self.defs[name].order
+                    if name not in self.reached and runs_after:
+                        self.reached.add(name)
+                        todo.append(name)
+        return self.reached
+
+    def _reaching(self, name: str) -> list[Site]:
+        """The statements outside ``def`` ``name`` that call it or read its name: a bare
+        name for a function; for a method, an attribute of its class or of an instance."""
+        method = enclosing_method((self._node(name), *self.defs[name].owners))
+        bare = name.rsplit(".", 1)[-1]
+        found = [s for s in self.calls.get(name, []) if s.func != name]
+        for site, node in self._name_uses().get(bare, []):
+            if site.func == name:
+                continue
+            if method is None and isinstance(node, ast.Name):
+                found.append(site)
+            elif method is not None and isinstance(node, ast.Attribute):
+                owner = self.class_of(node.value, site) or self.called_class(node.value, site)
+                found += [site] if owner is method[1] else []
+        return found
+
+    def _node(self, name: str) -> ast.AST | None:
+        return next((n for n, q in self.qualnames.items() if q == name), None)
+
+    def _name_uses(self) -> dict[str, list[tuple[Site, ast.AST]]]:
+        """Each name read (``x``, or ``.x`` of an attribute), with the statements and the
+        nodes reading it."""
         if self.uses is None:
             self.uses = {}
             for site in self.sites:
@@ -111,7 +144,7 @@ class Freezing(Calls, metaclass=ABCMeta):
                         used = node.id if isinstance(node, ast.Name) else None
                         used = node.attr if isinstance(node, ast.Attribute) else used
                         if used is not None and isinstance(getattr(node, "ctx", None), ast.Load):
-                            self.uses.setdefault(used, []).append(site)
+                            self.uses.setdefault(used, []).append((site, node))
         return self.uses
 
     def _freeze_events(self, site: Site) -> None:

@@ -70,6 +70,8 @@ class Methods(Scope):
         cls = self._instance_key(key, site.owners)
         if cls is None and rest:
             cls = self.class_of(ast.Name(id=head), site)
+        if cls is None:  # not an instance of the student's class: a plain name
+            return super()._lookup(key, site)
         candidates = [b for b in self.bindings.get(f"{SELF}.{rest}", []) if b.scope is cls]
         if not candidates:  # not the class's own (or ``obj.x = ...`` outside it)
             return super()._lookup(key, site)

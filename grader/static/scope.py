@@ -217,10 +217,9 @@ class Scope:
 
     def _loop_values(self, iterable: ast.expr, site: Site) -> list[ast.expr | None]:
         """What a ``for`` target is bound to: the items of a literal list, tuple or set
-        (maybe through a name bound to one), up to :data:`MAX_LOOP_ITEMS`, a name then
-        reading as the last one (as after the loop); a constant item (``for t in [False,
-        True]``) stays unknown, since which one a statement in the body sees is not. Else
-        one unknown value."""
+        (maybe through a name bound to one), up to :data:`MAX_LOOP_ITEMS`, a lookup finding
+        the last (as after the loop; a call reads each); a constant item (``for t in
+        [False, True]``) stays unknown: which one a statement in the body sees is not."""
         if isinstance(iterable, ast.Name):
             binding = self._lookup(iterable.id, site)
             iterable = binding.value if binding is not None and binding.kind == EXPR else iterable
@@ -386,14 +385,14 @@ class Scope:
     # when a statement runs
 
     def _time(self, site: Site) -> tuple:
-        """When a statement runs: a function body runs at the first call of the function."""
-        return (self._func_time(site.func) if site.func else site.order, site.order)
+        """When a statement runs: a function body runs at the first call of the function
+        that comes after its ``def``, within that call (``(call's time..., order)``)."""
+        return (*self._func_time(site.func), site.order) if site.func else (site.order,)
 
     def _func_time(self, name: str) -> tuple:
-        definition = self.defs[name]
+        first = (self.defs[name].order,)  # never called: as if run where defined
         if name not in self.times:
-            self.times[name] = definition.order  # also what a recursive cycle sees
-            callers = [s for s in self.calls.get(name, []) if s.order > definition.order]
-            times = [self._func_time(s.func) if s.func else s.order for s in callers]
-            self.times[name] = min(times, default=definition.order)
+            self.times[name] = first  # also what a recursive cycle sees
+            runs = [self._time(s) for s in self.calls.get(name, [])]
+            self.times[name] = min([t for t in runs if t[0] > first[0]] or [first])
         return self.times[name]
