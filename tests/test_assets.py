@@ -333,6 +333,20 @@ def test_a_failed_completion_is_recorded_and_not_retried(
     assert complete.complete_tfds(root, said.append) is None  # once per TFDS version
 
 
+def test_a_kit_whose_record_cannot_be_written_still_grades(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: an OSError writing the record escaped ensure_kit and stopped every
+    grading start; it is said, and the kit is used without its TFDS copy."""
+    root = built_kit_without_tfds(tmp_path)
+    (root / complete.ARCHIVE).unlink()
+    (root / complete.TFDS_RECORD).mkdir()  # unwritable as a file, even for root
+    monkeypatch.setattr(complete, "installed_tfds", lambda: "4.9.10")
+    said: list[str] = []
+    assert complete.complete_tfds(root, said.append) == 0
+    assert any("record could not be written" in line for line in said)
+
+
 @pytest.mark.kernel
 def test_a_kit_built_before_tfds_was_installed_gets_its_copy_and_tfds_load_reads_it(
     tmp_path: Path,

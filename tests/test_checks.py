@@ -346,6 +346,11 @@ def test_a_model_at_a_size_the_kit_is_not_made_for_is_flagged_for_review_below_f
         facts.measured = measured
         assert accuracy_flags(ACC, facts) == [], measured
         assert "offline kit is made for" not in check_accuracy(ACC, facts).message
+    # full points capped by a loss that contradicts its outputs: the size is not the cause
+    facts.measured = Measurement(0.9, 320, side=(224, 224), made_for=160, outside=0.5)
+    result = check_accuracy(ACC, facts)
+    assert result.score < ACC.points and "offline kit is made for" not in result.message
+    assert accuracy_flags(ACC, facts) == []
 
 
 def test_a_model_that_cannot_be_loaded_safely_is_unverified() -> None:

@@ -213,8 +213,14 @@ def accuracy_flags(spec: CheckSpec, facts: Facts) -> list[str]:
     gaps = [abs(claim - measured) for claim in facts.claimed]
     flags = [FLAG_MISMATCH] if any(gap > spec.mismatch for gap in gaps) else []
     bar = bar_for(spec, facts) if unlike_kit(facts.measured) else None
-    below = bar is not None and score_from(measured, bar.full_at, spec) < spec.points
-    return flags + ([FLAG_INPUT_SIZE] if below else [])
+    size = bar is not None and size_may_explain(spec, facts, measured, bar)
+    return flags + ([FLAG_INPUT_SIZE] if size else [])
+
+
+def size_may_explain(spec: CheckSpec, facts: Facts, measured: float, bar: Bar) -> bool:
+    """Whether a measured figure below full points may be the kit's doing: the model's
+    input size is not the kit's, and the figure itself (before any cap) is below full."""
+    return unlike_kit(facts.measured) and score_from(measured, bar.full_at, spec) < spec.points
 
 
 def unlike_kit(measured: Measurement | None) -> bool:
@@ -242,7 +248,7 @@ def check_accuracy(spec: CheckSpec, facts: Facts) -> CheckResult:
             score = min(score, round(spec.points * LOSS_MISMATCH_CREDIT, 2))
             share = facts.measured.outside if facts.measured is not None else None
             message += MSG_LOSS_MISMATCH.format(share=share, cap=LOSS_MISMATCH_CREDIT)
-        if unlike_kit(facts.measured) and score < spec.points:
+        if size_may_explain(spec, facts, measured, bar):
             rows, cols = facts.measured.side or (0, 0)
             message += MSG_INPUT_SIZE.format(rows=rows, cols=cols, side=facts.measured.made_for)
         message += _mismatch_note(spec, facts)

@@ -31,6 +31,9 @@ ARCHIVE = Path(KERAS_HOME) / "datasets" / "cats_and_dogs.zip"
 """The kit's images (as the kit builder writes them)."""
 TIMEOUT_S = 600
 MSG_ADDING = "Adding the TFDS copy of the images to the kit (tensorflow-datasets {version})"
+MSG_READ_ONLY = (
+    "{root} is read-only: its TFDS copy cannot be added; tfds.load will not find the data."
+)
 
 
 def installed_tfds() -> str | None:
@@ -58,6 +61,9 @@ def complete_tfds(root: Path, progress: Callable[[str], None] = print) -> int | 
     version = installed_tfds()
     if not needs_tfds(root, version):
         return None
+    if not os.access(root, os.W_OK):  # a kit shared read-only: grading goes on without it
+        progress(MSG_READ_ONLY.format(root=root))
+        return None
     progress(MSG_ADDING.format(version=version))
     command = [sys.executable, "-m", "grader.kit.complete", str(root)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -71,7 +77,10 @@ def complete_tfds(root: Path, progress: Callable[[str], None] = print) -> int | 
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         written, detail = 0, f"{type(exc).__name__}: {exc}"
     record = {"tfds_version": version, "written": written, "detail": detail}
-    (root / TFDS_RECORD).write_text(json.dumps(record, indent=2))
+    try:
+        (root / TFDS_RECORD).write_text(json.dumps(record, indent=2))
+    except OSError as exc:  # a full disk: tried again at the next start
+        progress(f"The kit's TFDS record could not be written ({exc.strerror or exc}).")
     if not written:
         progress("The TFDS copy could not be written; tfds.load will not find the data.")
     return written

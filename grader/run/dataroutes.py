@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.run.machine import SYSTEM_VIEW, python_paths
+
 MOUNT_ROOTS = ("/content/drive", "/content/gdrive", "/gdrive", "/kaggle/input")
 """Where notebooks find a course's data on Google Drive and on Kaggle."""
 RELATIVE_ROOTS = ("drive", "gdrive")
@@ -39,23 +41,8 @@ LITERAL = re.compile(r"""(['"])([^'"\n{}]{1,300})\1""")
 WORKING_FOLDERS = ("/content", "/kaggle/working")
 """Colab's and Kaggle's working folders: writable there, so made (empty, private, sized as
 ``/tmp``) in the view of a notebook that names them; ``/content/drive`` is served inside."""
-SYSTEM_FOLDERS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/var",
+SYSTEM_FOLDERS = tuple(
+    sorted({*SYSTEM_VIEW, "/boot", "/dev", "/proc", "/root", "/run", "/tmp", "/var"})
 )
 """Folders the kernel's view needs as the machine has them (its programs, libraries,
 ``/proc``, its own ``/tmp``): a course's mount root may not be one, hold one or sit in one."""
@@ -78,8 +65,10 @@ def served_names(keras_home: Path) -> dict[str, Path]:
 
 
 def system_folder(root: str) -> str | None:
-    """The system folder (:data:`SYSTEM_FOLDERS`) a mount root is, holds or sits in."""
-    for folder in SYSTEM_FOLDERS:
+    """The system folder (:data:`SYSTEM_FOLDERS`, or this Python's installation) a mount
+    root is, holds or sits in, read as the kernel's view will (``/./etc`` is ``/etc``)."""
+    root = "/" + posixpath.normpath(root).lstrip("/")
+    for folder in (*SYSTEM_FOLDERS, *python_paths()):
         if _under(root, [folder]) or _under(folder, [root]):
             return folder
     return None
