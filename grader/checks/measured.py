@@ -21,7 +21,7 @@ BASE_STATES = (BASE_UNCHANGED, BASE_CHANGED)
 """What the evaluator can say of the base's weights (:mod:`grader.measure.evaluator`)."""
 OUTPUT_RULES = ("logit", "probability", "argmax")
 MAX_ERROR_CHARS = 400
-MAX_SIDE = 4096
+MAX_READ_SIDE = 4096
 """The largest input size an answer may name (the evaluator refuses far smaller ones)."""
 MSG_NO_ANSWER = "the evaluator gave no usable answer"
 
@@ -84,7 +84,7 @@ def _side(value: Any) -> tuple[int, int] | None:
     if not isinstance(value, list) or len(value) != 2:
         return None
     whole = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    return (value[0], value[1]) if whole and all(0 < v <= MAX_SIDE for v in value) else None
+    return (value[0], value[1]) if whole and all(0 < v <= MAX_READ_SIDE for v in value) else None
 
 
 def _share(value: Any) -> float | None:

@@ -27,10 +27,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from grader.kit.assets import KIT_SIDE
 from grader.measure.weights import ShippedBase, base_and_moved, has_imagenet_top
 
 BATCH_SIZE = 32
-DEFAULT_SIDE = 160
+DEFAULT_SIDE = KIT_SIDE
+"""The size a model whose input does not say one is measured at: the kit's own."""
 TRACE_FROM_BATCHES = 3
 """Measure with a traced step from this many batches on: tracing costs about a second
 more than one eager batch and saves about half a second on each later one."""
